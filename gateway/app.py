@@ -1,0 +1,190 @@
+"""The HTTP surface: OpenAI-compatible routes, thin over ``gateway.pipeline.flow``.
+
+Routes parse and authenticate; everything else happens in the pipeline. Every response,
+errors included, carries ``x-warden-request-id``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway import metrics
+from gateway.auth import Principal, require_role
+from gateway.config import GatewayConfig
+from gateway.errors import BodyTooLarge, InvalidJSON, NotFound, WardenError, http_status
+from gateway.pipeline.flow import Streamed, run_flow
+from gateway.pipeline.session import new_request_id
+from gateway.service import Gateway
+from gateway.upstream.base import Endpoint
+
+log = logging.getLogger("warden.app")
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+class RequestIdMiddleware:
+    """Gives every request an id and puts it on every response, before any route runs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-warden-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def error_response(exc: WardenError, request_id: str) -> Response:
+    return _json(exc.to_body(request_id), http_status(exc), exc.headers())
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes.")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJSON(f"We could not parse the JSON body of your request: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidJSON("The request body must be a JSON object.")
+    return body
+
+
+def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI:
+    gw = gateway or Gateway(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    app = FastAPI(title="Warden", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.gateway = gw
+    app.add_middleware(RequestIdMiddleware)
+
+    def rid(request: Request) -> str:
+        return str(request.state.request_id)
+
+    def principal(request: Request) -> Principal:
+        return gw.keys.authenticate(request.headers.get("authorization"))
+
+    @app.exception_handler(WardenError)
+    async def _warden_error(request: Request, exc: WardenError) -> Response:
+        return error_response(exc, rid(request))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        kind = NotFound if exc.status_code == 404 else WardenError
+        err = kind(str(exc.detail))
+        return _json(err.to_body(rid(request)), exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error in request %s", rid(request))
+        return error_response(WardenError("Internal error in the gateway."), rid(request))
+
+    async def model_route(request: Request, endpoint: Endpoint) -> Response:
+        who = principal(request)
+        body = await read_json(request, config.max_body_bytes)
+        if gw.upstreams is None:
+            raise NotFound("This gateway serves no models.")
+        model = body.get("model")
+        upstream = gw.upstreams.get(model if isinstance(model, str) else "")
+        session = gw.open_session(
+            who,
+            request_id=rid(request),
+            endpoint=f"/v1/{endpoint}",
+            model=str(model),
+            stream=bool(body.get("stream")),
+            client_addr=request.client.host if request.client else None,
+        )
+        result = await run_flow(session, upstream, endpoint, body, gw.finish)
+        if isinstance(result, Streamed):
+            return StreamingResponse(result.body, media_type="text/event-stream", headers=SSE_HEADERS)
+        return _json(result)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await model_route(request, "chat/completions")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        return await model_route(request, "completions")
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        return await model_route(request, "embeddings")
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> Response:
+        principal(request)
+        names = gw.upstreams.names() if gw.upstreams else []
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "warden"} for n in names]
+        return _json({"object": "list", "data": data})
+
+    @app.get("/health")
+    async def health() -> Response:
+        policies = [{"name": p.name, "version": p.version} for p in gw.policies.all()]
+        return _json({"status": "ok", "policies": policies, "time": time.time()})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/audit/requests/{request_id}")
+    async def audit_request(request: Request, request_id: str) -> Response:
+        require_role(principal(request), "reviewer", "admin")
+        from gateway.audit_api import fetch_request
+
+        found = await fetch_request(gw, request_id)
+        if found is None:
+            raise NotFound(f"No audit record for request '{request_id}'.")
+        return _json(found)
+
+    @app.get("/v1/audit/live")
+    async def audit_live(request: Request, tenant: str | None = None) -> Response:
+        require_role(principal(request), "reviewer", "admin")
+
+        async def events() -> AsyncIterator[bytes]:
+            yield b": connected\n\n"
+            async for event in gw.live.subscribe(tenant):
+                yield b"data: " + orjson.dumps(event) + b"\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+    _ = JSONResponse  # FastAPI's own JSON responses are replaced by orjson ones above
+    return app

@@ -1,0 +1,104 @@
+"""Run a stage's checks on one text and turn their reports into the policy's decision.
+
+The checks only report; here the policy decides: allow lists drop spans or whole
+verdicts, ``action`` maps a firing to flag / redact / block, ``monitor`` mode records
+what enforce would have done without doing it, and ``on_error`` says what a check that
+raised or timed out counts as.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from audit.record import Verdict
+from policies.checks.base import CheckResult, Span
+from policies.compiled import BoundCheck
+from policies.schema import Action, OnError
+
+log = logging.getLogger("warden.checks")
+
+# Checks with a timeout run here so the event loop can stop waiting for them; a check
+# that overruns keeps its thread until it returns (Python cannot kill a thread).
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="warden-check")
+
+_ACTION_VERDICT = {
+    Action.allow: Verdict.passed,
+    Action.flag: Verdict.flag,
+    Action.redact: Verdict.redact,
+    Action.block: Verdict.block,
+}
+_ERROR_VERDICT = {OnError.block: Verdict.block, OnError.flag: Verdict.flag, OnError.allow: Verdict.passed}
+
+
+@dataclass(slots=True)
+class CheckOutcome:
+    bound: BoundCheck
+    verdict: Verdict
+    score: float | None
+    spans: tuple[Span, ...]
+    latency_ms: float
+    detail: dict[str, object] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def applies(self) -> bool:
+        """Whether the decision changes anything for the client (enforce mode)."""
+        return self.bound.enforced and self.verdict is not Verdict.passed
+
+
+def decide(bound: BoundCheck, text: str, result: CheckResult, latency_ms: float) -> CheckOutcome:
+    detail: dict[str, object] = dict(result.detail)
+    spans = result.spans
+    if bound.allow and spans:
+        kept = tuple(s for s in spans if not bound.allow.allows_span(text[s.start : s.end]))
+        if len(kept) != len(spans):
+            detail["allowed_spans"] = len(spans) - len(kept)
+        spans = kept
+    fired = result.fired and (bool(spans) or not result.spans)
+    if fired and not result.spans and bound.allow and bound.allow.allows_text(text):
+        detail["allowed"] = True
+        fired = False
+    if result.fired:
+        detail["fired"] = True
+    verdict = _ACTION_VERDICT[bound.action] if fired else Verdict.passed
+    # A redaction needs spans; a whole-text check told to redact fails closed as a block.
+    if verdict is Verdict.redact and not spans:
+        verdict = Verdict.block
+        detail["redact_without_spans"] = True
+    return CheckOutcome(bound, verdict, result.score, spans if fired else (), latency_ms, detail)
+
+
+def _failed(bound: BoundCheck, error: str, latency_ms: float) -> CheckOutcome:
+    verdict = _ERROR_VERDICT[bound.on_error]
+    return CheckOutcome(bound, Verdict.error if verdict is Verdict.block else verdict, None, (), latency_ms,
+                        {"on_error": bound.on_error.value}, error)
+
+
+async def run_check(bound: BoundCheck, text: str) -> CheckOutcome:
+    start = time.perf_counter()
+    try:
+        if bound.spec.timeout_ms is None:
+            result = bound.check.scan(text)
+        else:
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(_POOL, bound.check.scan, text)
+            result = await asyncio.wait_for(future, bound.spec.timeout_ms / 1000)
+    except TimeoutError:
+        return _failed(bound, f"timed out after {bound.spec.timeout_ms} ms", _ms(start))
+    except Exception as exc:  # a check must never take the gateway down; on_error decides
+        log.warning("check %s raised %s", bound.name, type(exc).__name__, exc_info=True)
+        return _failed(bound, f"{type(exc).__name__}: {exc}"[:500], _ms(start))
+    return decide(bound, text, result, _ms(start))
+
+
+async def run_checks(checks: Sequence[BoundCheck], text: str) -> list[CheckOutcome]:
+    return [await run_check(bound, text) for bound in checks]
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000

@@ -1,0 +1,240 @@
+"""The request flows of the three model endpoints, from parsed body to response.
+
+Each flow: validate -> strip routing fields -> input stage (+ preamble) -> upstream ->
+``ResponseGuard`` -> audit record. Streams start the upstream call and wait for its first
+chunk *before* the HTTP response begins, so an upstream that is down or times out is a
+proper 502/504; after the first byte an error becomes a final ``data: {"error"}`` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from audit.record import Stage, Status, Verdict
+from gateway.api_models import ChatRequest, CompletionRequest, EmbeddingRequest, strip_routing
+from gateway.errors import BadRequest, PolicyBlocked, UpstreamError, WardenError, http_status
+from gateway.pipeline.response import Kind, ResponseGuard
+from gateway.pipeline.segments import Segments, chat_segments, prompt_segments
+from gateway.pipeline.session import GuardSession
+from gateway.upstream.base import Endpoint, Upstream
+
+DONE = b"data: [DONE]\n\n"
+
+
+def sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+@dataclass(slots=True)
+class Streamed:
+    """A response that is a stream of SSE bytes (the flow has already started it)."""
+
+    body: AsyncIterator[bytes]
+
+
+Result = dict[str, Any] | Streamed
+
+
+def validate(model: type[BaseModel], body: dict[str, Any]) -> None:
+    try:
+        model.model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise BadRequest(f"Invalid request: {loc}: {err['msg']}", param=loc or None) from None
+
+
+async def run_flow(
+    session: GuardSession,
+    upstream: Upstream,
+    endpoint: Endpoint,
+    body: dict[str, Any],
+    finish: Any,
+) -> Result:
+    """Run one request. ``finish(record)`` is called exactly once with the audit record."""
+    kind: Kind = "chat" if endpoint == "chat/completions" else "completion"
+    try:
+        segments = _segments(endpoint, body)
+        dropped = strip_routing(body)
+        if dropped:
+            session.add_step(Stage.input, "routing_fields", Verdict.passed, detail={"dropped": dropped})
+        messages = body.get("messages") if endpoint == "chat/completions" else None
+        decision = await session.check_input(segments, constrain=messages)
+        if decision.refusal is not None:
+            finish(session.finish(Status.blocked, 200))
+            return _refusal(session, body, kind, decision.refusal)
+        if endpoint == "embeddings":
+            return await _embeddings(session, upstream, body, finish)
+        guard = ResponseGuard(session, kind)
+        if body.get("stream"):
+            return await _start_stream(session, guard, upstream, endpoint, body, finish)
+        response = await _call(session, upstream, endpoint, body)
+        result = await guard.process_response(response)
+        finish(session.finish(http_status=200))
+        return result
+    except WardenError as exc:
+        status = Status.blocked if isinstance(exc, PolicyBlocked) else None
+        if isinstance(exc, UpstreamError):
+            status = Status.upstream_error
+        finish(session.finish(status or Status.error, http_status(exc), exc.message))
+        raise
+    except BaseException as exc:
+        finish(session.finish(Status.error, 500, f"{type(exc).__name__}: {exc}"))
+        raise
+
+
+def _segments(endpoint: Endpoint, body: dict[str, Any]) -> Segments:
+    if endpoint == "chat/completions":
+        validate(ChatRequest, body)
+        return chat_segments(body)
+    if endpoint == "completions":
+        validate(CompletionRequest, body)
+        return prompt_segments(body, "prompt")
+    validate(EmbeddingRequest, body)
+    return prompt_segments(body, "input")
+
+
+async def _call(session: GuardSession, upstream: Upstream, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        response = await upstream.call(endpoint, body)
+    except WardenError as exc:
+        _upstream_step(session, upstream, started, error=exc.message)
+        raise
+    _upstream_step(session, upstream, started, model=response.get("model"))
+    return response
+
+
+async def _embeddings(session: GuardSession, upstream: Upstream, body: dict[str, Any], finish: Any) -> Result:
+    response = await _call(session, upstream, "embeddings", body)
+    session.record.model_served = response.get("model")
+    usage = response.get("usage") or {}
+    session.record.prompt_tokens = usage.get("prompt_tokens")
+    finish(session.finish(http_status=200))
+    return response
+
+
+def _upstream_step(session: GuardSession, upstream: Upstream, started: float, *, model: Any = None,
+                   error: str | None = None, first_chunk_ms: float | None = None) -> None:
+    detail: dict[str, Any] = {"route": upstream.route}
+    if model:
+        detail["model"] = model
+    if first_chunk_ms is not None:
+        detail["first_chunk_ms"] = round(first_chunk_ms, 3)
+    if error:
+        detail["error"] = error
+    session.add_step(Stage.upstream, "upstream", Verdict.error if error else Verdict.passed,
+                     latency_ms=(time.perf_counter() - started) * 1000, detail=detail)
+
+
+async def _start_stream(
+    session: GuardSession,
+    guard: ResponseGuard,
+    upstream: Upstream,
+    endpoint: Endpoint,
+    body: dict[str, Any],
+    finish: Any,
+) -> Streamed:
+    started = time.perf_counter()
+    chunks = upstream.stream(endpoint, body)
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        first = None
+    except WardenError as exc:
+        _upstream_step(session, upstream, started, error=exc.message)
+        raise
+    except BaseException:
+        await chunks.aclose()
+        raise
+    first_ms = (time.perf_counter() - started) * 1000
+    return Streamed(_relay(session, guard, upstream, chunks, first, started, first_ms, finish))
+
+
+async def _relay(
+    session: GuardSession,
+    guard: ResponseGuard,
+    upstream: Upstream,
+    chunks: AsyncGenerator[dict[str, Any], None],
+    first: dict[str, Any] | None,
+    started: float,
+    first_ms: float,
+    finish: Any,
+) -> AsyncIterator[bytes]:
+    status, code, error = Status.ok, 200, None
+    try:
+        if first is not None:
+            for out in await guard.process_chunk(first):
+                yield sse(out)
+            if not guard.stopped:
+                async for chunk in chunks:
+                    for out in await guard.process_chunk(chunk):
+                        yield sse(out)
+                    if guard.stopped:
+                        break
+        _upstream_step(session, upstream, started, model=session.record.model_served, first_chunk_ms=first_ms)
+        if not guard.stopped:
+            for out in await guard.finish():
+                yield sse(out)
+        yield DONE
+    except WardenError as exc:
+        _upstream_step(session, upstream, started, error=exc.message, first_chunk_ms=first_ms)
+        status, code, error = Status.upstream_error, http_status(exc), exc.message
+        guard.record_stream_hits()
+        # Held-back text is dropped, not flushed: it may be the start of a value to redact.
+        yield sse(exc.to_body(session.record.request_id))
+    except (asyncio.CancelledError, GeneratorExit):
+        status, code, error = Status.client_aborted, 499, "client disconnected"
+        guard.record_stream_hits()
+        raise
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await asyncio.shield(_quiet_close(aclose))
+        finish(session.finish(status, code, error))
+
+
+async def _quiet_close(aclose: Any) -> None:
+    try:
+        await aclose()
+    except (Exception, asyncio.CancelledError):  # noqa: S110 - the upstream is being abandoned anyway
+        pass
+
+
+def _refusal(session: GuardSession, body: dict[str, Any], kind: Kind, exc: PolicyBlocked) -> Result:
+    """``on_block: refusal``: a normal-looking answer carrying the policy's refusal text."""
+    text = session.policy.policy.refusal_text
+    base = {
+        "id": "chatcmpl-" + session.record.request_id.removeprefix("req_"),
+        "created": int(time.time()),
+        "model": body.get("model"),
+    }
+    session.record.finish_reason = "content_filter"
+    session.record.output_text = text
+    if kind == "completion":
+        choice: dict[str, Any] = {"index": 0, "text": text, "logprobs": None, "finish_reason": "content_filter"}
+        obj = "text_completion"
+    else:
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                  "finish_reason": "content_filter"}
+        obj = "chat.completion"
+    if not body.get("stream"):
+        return {**base, "object": obj, "choices": [choice], "usage": {"prompt_tokens": 0, "completion_tokens": 0,
+                                                                        "total_tokens": 0}}
+
+    async def gen() -> AsyncIterator[bytes]:
+        if kind == "chat":
+            delta = {"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": "content_filter"}
+            yield sse({**base, "object": "chat.completion.chunk", "choices": [delta]})
+        else:
+            yield sse({**base, "object": "text_completion", "choices": [choice]})
+        yield DONE
+
+    return Streamed(gen())

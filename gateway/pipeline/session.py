@@ -1,0 +1,204 @@
+"""One guarded request: its policy, its ordered steps, and the audit record they become.
+
+Both the standalone gateway and the LiteLLM plugin drive a request through the same
+``GuardSession``: ``check_input`` before the upstream call, a ``ResponseGuard`` over the
+answer (streamed or not), and ``finish`` to hand the record to the audit writer.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from audit.fingerprint import fingerprint
+from audit.record import AuditRecord, SpanRecord, Stage, Status, StepRecord, Verdict
+from gateway.errors import CheckUnavailable, PolicyBlocked
+from gateway.pipeline.checks import CheckOutcome, run_checks
+from gateway.pipeline.segments import Segments, mask_spans
+from policies.checks.base import Span
+from policies.compiled import BoundCheck, CompiledPolicy
+from policies.schema import Action, OnBlock, StoreText
+
+StepListener = Callable[[str, StepRecord], None]
+
+
+def new_request_id() -> str:
+    return "req_" + uuid.uuid4().hex
+
+
+@dataclass(slots=True)
+class InputDecision:
+    """What the input stage decided: the body to send on, or a refusal to answer with."""
+
+    refusal: PolicyBlocked | None = None
+
+
+@dataclass(slots=True)
+class GuardSession:
+    policy: CompiledPolicy
+    record: AuditRecord
+    listener: StepListener | None = None
+    started: float = field(default_factory=time.perf_counter)
+    _first_token_at: float | None = None
+
+    @staticmethod
+    def start(
+        policy: CompiledPolicy,
+        *,
+        request_id: str,
+        tenant: str,
+        key_id: str,
+        endpoint: str,
+        model: str,
+        stream: bool,
+        client_addr: str | None = None,
+        listener: StepListener | None = None,
+    ) -> GuardSession:
+        record = AuditRecord(
+            request_id=request_id,
+            started_at=datetime.now(UTC),
+            tenant=tenant,
+            key_id=key_id,
+            endpoint=endpoint,
+            model_requested=model,
+            stream=stream,
+            policy_name=policy.name,
+            policy_version=policy.version,
+            client_addr=client_addr,
+        )
+        return GuardSession(policy, record, listener)
+
+    # -- steps -------------------------------------------------------------------------
+
+    @property
+    def store_text(self) -> StoreText:
+        return self.policy.policy.audit.store_text
+
+    def add_step(
+        self,
+        stage: Stage,
+        name: str,
+        verdict: Verdict,
+        *,
+        score: float | None = None,
+        spans: Sequence[SpanRecord] = (),
+        latency_ms: float = 0.0,
+        enforced: bool = True,
+        detail: dict[str, Any] | None = None,
+        text: str | None = None,
+    ) -> StepRecord:
+        step = StepRecord(
+            seq=len(self.record.steps) + 1,
+            stage=stage,
+            name=name,
+            verdict=verdict,
+            score=score,
+            spans=list(spans),
+            latency_ms=round(latency_ms, 3),
+            enforced=enforced,
+            detail=detail or {},
+            text=text,
+            at=datetime.now(UTC),
+        )
+        self.record.steps.append(step)
+        if verdict.rank > self.record.verdict.rank and enforced:
+            self.record.verdict = verdict
+        if self.listener is not None:
+            self.listener(self.record.request_id, step)
+        return step
+
+    def add_outcome(self, stage: Stage, text: str, outcome: CheckOutcome, **detail: Any) -> None:
+        self.add_step(
+            stage,
+            outcome.bound.name,
+            outcome.verdict,
+            score=outcome.score,
+            spans=self.span_records(text, outcome.spans),
+            latency_ms=outcome.latency_ms,
+            enforced=outcome.bound.enforced,
+            detail={**outcome.detail, **detail, **({"error": outcome.error} if outcome.error else {})},
+        )
+
+    def span_records(self, text: str, spans: Iterable[Span]) -> list[SpanRecord]:
+        return [
+            SpanRecord(s.entity_type, s.start, s.end, round(s.score, 4), fingerprint(text[s.start : s.end]))
+            for s in spans
+        ]
+
+    def stored(self, text: str, redact: Iterable[Span]) -> str | None:
+        """Text as the policy's ``audit.store_text`` allows it to be kept."""
+        if self.store_text is StoreText.none:
+            return None
+        if self.store_text is StoreText.full:
+            return text
+        return mask_spans(text, redact)
+
+    # -- stages ------------------------------------------------------------------------
+
+    async def run_stage(self, stage: Stage, checks: Sequence[BoundCheck], text: str) -> list[CheckOutcome]:
+        outcomes = await run_checks(checks, text)
+        for outcome in outcomes:
+            self.add_outcome(stage, text, outcome)
+        return outcomes
+
+    def raise_for(self, stage: Stage, outcomes: Sequence[CheckOutcome]) -> None:
+        """Turn an enforced block or fail-closed error into the client's error."""
+        for o in outcomes:
+            if not o.applies:
+                continue
+            if o.verdict is Verdict.error:
+                self.record.status = Status.check_unavailable
+                raise CheckUnavailable(f"Check '{o.bound.name}' is unavailable; try again shortly.")
+            if o.verdict is Verdict.block:
+                self.record.status = Status.blocked
+                raise PolicyBlocked(
+                    f"Request blocked by policy '{self.policy.name}': {stage.value} check '{o.bound.name}'.",
+                    stage=stage.value,
+                    check=o.bound.name,
+                    policy=self.policy.name,
+                )
+
+    async def check_input(self, segments: Segments, *, constrain: list[dict[str, Any]] | None) -> InputDecision:
+        """Input stage + safety preamble. Mutates the body behind ``segments`` (redaction)
+        and ``constrain`` (the message list to prepend the preamble to)."""
+        text = segments.text
+        outcomes = await self.run_stage(Stage.input, self.policy.input, text)
+        redactions = [s for o in outcomes if o.spans and o.bound.action is Action.redact for s in o.spans]
+        self.record.input_text = self.stored(text, redactions)
+        try:
+            self.raise_for(Stage.input, outcomes)
+        except PolicyBlocked as exc:
+            if self.policy.policy.on_block is OnBlock.refusal:
+                return InputDecision(refusal=exc)
+            raise
+        applied = [s for o in outcomes if o.applies and o.verdict is Verdict.redact for s in o.spans]
+        if applied:
+            segments.redact(applied)
+        preamble = self.policy.policy.constrain.system_prompt.strip()
+        if preamble and constrain is not None:
+            constrain.insert(0, {"role": "system", "content": preamble})
+            self.add_step(Stage.input, "constrain", Verdict.passed, detail={"system_prompt_chars": len(preamble)})
+        return InputDecision()
+
+    # -- timing and end ------------------------------------------------------------------
+
+    def first_token(self) -> None:
+        if self._first_token_at is None:
+            self._first_token_at = time.perf_counter()
+            self.record.ttft_ms = round((self._first_token_at - self.started) * 1000, 3)
+
+    def finish(self, status: Status | None = None, http_status: int | None = None, error: str | None = None) -> AuditRecord:
+        rec = self.record
+        if status is not None and rec.status in (Status.ok,):
+            rec.status = status
+        if http_status is not None:
+            rec.http_status = http_status
+        if error:
+            rec.error = error[:2000]
+        rec.finished_at = datetime.now(UTC)
+        rec.latency_ms = round((time.perf_counter() - self.started) * 1000, 3)
+        return rec

@@ -1,0 +1,149 @@
+"""Token-level scanning of one stream channel with a hold-back window.
+
+The promise: no byte of a span that a stream check acts on is ever sent, and ordinary
+text is not kept waiting. One ``ChannelScanner`` per channel of a stream (a choice's
+content, its reasoning, one tool call's arguments) keeps:
+
+* ``pending``: raw text not yet decided;
+* ``ctx``: a little raw text already decided, so patterns see look-behind and a match
+  that began before ``pending`` (one cut short by the cap) can be followed to its end.
+
+On every feed each matcher reports complete spans and where a span still being written
+may start (``hold_from``). Text before the earliest hold goes out at once, with complete
+spans replaced by ``<ENTITY>``; the tail waits. A tail longer than ``holdback_chars`` is
+decided on what is there: fail closed, it is redacted. Work per feed is bounded by
+``ctx + pending + new text``, never by the length of the stream.
+
+Only checks that can change what the client gets (enforce mode, action redact or block)
+take part; flag-only and monitor checks run on the finished text instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from policies.checks.base import Span, StreamMatcher
+from policies.compiled import BoundCheck
+from policies.schema import Action
+
+CONTEXT_CHARS = 16
+#: how much raw text of a match cut short by the cap is kept to follow it to its end
+MAX_CARRY = 4096
+
+
+@dataclass(slots=True)
+class StreamHit:
+    bound: BoundCheck
+    #: offsets in the channel's raw text (as the upstream sent it)
+    span: Span
+    value: str
+    forced: bool = False
+
+
+@dataclass(slots=True)
+class Release:
+    text: str
+    blocked_by: StreamHit | None = None
+
+
+@dataclass(slots=True)
+class ChannelScanner:
+    checks: Sequence[BoundCheck]
+    holdback: int
+    matchers: list[tuple[BoundCheck, StreamMatcher]] = field(default_factory=list)
+    hits: list[StreamHit] = field(default_factory=list)
+    scan_ms: float = 0.0
+    blocked: bool = False
+    _ctx: str = ""
+    _pending: str = ""
+    _base: int = 0  # raw offset of _ctx[0]
+    _open_redaction: bool = False
+
+    def __post_init__(self) -> None:
+        for bound in self.checks:
+            matcher = bound.check.stream_matcher() if bound.changes_text else None
+            if matcher is not None:
+                self.matchers.append((bound, matcher))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.matchers)
+
+    @property
+    def held(self) -> int:
+        return len(self._pending)
+
+    def feed(self, text: str, final: bool = False) -> Release:
+        if self.blocked:
+            return Release("")
+        if not self.matchers:
+            return Release(text)
+        started = time.perf_counter()
+        try:
+            return self._feed(text, final)
+        finally:
+            self.scan_ms += (time.perf_counter() - started) * 1000
+
+    def _feed(self, text: str, final: bool) -> Release:
+        buf = self._ctx + self._pending + text
+        start = len(self._ctx)
+        end = len(buf)
+        found: list[tuple[Span, BoundCheck]] = []
+        hold, hold_by = end, None
+        for bound, matcher in self.matchers:
+            scan = matcher.scan(buf, start, final)
+            for span in scan.spans:
+                if span.end > start and not (bound.allow and bound.allow.allows_span(buf[span.start : span.end])):
+                    found.append((span, bound))
+            if scan.hold_from < hold:
+                hold, hold_by = scan.hold_from, bound
+        if final:
+            hold = end
+        cut = max(hold, start)
+        if hold < start and not self._open_redaction:
+            hold = start  # a match reaching back into text that went out clean: just wait
+        elif hold < start and hold_by is not None:
+            # The tail continues a value already redacted: swallow it.
+            found.append((Span(start, end, hold_by.check.default_entity), hold_by))
+            cut = end
+        elif end - cut > self.holdback and hold_by is not None:
+            found.append((Span(cut, end, hold_by.check.default_entity), hold_by))
+            cut = end
+        out: list[str] = []
+        cursor = start
+        for span, bound in sorted(found, key=lambda f: (f[0].start, -f[0].end)):
+            if span.start >= cut:
+                break  # complete, but after a held tail: found again on the next feed
+            if span.end <= cursor:
+                continue
+            if bound.action is Action.block:
+                out.append(buf[cursor : max(cursor, span.start)])
+                self._record(bound, span, buf)
+                self.blocked = True
+                return Release("".join(out), self.hits[-1])
+            if span.start > cursor:
+                out.append(buf[cursor : span.start])
+                self._open_redaction = False
+            if not (span.start <= cursor and self._open_redaction):
+                out.append(f"<{bound.entity_of(span)}>")
+            self._record(bound, span, buf)
+            cursor = span.end
+            self._open_redaction = True
+        if cursor < cut:
+            out.append(buf[cursor:cut])
+            self._open_redaction = False
+            cursor = cut
+        keep_from = max(cursor - MAX_CARRY, min(hold, cursor - CONTEXT_CHARS), 0)
+        self._base += keep_from
+        self._ctx = buf[keep_from:cursor]
+        self._pending = buf[cursor:]
+        return Release("".join(out))
+
+    def _record(self, bound: BoundCheck, span: Span, buf: str) -> None:
+        lo = max(span.start, 0)
+        value = buf[lo : span.end]
+        self.hits.append(
+            StreamHit(bound, Span(self._base + lo, self._base + span.end, bound.entity_of(span), span.score), value)
+        )

@@ -1,0 +1,120 @@
+"""The running gateway: config, keys, policies, upstreams, audit sink and live feed.
+
+One ``Gateway`` per process. Routes (``gateway.app``) and the LiteLLM plugin
+(``gateway.litellm_plugin``) both open requests through ``open_session`` and close them
+through ``finish``, so a request is audited the same way whichever front door it used.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from audit.record import AuditRecord
+from gateway import metrics
+from gateway.auth import KeyStore, Principal
+from gateway.config import GatewayConfig
+from gateway.live import LiveHub
+from gateway.pipeline.session import GuardSession
+from gateway.upstream.router import Upstreams
+from policies.compiled import CompiledPolicy
+from policies.reload import PolicyStore
+
+log = logging.getLogger("warden.gateway")
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, *, with_upstreams: bool = True) -> None:
+        self.config = config
+        self.keys = KeyStore(config)
+        self.default_policy = config.resolve(config.policy)
+        self.policies = PolicyStore(sorted(config.policy_paths()))
+        self.upstreams = Upstreams(config) if with_upstreams else None
+        self.live = LiveHub()
+        self.audit = _make_sink(config)
+        self._warm_thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.config.policy_reload:
+            self.policies.watch()
+        self.audit.start()
+        # Heavy libraries (litellm, presidio + spaCy) load in the background so the gateway
+        # answers /health at once; a request that needs one first waits for its import lock.
+        self._warm_thread = threading.Thread(target=self._warm, name="warden-warm", daemon=True)
+        self._warm_thread.start()
+
+    def _warm(self) -> None:
+        try:
+            if self.upstreams is not None and self.upstreams.needs_litellm:
+                from gateway.upstream.litellm_adapter import warm
+
+                warm()
+            for policy in self.policies.all():
+                policy.warm()
+        except Exception:
+            log.exception("background warm-up failed; checks will load on first use")
+
+    async def stop(self) -> None:
+        self.policies.stop()
+        if self.upstreams is not None:
+            await self.upstreams.aclose()
+        self.audit.close()
+
+    # -- requests --------------------------------------------------------------------------
+
+    def policy_for(self, principal: Principal) -> CompiledPolicy:
+        return self.policies.get(Path(principal.policy) if principal.policy else self.default_policy)
+
+    def open_session(
+        self,
+        principal: Principal,
+        *,
+        request_id: str,
+        endpoint: str,
+        model: str,
+        stream: bool,
+        client_addr: str | None,
+    ) -> GuardSession:
+        tenant = principal.tenant
+        return GuardSession.start(
+            self.policy_for(principal),
+            request_id=request_id,
+            tenant=tenant,
+            key_id=principal.key_id,
+            endpoint=endpoint,
+            model=model,
+            stream=stream,
+            client_addr=client_addr,
+            listener=lambda rid, step: self.live.publish(rid, tenant, step),
+        )
+
+    def finish(self, record: AuditRecord) -> None:
+        metrics.observe(record)
+        self.audit.submit(record)
+
+
+class NullSink:
+    """Auditing switched off in the config: records are counted in metrics only."""
+
+    def start(self) -> None: ...
+
+    def submit(self, record: AuditRecord) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _make_sink(config: GatewayConfig) -> Any:
+    if not config.audit.enabled:
+        return NullSink()
+    from audit.writer import AuditWriter
+
+    return AuditWriter(
+        config.resolved_database_url(),
+        spool_dir=config.resolve(config.audit.spool_dir),
+        chain_id=config.audit.chain_id,
+        batch_size=config.audit.batch_size,
+    )

@@ -1,0 +1,48 @@
+"""Which upstream serves which public model name."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import httpx
+
+from gateway.config import Deployment, GatewayConfig
+from gateway.errors import ModelNotFound
+from gateway.upstream.base import Upstream
+from gateway.upstream.fast_path import FastUpstream, is_fast
+from gateway.upstream.litellm_adapter import LiteLLMUpstream
+
+
+class Upstreams:
+    def __init__(self, config: GatewayConfig) -> None:
+        s = config.upstream
+        self.client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+            timeout=httpx.Timeout(s.timeout_s, connect=s.connect_timeout_s),
+        )
+        groups: dict[str, list[Deployment]] = defaultdict(list)
+        for d in config.model_list:
+            groups[d.model_name].append(d)
+        with_fallbacks = {name for f in s.fallbacks for name in f}
+        self._litellm = LiteLLMUpstream(config.model_list, s)
+        self._by_model: dict[str, Upstream] = {}
+        for name, deployments in groups.items():
+            fast = s.fast_path and name not in with_fallbacks and all(is_fast(d) for d in deployments)
+            self._by_model[name] = FastUpstream(deployments, s, self.client) if fast else self._litellm
+        self.created = {name: 0 for name in groups}
+
+    @property
+    def needs_litellm(self) -> bool:
+        return any(u is self._litellm for u in self._by_model.values())
+
+    def names(self) -> list[str]:
+        return sorted(self._by_model)
+
+    def get(self, model: str) -> Upstream:
+        try:
+            return self._by_model[model]
+        except KeyError:
+            raise ModelNotFound(f"The model '{model}' does not exist or is not served here.", param="model") from None
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

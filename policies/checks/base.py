@@ -1,0 +1,114 @@
+"""The one interface every check implements.
+
+A check *reports*: it looks at text and says whether it fired, how strongly, and where.
+What happens next (allow / flag / redact / block, enforce or monitor) is the policy's
+decision, made in ``gateway.pipeline`` — never inside a check.
+
+Two entry points:
+
+* ``scan(text)`` — judge a finished piece of text (a prompt, an answer, a reasoning step).
+* ``stream_matcher()`` — for checks that find *spans* (PII, secrets, patterns), a
+  per-stream matcher that works on a growing buffer and says both which spans are
+  complete and where a span that is still being written could begin, so the stream
+  stage can hold back exactly that tail. Checks that judge whole texts return ``None``
+  and cannot be used in the ``stream`` stage.
+
+Checks are built once per policy version and shared by all requests, so they must keep
+no per-request state; per-stream state lives in the object ``stream_matcher`` returns.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A half-open character range ``[start, end)`` that a check acts on."""
+
+    start: int
+    end: int
+    entity_type: str
+    score: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """What a check reports about one text. ``spans`` never carry the raw value."""
+
+    fired: bool
+    score: float = 0.0
+    spans: tuple[Span, ...] = ()
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def clean() -> CheckResult:
+        return _CLEAN
+
+
+_CLEAN = CheckResult(fired=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamScan:
+    """One step of incremental matching over a buffer.
+
+    ``spans``: complete matches that can no longer grow (absolute buffer offsets).
+    ``hold_from``: the earliest offset where a match that is still being written may
+    begin; text from there on must not be sent yet. ``len(buffer)`` when nothing waits.
+    """
+
+    spans: tuple[Span, ...]
+    hold_from: int
+
+
+class StreamMatcher(ABC):
+    """Per-stream incremental matcher; one instance per stream, never shared."""
+
+    @abstractmethod
+    def scan(self, buffer: str, start: int, final: bool) -> StreamScan:
+        """Find spans in ``buffer`` that begin at or after ``start``.
+
+        ``buffer`` is the unsent text plus a little already-sent context before
+        ``start`` (for look-behind and word boundaries). With ``final`` the stream has
+        ended: report every match and hold nothing back.
+        """
+
+
+class CheckOptions(BaseModel):
+    """Base for a check's own options in the policy YAML. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Check(ABC):
+    """Base class of all checks. Subclasses set ``name`` and ``Options``."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[CheckOptions]] = CheckOptions
+    #: the entity type used for redaction when a span names none
+    default_entity: ClassVar[str] = "REDACTED"
+
+    def __init__(self, options: CheckOptions) -> None:
+        self.options = options
+
+    @abstractmethod
+    def scan(self, text: str) -> CheckResult:
+        """Judge ``text``; must be thread-safe and keep no per-call state on ``self``."""
+
+    def stream_matcher(self) -> StreamMatcher | None:
+        """A fresh matcher for one stream, or ``None`` if this check needs whole texts."""
+        return None
+
+    @classmethod
+    def supports_stream(cls) -> bool:
+        """Whether the check can run in the stream stage (it overrides ``stream_matcher``)."""
+        return cls.stream_matcher is not Check.stream_matcher
+
+    def warm(self) -> None:  # noqa: B027 - optional hook, most checks need nothing
+        """Load models or data ahead of the first request (called off the request path)."""

@@ -1,0 +1,128 @@
+"""A policy ready to run: every check entry built once and bound to its effective settings.
+
+Built per policy *version* and shared by all requests under it; holds no request state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import regex
+
+from policies.checks.base import Check, Span
+from policies.registry import check_class
+from policies.schema import Action, CheckSpec, Mode, OnError, Policy
+
+
+@dataclass(frozen=True, slots=True)
+class AllowList:
+    """Reviewers' false-positive fixes: plain terms (case-insensitive) or ``re:`` patterns."""
+
+    terms: tuple[str, ...] = ()
+    patterns: tuple[regex.Pattern[str], ...] = ()
+
+    @staticmethod
+    def build(entries: tuple[str, ...]) -> AllowList:
+        terms = tuple(e.casefold() for e in entries if not e.startswith("re:"))
+        patterns = tuple(regex.compile(e[3:], regex.IGNORECASE) for e in entries if e.startswith("re:"))
+        return AllowList(terms, patterns)
+
+    def __bool__(self) -> bool:
+        return bool(self.terms or self.patterns)
+
+    def allows_span(self, value: str) -> bool:
+        folded = value.casefold().strip()
+        return folded in self.terms or any(p.fullmatch(value) for p in self.patterns)
+
+    def allows_text(self, text: str) -> bool:
+        folded = text.casefold()
+        return any(t in folded for t in self.terms) or any(p.search(text) for p in self.patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class BoundCheck:
+    spec: CheckSpec
+    check: Check
+    mode: Mode
+    on_error: OnError
+    allow: AllowList
+
+    @property
+    def name(self) -> str:
+        return self.spec.name or self.spec.check
+
+    @property
+    def action(self) -> Action:
+        return self.spec.action
+
+    @property
+    def enforced(self) -> bool:
+        return self.mode is Mode.enforce
+
+    @property
+    def changes_text(self) -> bool:
+        """Whether this check may alter or stop what the client gets (so streams must wait for it)."""
+        return self.enforced and self.action in (Action.redact, Action.block)
+
+    def entity_of(self, span: Span) -> str:
+        return span.entity_type or self.check.default_entity
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    policy: Policy
+    version: str
+    source: str
+    input: tuple[BoundCheck, ...]
+    stream: tuple[BoundCheck, ...]
+    output: tuple[BoundCheck, ...]
+    reasoning: tuple[BoundCheck, ...]
+    holdback_chars: int
+    checks: tuple[BoundCheck, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.policy.name
+
+    def warm(self) -> None:
+        for bound in self.checks:
+            bound.check.warm()
+
+
+def policy_version(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def bind(policy: Policy, spec: CheckSpec) -> BoundCheck:
+    klass = check_class(spec.check)
+    if klass is None:  # schema validation already rejects this; kept for direct callers
+        raise ValueError(f"unknown check {spec.check!r}")
+    mode = Mode.monitor if Mode.monitor in (policy.mode, spec.mode) else Mode.enforce
+    return BoundCheck(
+        spec=spec,
+        check=klass(spec.options),
+        mode=mode,
+        on_error=spec.on_error or policy.on_error,
+        allow=AllowList.build(spec.allow),
+    )
+
+
+def compile_policy(policy: Policy, text: str, source: str) -> CompiledPolicy:
+    stages = {
+        name: tuple(bind(policy, s) for s in specs)
+        for name, specs in (
+            ("input", policy.input),
+            ("stream", policy.stream.checks),
+            ("output", policy.output),
+            ("reasoning", policy.reasoning),
+        )
+    }
+    return CompiledPolicy(
+        policy=policy,
+        version=policy_version(text),
+        source=source,
+        holdback_chars=policy.stream.holdback_chars,
+        checks=tuple(b for group in stages.values() for b in group),
+        **stages,
+    )

@@ -1,0 +1,155 @@
+"""The policy file, as strict pydantic models: unknown keys anywhere are errors.
+
+A check entry is written flat in YAML (``{check: pii, entities: [...], action: redact}``);
+the keys every check shares (action, mode, allow, timeout_ms, on_error, name) are read
+here and the rest is validated against that check's own ``Options`` model from the
+registry, so a typo in a check's option is reported at its line like any other error.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from policies.checks.base import CheckOptions
+
+
+class Action(StrEnum):
+    allow = "allow"
+    flag = "flag"
+    redact = "redact"
+    block = "block"
+
+
+class Mode(StrEnum):
+    enforce = "enforce"
+    monitor = "monitor"
+
+
+class OnError(StrEnum):
+    """What a check that raises or times out counts as."""
+
+    block = "block"
+    flag = "flag"
+    allow = "allow"
+
+
+class OnBlock(StrEnum):
+    error = "error"
+    refusal = "refusal"
+
+
+class StoreText(StrEnum):
+    redacted = "redacted"
+    full = "full"
+    none = "none"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+COMMON_KEYS = frozenset({"check", "validator", "name", "action", "mode", "allow", "timeout_ms", "on_error"})
+
+
+class CheckSpec(Strict):
+    check: str
+    name: str = ""
+    action: Action = Action.flag
+    mode: Mode | None = None
+    allow: tuple[str, ...] = ()
+    timeout_ms: int | None = Field(default=None, gt=0, le=600_000)
+    on_error: OnError | None = None
+    options: CheckOptions = Field(default_factory=CheckOptions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_options(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "validator" in data:
+            if "check" in data:
+                raise ValueError("give either 'check' or 'validator', not both")
+            data["check"] = "validator"
+            data["path"] = data.pop("validator")
+        if "options" in data:
+            raise ValueError("write a check's options beside 'check', not under 'options'")
+        common = {k: v for k, v in data.items() if k in COMMON_KEYS}
+        rest = {k: v for k, v in data.items() if k not in COMMON_KEYS}
+        name = common.get("check")
+        if not isinstance(name, str):
+            return common  # the missing/invalid 'check' is reported by field validation
+        from policies.registry import check_class  # late: the registry imports every check
+
+        klass = check_class(name)
+        if klass is None:
+            from policies.registry import check_names
+
+            raise ValueError(f"unknown check {name!r}; known checks: {', '.join(check_names())}")
+        try:
+            common["options"] = klass.Options.model_validate(rest)
+        except ValidationError as exc:
+            # Re-raise with locations relative to the check entry so yamlio finds the line.
+            raise _OptionErrors(exc) from None
+        common.setdefault("name", name)
+        return common
+
+
+class _OptionErrors(ValueError):
+    def __init__(self, exc: ValidationError) -> None:
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+        super().__init__("; ".join(parts))
+
+
+class StreamStage(Strict):
+    holdback_chars: int = Field(default=64, ge=1, le=65_536)
+    checks: tuple[CheckSpec, ...] = ()
+
+
+class Constrain(Strict):
+    system_prompt: str = ""
+
+
+class AuditSettings(Strict):
+    store_text: StoreText = StoreText.redacted
+
+
+class Policy(Strict):
+    name: str
+    description: str = ""
+    mode: Mode = Mode.enforce
+    on_error: OnError = OnError.block
+    on_block: OnBlock = OnBlock.error
+    refusal_text: str = "I can't help with that request."
+    constrain: Constrain = Field(default_factory=Constrain)
+    input: tuple[CheckSpec, ...] = ()
+    stream: StreamStage = Field(default_factory=StreamStage)
+    output: tuple[CheckSpec, ...] = ()
+    reasoning: tuple[CheckSpec, ...] = ()
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+
+    #: content hash of the file this was loaded from; set by the loader
+    _version: str = PrivateAttr(default="")
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @model_validator(mode="after")
+    def _stream_checks_find_spans(self) -> Policy:
+        from policies.registry import check_class
+
+        for spec in self.stream.checks:
+            klass = check_class(spec.check)
+            if klass is not None and not klass.supports_stream():
+                raise ValueError(
+                    f"check {spec.check!r} judges whole texts and cannot run in the stream stage; "
+                    "put it under 'output'"
+                )
+        return self
