@@ -14,14 +14,14 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import metrics
 from gateway.auth import Principal, require_role
 from gateway.config import GatewayConfig
-from gateway.errors import BodyTooLarge, InvalidJSON, NotFound, WardenError, http_status
+from gateway.errors import BadRequest, BodyTooLarge, InvalidJSON, NotFound, WardenError, http_status
 from gateway.pipeline.flow import Streamed, run_flow
 from gateway.pipeline.session import new_request_id
 from gateway.service import Gateway
@@ -123,7 +123,9 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
         if gw.upstreams is None:
             raise NotFound("This gateway serves no models.")
         model = body.get("model")
-        upstream = gw.upstreams.get(model if isinstance(model, str) else "")
+        if not isinstance(model, str) or not model:
+            raise BadRequest("Invalid request: model: must be a non-empty string.", param="model")
+        upstream = gw.upstreams.get(model)
         session = gw.open_session(
             who,
             request_id=rid(request),
@@ -186,5 +188,4 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
-    _ = JSONResponse  # FastAPI's own JSON responses are replaced by orjson ones above
     return app

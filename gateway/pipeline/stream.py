@@ -60,6 +60,7 @@ class ChannelScanner:
     _pending: str = ""
     _base: int = 0  # raw offset of _ctx[0]
     _open_redaction: bool = False
+    _carry: int | None = None  # where in _ctx a value cut short by the cap began
 
     def __post_init__(self) -> None:
         for bound in self.checks:
@@ -89,11 +90,12 @@ class ChannelScanner:
     def _feed(self, text: str, final: bool) -> Release:
         buf = self._ctx + self._pending + text
         start = len(self._ctx)
+        scan_from = start if self._carry is None else self._carry
         end = len(buf)
         found: list[tuple[Span, BoundCheck]] = []
         hold, hold_by = end, None
         for bound, matcher in self.matchers:
-            scan = matcher.scan(buf, start, final)
+            scan = matcher.scan(buf, scan_from, final)
             for span in scan.spans:
                 if span.end > start and not (bound.allow and bound.allow.allows_span(buf[span.start : span.end])):
                     found.append((span, bound))
@@ -110,6 +112,7 @@ class ChannelScanner:
             cut = end
         elif end - cut > self.holdback and hold_by is not None:
             found.append((Span(cut, end, hold_by.check.default_entity), hold_by))
+            self._carry = cut
             cut = end
         out: list[str] = []
         cursor = start
@@ -135,7 +138,12 @@ class ChannelScanner:
             out.append(buf[cursor:cut])
             self._open_redaction = False
             cursor = cut
+        if not self._open_redaction:
+            self._carry = None
         keep_from = max(cursor - MAX_CARRY, min(hold, cursor - CONTEXT_CHARS), 0)
+        if self._carry is not None:
+            keep_from = max(min(keep_from, self._carry), cursor - MAX_CARRY, 0)
+            self._carry = max(self._carry - keep_from, 0)
         self._base += keep_from
         self._ctx = buf[keep_from:cursor]
         self._pending = buf[cursor:]
