@@ -17,27 +17,33 @@ from policies.schema import Action, CheckSpec, Mode, OnError, Policy
 
 @dataclass(frozen=True, slots=True)
 class AllowList:
-    """Reviewers' false-positive fixes: plain terms (case-insensitive) or ``re:`` patterns."""
+    """Reviewers' false-positive fixes: plain terms (case-insensitive) or ``re:`` patterns.
 
-    terms: tuple[str, ...] = ()
+    A span is allowed when an entry matches text that covers it, so ``allow: ["kill a
+    Python process"]`` lets "kill" through in that phrase only; a whole-text verdict is
+    allowed when an entry occurs anywhere in the text.
+    """
+
     patterns: tuple[regex.Pattern[str], ...] = ()
 
     @staticmethod
     def build(entries: tuple[str, ...]) -> AllowList:
-        terms = tuple(e.casefold() for e in entries if not e.startswith("re:"))
-        patterns = tuple(regex.compile(e[3:], regex.IGNORECASE) for e in entries if e.startswith("re:"))
-        return AllowList(terms, patterns)
+        return AllowList(tuple(
+            regex.compile(e[3:] if e.startswith("re:") else regex.escape(e), regex.IGNORECASE) for e in entries
+        ))
 
     def __bool__(self) -> bool:
-        return bool(self.terms or self.patterns)
+        return bool(self.patterns)
 
-    def allows_span(self, value: str) -> bool:
-        folded = value.casefold().strip()
-        return folded in self.terms or any(p.fullmatch(value) for p in self.patterns)
+    def allows_span(self, text: str, start: int, end: int) -> bool:
+        for p in self.patterns:
+            for m in p.finditer(text, max(0, start - 256), min(len(text), end + 256)):
+                if m.start() <= start and m.end() >= end:
+                    return True
+        return False
 
     def allows_text(self, text: str) -> bool:
-        folded = text.casefold()
-        return any(t in folded for t in self.terms) or any(p.search(text) for p in self.patterns)
+        return any(p.search(text) for p in self.patterns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+import regex
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from policies.checks.base import CheckOptions
 
@@ -63,6 +64,17 @@ class CheckSpec(Strict):
     timeout_ms: int | None = Field(default=None, gt=0, le=600_000)
     on_error: OnError | None = None
     options: CheckOptions = Field(default_factory=CheckOptions)
+
+    @field_validator("allow")
+    @classmethod
+    def _allow_patterns_compile(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in entries:
+            if entry.startswith("re:"):
+                try:
+                    regex.compile(entry[3:])
+                except regex.error as exc:
+                    raise ValueError(f"allow pattern {entry!r} is not a valid regex: {exc}") from None
+        return entries
 
     @model_validator(mode="before")
     @classmethod

@@ -44,6 +44,7 @@ def write_config(
     database_url: str | None = None,
     extra: str = "",
     models: tuple[str, ...] = ("gpt-4o-mini", "sim-reasoner", "sim-think", "text-embedding-3-small"),
+    other_upstreams: dict[str, str] | None = None,
 ) -> Path:
     """A gateway config in ``folder`` serving ``models`` from the simulator at ``upstream_base``."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -51,8 +52,8 @@ def write_config(
         (folder / "policy.yaml").write_text(textwrap.dedent(policy_text), encoding="utf-8")
         policy = "policy.yaml"
     model_list = "\n".join(
-        f"  - model_name: {m}\n    litellm_params: {{model: openai/{m}, api_base: \"{upstream_base}\", api_key: sk-sim}}"
-        for m in models
+        f"  - model_name: {m}\n    litellm_params: {{model: openai/{m}, api_base: \"{base}\", api_key: sk-sim}}"
+        for m, base in [*((m, upstream_base) for m in models), *(other_upstreams or {}).items()]
     )
     text = (
         f"model_list:\n{model_list}\n"

@@ -55,7 +55,7 @@ def decide(bound: BoundCheck, text: str, result: CheckResult, latency_ms: float)
     detail: dict[str, object] = dict(result.detail)
     spans = result.spans
     if bound.allow and spans:
-        kept = tuple(s for s in spans if not bound.allow.allows_span(text[s.start : s.end]))
+        kept = tuple(s for s in spans if not bound.allow.allows_span(text, s.start, s.end))
         if len(kept) != len(spans):
             detail["allowed_spans"] = len(spans) - len(kept)
         spans = kept

@@ -97,7 +97,7 @@ class ChannelScanner:
         for bound, matcher in self.matchers:
             scan = matcher.scan(buf, scan_from, final)
             for span in scan.spans:
-                if span.end > start and not (bound.allow and bound.allow.allows_span(buf[span.start : span.end])):
+                if span.end > start and not (bound.allow and bound.allow.allows_span(buf, span.start, span.end)):
                     found.append((span, bound))
             if scan.hold_from < hold:
                 hold, hold_by = scan.hold_from, bound
