@@ -13,14 +13,45 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # Fields that steer litellm or an SDK to another endpoint or credential. A client must
 # never pick the upstream: the gateway talks only to the deployments in its config.
-ROUTING_FIELDS = frozenset({
-    "api_base", "base_url", "api_key", "api_version", "api_type", "organization", "user_config",
-    "extra_body", "extra_headers", "extra_query", "headers", "custom_llm_provider", "deployment_id",
-    "model_list", "litellm_params", "fallbacks", "context_window_fallbacks", "mock_response",
-    "mock_tool_calls", "mock_timeout", "timeout", "num_retries", "max_retries", "proxy_base_url",
-    "input_cost_per_token", "output_cost_per_token", "caching", "cache", "client", "router",
-    "azure_ad_token", "azure_ad_token_provider", "region_name", "project", "location",
-})
+ROUTING_FIELDS = frozenset(
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "api_type",
+        "organization",
+        "user_config",
+        "extra_body",
+        "extra_headers",
+        "extra_query",
+        "headers",
+        "custom_llm_provider",
+        "deployment_id",
+        "model_list",
+        "litellm_params",
+        "fallbacks",
+        "context_window_fallbacks",
+        "mock_response",
+        "mock_tool_calls",
+        "mock_timeout",
+        "timeout",
+        "num_retries",
+        "max_retries",
+        "proxy_base_url",
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "caching",
+        "cache",
+        "client",
+        "router",
+        "azure_ad_token",
+        "azure_ad_token_provider",
+        "region_name",
+        "project",
+        "location",
+    }
+)
 ROUTING_PREFIXES = ("litellm_", "aws_", "vertex_", "azure_", "watsonx_", "bedrock_")
 
 

@@ -138,7 +138,9 @@ def load_config(path: str | os.PathLike[str] | None = None) -> GatewayConfig:
     """Load the config named by ``path`` or ``$WARDEN_CONFIG``."""
     raw = path or os.environ.get(DEFAULT_CONFIG_ENV)
     if not raw:
-        raise YamlModelError([FieldError("<config>", None, "", f"no config file: pass --config or set {DEFAULT_CONFIG_ENV}")])
+        raise YamlModelError(
+            [FieldError("<config>", None, "", f"no config file: pass --config or set {DEFAULT_CONFIG_ENV}")]
+        )
     file = Path(raw).expanduser().resolve()
     config = load_model_file(GatewayConfig, file)
     return config.model_copy(update={"base_dir": file.parent})

@@ -7,7 +7,6 @@ config it writes (``var/demo/warden.yaml``) is an ordinary gateway config to cop
 from __future__ import annotations
 
 import atexit
-import os
 import subprocess
 import sys
 import time
@@ -17,8 +16,8 @@ import httpx
 
 from policies import __file__ as _policies_init
 
-DEMO_CLIENT_KEY = "sk-warden-demo"  # noqa: S105 - a documented demo key, loopback only
-DEMO_REVIEWER_KEY = "sk-warden-reviewer"  # noqa: S105
+DEMO_CLIENT_KEY = "sk-warden-demo"
+DEMO_REVIEWER_KEY = "sk-warden-reviewer"
 DEFAULT_POLICY = Path(_policies_init).parent / "default.yaml"
 
 CONFIG = """\
@@ -46,8 +45,9 @@ def write_config(workdir: Path, upstream_port: int) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "warden.yaml"
     path.write_text(
-        CONFIG.format(up=upstream_port, policy=DEFAULT_POLICY.resolve(), client=DEMO_CLIENT_KEY,
-                      reviewer=DEMO_REVIEWER_KEY),
+        CONFIG.format(
+            up=upstream_port, policy=DEFAULT_POLICY.resolve(), client=DEMO_CLIENT_KEY, reviewer=DEMO_REVIEWER_KEY
+        ),
         encoding="utf-8",
     )
     return path

@@ -75,8 +75,15 @@ def decide(bound: BoundCheck, text: str, result: CheckResult, latency_ms: float)
 
 def _failed(bound: BoundCheck, error: str, latency_ms: float) -> CheckOutcome:
     verdict = _ERROR_VERDICT[bound.on_error]
-    return CheckOutcome(bound, Verdict.error if verdict is Verdict.block else verdict, None, (), latency_ms,
-                        {"on_error": bound.on_error.value}, error)
+    return CheckOutcome(
+        bound,
+        Verdict.error if verdict is Verdict.block else verdict,
+        None,
+        (),
+        latency_ms,
+        {"on_error": bound.on_error.value},
+        error,
+    )
 
 
 async def run_check(bound: BoundCheck, text: str) -> CheckOutcome:

@@ -121,8 +121,15 @@ async def _embeddings(session: GuardSession, upstream: Upstream, body: dict[str,
     return response
 
 
-def _upstream_step(session: GuardSession, upstream: Upstream, started: float, *, model: Any = None,
-                   error: str | None = None, first_chunk_ms: float | None = None) -> None:
+def _upstream_step(
+    session: GuardSession,
+    upstream: Upstream,
+    started: float,
+    *,
+    model: Any = None,
+    error: str | None = None,
+    first_chunk_ms: float | None = None,
+) -> None:
     detail: dict[str, Any] = {"route": upstream.route}
     if model:
         detail["model"] = model
@@ -130,8 +137,13 @@ def _upstream_step(session: GuardSession, upstream: Upstream, started: float, *,
         detail["first_chunk_ms"] = round(first_chunk_ms, 3)
     if error:
         detail["error"] = error
-    session.add_step(Stage.upstream, "upstream", Verdict.error if error else Verdict.passed,
-                     latency_ms=(time.perf_counter() - started) * 1000, detail=detail)
+    session.add_step(
+        Stage.upstream,
+        "upstream",
+        Verdict.error if error else Verdict.passed,
+        latency_ms=(time.perf_counter() - started) * 1000,
+        detail=detail,
+    )
 
 
 async def _start_stream(
@@ -222,12 +234,20 @@ def _refusal(session: GuardSession, body: dict[str, Any], kind: Kind, exc: Polic
         choice: dict[str, Any] = {"index": 0, "text": text, "logprobs": None, "finish_reason": "content_filter"}
         obj = "text_completion"
     else:
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                  "finish_reason": "content_filter"}
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": "content_filter",
+        }
         obj = "chat.completion"
     if not body.get("stream"):
-        return {**base, "object": obj, "choices": [choice], "usage": {"prompt_tokens": 0, "completion_tokens": 0,
-                                                                        "total_tokens": 0}}
+        return {
+            **base,
+            "object": obj,
+            "choices": [choice],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
 
     async def gen() -> AsyncIterator[bytes]:
         if kind == "chat":

@@ -263,8 +263,9 @@ class ResponseGuard:
 
                 outcomes = await run_checks(checks, text)
             redact = [s for o in outcomes if o.bound.action is Action.redact for s in o.spans]
-            verdict = max((o.verdict for o in outcomes if o.bound.enforced), key=lambda v: v.rank,
-                          default=Verdict.passed)
+            verdict = max(
+                (o.verdict for o in outcomes if o.bound.enforced), key=lambda v: v.rank, default=Verdict.passed
+            )
             self.session.add_step(
                 Stage.reasoning,
                 f"step {choice.step_count}",
@@ -315,8 +316,10 @@ class ResponseGuard:
             bound.name,
             Verdict.block if bound.action is Action.block else Verdict.redact,
             score=max(h.span.score for h in hits),
-            spans=[SpanRecord(h.span.entity_type, h.span.start, h.span.end, h.span.score, fingerprint(h.value))
-                   for h in hits],
+            spans=[
+                SpanRecord(h.span.entity_type, h.span.start, h.span.end, h.span.score, fingerprint(h.value))
+                for h in hits
+            ],
             latency_ms=scan_ms,
             detail={"channel": channel, "count": len(hits)},
         )

@@ -43,8 +43,11 @@ class Segments:
         ordered = merge(spans)
         for seg in self.items:
             lo, hi = seg.offset, seg.offset + len(seg.text)
-            local = [(max(s.start, lo) - lo, min(s.end, hi) - lo, s.entity_type) for s in ordered
-                     if s.start < hi and s.end > lo]
+            local = [
+                (max(s.start, lo) - lo, min(s.end, hi) - lo, s.entity_type)
+                for s in ordered
+                if s.start < hi and s.end > lo
+            ]
             if local:
                 seg.write(mask(seg.text, local))
 

@@ -191,7 +191,9 @@ class GuardSession:
             self._first_token_at = time.perf_counter()
             self.record.ttft_ms = round((self._first_token_at - self.started) * 1000, 3)
 
-    def finish(self, status: Status | None = None, http_status: int | None = None, error: str | None = None) -> AuditRecord:
+    def finish(
+        self, status: Status | None = None, http_status: int | None = None, error: str | None = None
+    ) -> AuditRecord:
         rec = self.record
         if status is not None and rec.status in (Status.ok,):
             rec.status = status

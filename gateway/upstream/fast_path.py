@@ -10,7 +10,7 @@ nothing is retried once the upstream has started answering.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -92,7 +92,7 @@ class FastUpstream:
             raise UpstreamError("Upstream returned an unexpected response.")
         return data
 
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         response = await self._send(endpoint, body, stream=True)
         buf = b""
         try:

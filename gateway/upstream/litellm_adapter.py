@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from gateway.config import Deployment, UpstreamSettings
@@ -90,7 +90,7 @@ class LiteLLMUpstream:
         response = await self._invoke(endpoint, body, stream=False)
         return _to_dict(response)
 
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         wrapper = await self._invoke(endpoint, body, stream=True)
         try:
             async for chunk in wrapper:

@@ -29,11 +29,11 @@ class Upstreams:
         for name, deployments in groups.items():
             fast = s.fast_path and name not in with_fallbacks and all(is_fast(d) for d in deployments)
             self._by_model[name] = FastUpstream(deployments, s, self.client) if fast else self._litellm
-        self.created = {name: 0 for name in groups}
+        self.created = dict.fromkeys(groups, 0)
 
     @property
     def needs_litellm(self) -> bool:
-        return any(u is self._litellm for u in self._by_model.values())
+        return any(isinstance(u, LiteLLMUpstream) for u in self._by_model.values())
 
     def names(self) -> list[str]:
         return sorted(self._by_model)
