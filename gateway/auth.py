@@ -33,6 +33,14 @@ class KeyStore:
             for k in config.keys
         ]
 
+    def by_id(self, key_id: str) -> Principal | None:
+        """The principal of a configured key, by its non-secret id (for front doors that
+        authenticate callers themselves, like LiteLLM Proxy)."""
+        return next((p for _, p in self._entries if p.key_id == key_id), None)
+
+    def principals(self) -> list[Principal]:
+        return [p for _, p in self._entries]
+
     def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
             raise Unauthorized("Missing API key: send 'Authorization: Bearer <key>'.")

@@ -43,6 +43,7 @@ from litellm.integrations.custom_guardrail import CustomGuardrail
 from litellm.proxy._types import ProxyException
 from litellm.types.guardrails import GuardrailEventHooks
 from litellm.types.utils import ModelResponse, ModelResponseStream
+from pydantic import BaseModel
 
 from audit.record import Stage, Status, Verdict
 from gateway.auth import Principal
@@ -72,7 +73,7 @@ class OpenRequest:
     sent_at: float
 
 
-class WardenProxyError(ProxyException):  # type: ignore[misc]
+class WardenProxyError(ProxyException):
     """A ``WardenError`` in the shape LiteLLM's proxy answers with: the gateway's status and
     headers, and its ``error`` object (``code: content_policy_violation`` for a block) with
     the ``warden`` details inside it."""
@@ -91,7 +92,7 @@ class WardenProxyError(ProxyException):  # type: ignore[misc]
         return error
 
 
-class WardenGuardrail(CustomGuardrail):  # type: ignore[misc]
+class WardenGuardrail(CustomGuardrail):
     #: a request LiteLLM never called back for is closed (and audited) after this long
     max_open_s: float = 3600.0
 
@@ -114,14 +115,19 @@ class WardenGuardrail(CustomGuardrail):  # type: ignore[misc]
         atexit.register(self.close)
 
     def close(self) -> None:
-        """Write out queued audit records and stop watching policies (at process exit)."""
+        """Record requests still open, write out queued audit records, stop watching policies
+        (at process exit)."""
+        while self._open:
+            _, request = self._open.popitem(last=False)
+            self.gateway.finish(request.session.finish(Status.error, 503, "the proxy stopped during the request"))
         self.gateway.policies.stop()
         self.gateway.audit.close()
 
     # -- before the call -----------------------------------------------------------------
 
-    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict[str, Any],
-                                  call_type: str) -> dict[str, Any]:
+    async def async_pre_call_hook(
+        self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
+    ) -> dict[str, Any]:
         self._expire()
         if call_type in CHAT_CALLS:
             endpoint, segments = "/v1/chat/completions", chat_segments(data)
@@ -147,8 +153,9 @@ class WardenGuardrail(CustomGuardrail):  # type: ignore[misc]
         self._open[request_id] = OpenRequest(session, time.perf_counter())
         return data
 
-    async def _check_input(self, session: GuardSession, segments: Segments, data: dict[str, Any], *,
-                           chat: bool) -> None:
+    async def _check_input(
+        self, session: GuardSession, segments: Segments, data: dict[str, Any], *, chat: bool
+    ) -> None:
         try:
             decision = await session.check_input(segments, constrain=data.get("messages") if chat else None)
         except WardenError as exc:
@@ -169,8 +176,7 @@ class WardenGuardrail(CustomGuardrail):  # type: ignore[misc]
 
     # -- non-streamed answers --------------------------------------------------------------
 
-    async def async_post_call_success_hook(self, data: dict[str, Any], user_api_key_dict: Any,
-                                           response: Any) -> Any:
+    async def async_post_call_success_hook(self, data: dict[str, Any], user_api_key_dict: Any, response: Any) -> Any:
         request = self._take(data)
         if request is None:
             return response
@@ -182,7 +188,7 @@ class WardenGuardrail(CustomGuardrail):  # type: ignore[misc]
                 session.record.model_served = getattr(response, "model", None)
                 session.record.prompt_tokens = getattr(usage, "prompt_tokens", None)
             elif isinstance(response, ModelResponse):
-                result = await ResponseGuard(session, "chat").process_response(response.model_dump())
+                result = await ResponseGuard(session, "chat").process_response(_dump(response))
                 _write_back(response, result)
             else:
                 raise TypeError(f"unexpected LiteLLM response type {type(response).__name__}")
@@ -197,8 +203,9 @@ class WardenGuardrail(CustomGuardrail):  # type: ignore[misc]
 
     # -- streamed answers ------------------------------------------------------------------
 
-    async def async_post_call_streaming_iterator_hook(self, user_api_key_dict: Any, response: Any,
-                                                      request_data: dict[str, Any]) -> AsyncGenerator[Any, None]:
+    async def async_post_call_streaming_iterator_hook(
+        self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
+    ) -> AsyncGenerator[Any, None]:
         request = self._take(request_data)
         if request is None:
             async for item in response:
@@ -244,23 +251,35 @@ class WardenGuardrail(CustomGuardrail):  # type: ignore[misc]
 
     # -- failures and headers --------------------------------------------------------------
 
-    async def async_post_call_failure_hook(self, request_data: dict[str, Any], original_exception: Exception,
-                                           user_api_key_dict: Any, traceback_str: str | None = None) -> None:
+    async def async_post_call_failure_hook(
+        self,
+        request_data: dict[str, Any],
+        original_exception: Exception,
+        user_api_key_dict: Any,
+        traceback_str: str | None = None,
+    ) -> None:
         request = self._take(request_data)
         if request is None:
             return  # Warden's own block, or a request it never opened: already recorded
         upstream = getattr(original_exception, "llm_provider", None) is not None
         if upstream:
             _upstream_step(request.session, request.sent_at, error=str(original_exception))
-        self.gateway.finish(request.session.finish(
-            Status.upstream_error if upstream else Status.error,
-            _status_of(original_exception),
-            f"{type(original_exception).__name__}: {original_exception}",
-        ))
+        self.gateway.finish(
+            request.session.finish(
+                Status.upstream_error if upstream else Status.error,
+                _status_of(original_exception),
+                f"{type(original_exception).__name__}: {original_exception}",
+            )
+        )
 
-    async def async_post_call_response_headers_hook(self, data: dict[str, Any], user_api_key_dict: Any,
-                                                    response: Any, request_headers: Any = None,
-                                                    litellm_call_info: Any = None) -> dict[str, str] | None:
+    async def async_post_call_response_headers_hook(
+        self,
+        data: dict[str, Any],
+        user_api_key_dict: Any,
+        response: Any,
+        request_headers: Any = None,
+        litellm_call_info: Any = None,
+    ) -> dict[str, str] | None:
         request_id = _request_id(data)
         return {"x-warden-request-id": request_id} if request_id else None
 
@@ -340,10 +359,15 @@ def _status_of(exc: BaseException) -> int:
 
 def _chunk_dict(chunk: Any) -> dict[str, Any]:
     if isinstance(chunk, ModelResponseStream):
-        return dict(chunk.model_dump(exclude_none=True))
+        return _dump(chunk)
     if isinstance(chunk, dict):
         return chunk
     raise TypeError(f"unexpected LiteLLM stream item {type(chunk).__name__}")
+
+
+def _dump(obj: BaseModel) -> dict[str, Any]:
+    # pydantic's own dump: LiteLLM's override only picks a default for exclude_unset
+    return BaseModel.model_dump(obj, exclude_none=True)
 
 
 def _write_back(response: ModelResponse, result: dict[str, Any]) -> None:
@@ -364,12 +388,20 @@ def _write_back(response: ModelResponse, result: dict[str, Any]) -> None:
                 message.tool_calls = None
             else:
                 for call, decided_call in zip(message.tool_calls, calls, strict=False):
-                    call.function.arguments = (decided_call.get("function") or {}).get("arguments")
+                    function = getattr(call, "function", None)
+                    if function is not None:
+                        function.arguments = (decided_call.get("function") or {}).get("arguments")
         choice.finish_reason = out.get("finish_reason")
 
 
-def _upstream_step(session: GuardSession, sent_at: float, *, model: Any = None, error: str | None = None,
-                   first_chunk_ms: float | None = None) -> None:
+def _upstream_step(
+    session: GuardSession,
+    sent_at: float,
+    *,
+    model: Any = None,
+    error: str | None = None,
+    first_chunk_ms: float | None = None,
+) -> None:
     detail: dict[str, Any] = {"route": ROUTE}
     if model:
         detail["model"] = model
@@ -377,8 +409,13 @@ def _upstream_step(session: GuardSession, sent_at: float, *, model: Any = None, 
         detail["first_chunk_ms"] = round(first_chunk_ms, 3)
     if error:
         detail["error"] = error[:500]
-    session.add_step(Stage.upstream, "upstream", Verdict.error if error else Verdict.passed,
-                     latency_ms=(time.perf_counter() - sent_at) * 1000, detail=detail)
+    session.add_step(
+        Stage.upstream,
+        "upstream",
+        Verdict.error if error else Verdict.passed,
+        latency_ms=(time.perf_counter() - sent_at) * 1000,
+        detail=detail,
+    )
 
 
 async def _quiet_close(aclose: Any) -> None:

@@ -17,7 +17,7 @@ from audit.record import StepRecord
 QUEUE_SIZE = 1000
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # identity-hashed: kept in a set
 class _Subscriber:
     tenant: str | None
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))

@@ -39,8 +39,16 @@ class Gateway:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        from audit import telemetry
+
+        telemetry.configure(self.config.telemetry.exporter, service_name=self.config.telemetry.service_name)
         if self.config.policy_reload:
             self.policies.watch()
+        engine = getattr(self.audit, "engine", None)
+        if engine is not None:
+            from audit.db import ensure_schema
+
+            ensure_schema(engine)  # SQLite upgrades itself; PostgreSQL needs `warden db upgrade`
         self.audit.start()
         # Heavy libraries (litellm, presidio + spaCy) load in the background so the gateway
         # answers /health at once; a request that needs one first waits for its import lock.
@@ -93,6 +101,13 @@ class Gateway:
         )
 
     def finish(self, record: AuditRecord) -> None:
+        from audit import telemetry
+
+        try:
+            telemetry.emit_record_spans(record)
+            telemetry.record_metrics(record)
+        except Exception:  # telemetry must never cost a request its audit record
+            log.exception("telemetry failed for %s", record.request_id)
         metrics.observe(record)
         self.audit.submit(record)
 

@@ -28,9 +28,9 @@ class AllowList:
 
     @staticmethod
     def build(entries: tuple[str, ...]) -> AllowList:
-        return AllowList(tuple(
-            regex.compile(e[3:] if e.startswith("re:") else regex.escape(e), regex.IGNORECASE) for e in entries
-        ))
+        return AllowList(
+            tuple(regex.compile(e[3:] if e.startswith("re:") else regex.escape(e), regex.IGNORECASE) for e in entries)
+        )
 
     def __bool__(self) -> bool:
         return bool(self.patterns)

@@ -12,7 +12,15 @@ from enum import StrEnum
 from typing import Any
 
 import regex
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from policies.checks.base import CheckOptions
 
@@ -161,7 +169,6 @@ class Policy(Strict):
             klass = check_class(spec.check)
             if klass is not None and not klass.supports_stream():
                 raise ValueError(
-                    f"check {spec.check!r} judges whole texts and cannot run in the stream stage; "
-                    "put it under 'output'"
+                    f"check {spec.check!r} judges whole texts and cannot run in the stream stage; put it under 'output'"
                 )
         return self

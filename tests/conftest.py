@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("WARDEN_AUDIT_KEY", "test-audit-key-not-secret")
 
-from tests.upstream import SimulatorHandle, running_simulator  # noqa: E402
+from tests.upstream import SimulatorHandle, running_simulator
 
 
 @pytest.fixture(scope="session")

@@ -52,7 +52,7 @@ def write_config(
         (folder / "policy.yaml").write_text(textwrap.dedent(policy_text), encoding="utf-8")
         policy = "policy.yaml"
     model_list = "\n".join(
-        f"  - model_name: {m}\n    litellm_params: {{model: openai/{m}, api_base: \"{base}\", api_key: sk-sim}}"
+        f'  - model_name: {m}\n    litellm_params: {{model: openai/{m}, api_base: "{base}", api_key: sk-sim}}'
         for m, base in [*((m, upstream_base) for m in models), *(other_upstreams or {}).items()]
     )
     text = (
@@ -93,8 +93,9 @@ def running_gateway(config_path: Path) -> Iterator[RunningGateway]:
     gateway = Gateway(config)
     app = create_app(config, gateway)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
+    )
     thread = threading.Thread(target=server.run, name="test-gateway", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

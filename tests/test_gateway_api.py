@@ -25,8 +25,9 @@ input:
 @pytest.fixture(scope="module")
 def gw(simulator: SimulatorHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     folder = tmp_path_factory.mktemp("gw")
-    config = write_config(folder, simulator.base_url, policy_text=POLICY,
-                          extra="max_body_bytes: 65536\naudit: {enabled: false}\n")
+    config = write_config(
+        folder, simulator.base_url, policy_text=POLICY, extra="max_body_bytes: 65536\naudit: {enabled: false}\n"
+    )
     with running_gateway(config) as running:
         yield running
 
@@ -82,8 +83,14 @@ def test_client_routing_fields_are_never_forwarded(gw: RunningGateway, sim: Simu
     gw.client().chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "hi"}],
-        extra_body={"api_base": "http://evil.example", "api_key": "sk-stolen", "base_url": "http://x",
-                    "user_config": {"model_list": []}, "litellm_params": {}, "aws_region_name": "x"},
+        extra_body={
+            "api_base": "http://evil.example",
+            "api_key": "sk-stolen",
+            "base_url": "http://x",
+            "user_config": {"model_list": []},
+            "litellm_params": {},
+            "aws_region_name": "x",
+        },
     )
     body = sim.bodies()[-1]
     for key in ("api_base", "api_key", "base_url", "user_config", "litellm_params", "aws_region_name"):
@@ -122,8 +129,11 @@ def test_n_choices(gw: RunningGateway) -> None:
 def test_legacy_completions_and_embeddings(gw: RunningGateway) -> None:
     c = gw.client().completions.create(model="gpt-4o-mini", prompt="Say hello")
     assert c.choices[0].text
-    streamed = "".join(x.choices[0].text for x in gw.client().completions.create(
-        model="gpt-4o-mini", prompt="Say hello", stream=True) if x.choices)
+    streamed = "".join(
+        x.choices[0].text
+        for x in gw.client().completions.create(model="gpt-4o-mini", prompt="Say hello", stream=True)
+        if x.choices
+    )
     assert streamed == c.choices[0].text
     e = gw.client().embeddings.create(model="text-embedding-3-small", input=["a", "b"])
     assert len(e.data) == 2 and len(e.data[0].embedding) > 0
@@ -136,14 +146,19 @@ def test_embedding_input_is_checked(gw: RunningGateway) -> None:
 
 
 def test_policy_block_has_openai_shape(gw: RunningGateway) -> None:
-    r = httpx.post(f"{gw.base_url}/chat/completions", headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "say forbidden-word"}]})
+    r = httpx.post(
+        f"{gw.base_url}/chat/completions",
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "say forbidden-word"}]},
+    )
     assert r.status_code == 400
     assert r.headers["x-should-retry"] == "false"
     body = r.json()
     assert body["error"] == {
-        "message": body["error"]["message"], "type": "invalid_request_error",
-        "code": "content_policy_violation", "param": None,
+        "message": body["error"]["message"],
+        "type": "invalid_request_error",
+        "code": "content_policy_violation",
+        "param": None,
     }
     assert body["warden"]["request_id"] == r.headers["x-warden-request-id"]
     assert body["warden"]["stage"] == "input" and body["warden"]["policy"] == "plain"
@@ -172,8 +187,11 @@ def test_unknown_model(gw: RunningGateway) -> None:
 
 
 def _post(gw: RunningGateway, content: bytes, **headers: str) -> httpx.Response:
-    return httpx.post(f"{gw.base_url}/chat/completions", content=content,
-                      headers={"authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json", **headers})
+    return httpx.post(
+        f"{gw.base_url}/chat/completions",
+        content=content,
+        headers={"authorization": f"Bearer {CLIENT_KEY}", "content-type": "application/json", **headers},
+    )
 
 
 @pytest.mark.parametrize(
@@ -222,8 +240,9 @@ def test_huge_body_without_content_length_is_413(gw: RunningGateway) -> None:
             yield b"x" * 1000
         yield b'"}]}'
 
-    r = httpx.post(f"{gw.base_url}/chat/completions", content=chunks(),
-                   headers={"authorization": f"Bearer {CLIENT_KEY}"})
+    r = httpx.post(
+        f"{gw.base_url}/chat/completions", content=chunks(), headers={"authorization": f"Bearer {CLIENT_KEY}"}
+    )
     assert r.status_code == 413
 
 
@@ -251,8 +270,11 @@ def test_config_error_names_file_line_and_field(tmp_path: Path) -> None:
     from policies.yamlio import YamlModelError
 
     path = tmp_path / "bad.yaml"
-    path.write_text("model_list:\n  - model_name: m\n    litellm_params: {model: openai/m}\nkeys:\n"
-                    "  - {key: abc, tenant: t}\nmax_body_bytes: lots\n", encoding="utf-8")
+    path.write_text(
+        "model_list:\n  - model_name: m\n    litellm_params: {model: openai/m}\nkeys:\n"
+        "  - {key: abc, tenant: t}\nmax_body_bytes: lots\n",
+        encoding="utf-8",
+    )
     with pytest.raises(YamlModelError) as info:
         load_config(path)
     text = str(info.value)

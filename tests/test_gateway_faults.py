@@ -31,7 +31,10 @@ def gw(simulator: SimulatorHandle, tmp_path_factory: pytest.TempPathFactory) -> 
     folder = tmp_path_factory.mktemp("faults")
     dead = f"http://127.0.0.1:{free_port()}/v1"
     config = write_config(
-        folder, simulator.base_url, policy_text=POLICY, other_upstreams={"dead": dead},
+        folder,
+        simulator.base_url,
+        policy_text=POLICY,
+        other_upstreams={"dead": dead},
         extra="upstream: {read_timeout_s: 1.0, timeout_s: 5, num_retries: 0}\naudit: {enabled: false}\n",
     )
     with running_gateway(config) as running:
@@ -74,12 +77,16 @@ def test_upstream_hanging_is_504(gw: RunningGateway, sim: SimulatorHandle) -> No
 
 
 @pytest.mark.parametrize("fault", ["die_mid_stream", "hang_mid_stream", "malformed_chunk"])
-def test_upstream_failing_mid_stream_ends_with_error_event(gw: RunningGateway, sim: SimulatorHandle,
-                                                          fault: str) -> None:
+def test_upstream_failing_mid_stream_ends_with_error_event(
+    gw: RunningGateway, sim: SimulatorHandle, fault: str
+) -> None:
     sim.script(match="story", content="once upon a time there was a gateway " * 5, fault=fault)
-    r = httpx.post(f"{gw.base_url}/chat/completions", headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                   json={"model": "gpt-4o-mini", "stream": True,
-                         "messages": [{"role": "user", "content": "tell a story"}]}, timeout=20)
+    r = httpx.post(
+        f"{gw.base_url}/chat/completions",
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        json={"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "tell a story"}]},
+        timeout=20,
+    )
     assert r.status_code == 200
     events = [line for line in r.text.split("\n\n") if line.startswith("data: ")]
     assert "once" in r.text
@@ -92,10 +99,12 @@ def test_upstream_failing_mid_stream_ends_with_error_event(gw: RunningGateway, s
 def test_client_disconnect_cancels_upstream(gw: RunningGateway, sim: SimulatorHandle) -> None:
     sim.script(match="long", content="word " * 400, delay_ms=10)
     for _ in range(3):
-        with httpx.stream("POST", f"{gw.base_url}/chat/completions",
-                          headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                          json={"model": "gpt-4o-mini", "stream": True,
-                                "messages": [{"role": "user", "content": "a long answer"}]}) as r:
+        with httpx.stream(
+            "POST",
+            f"{gw.base_url}/chat/completions",
+            headers={"authorization": f"Bearer {CLIENT_KEY}"},
+            json={"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "a long answer"}]},
+        ) as r:
             for _ in r.iter_bytes():
                 break
     stats = sim.wait_for_stats(lambda s: s.streams_cancelled >= 3)
@@ -110,15 +119,20 @@ def test_many_disconnects_do_not_leak_sessions(gw: RunningGateway, sim: Simulato
     sim.script(match="long", content="word " * 400, delay_ms=5)
 
     async def one(client: httpx.AsyncClient) -> None:
-        async with client.stream("POST", "/chat/completions", json={
-            "model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "a long one"}],
-        }) as r:
+        async with client.stream(
+            "POST",
+            "/chat/completions",
+            json={
+                "model": "gpt-4o-mini",
+                "stream": True,
+                "messages": [{"role": "user", "content": "a long one"}],
+            },
+        ) as r:
             async for _ in r.aiter_bytes():
                 break
 
     async def many() -> None:
-        async with httpx.AsyncClient(base_url=gw.base_url,
-                                     headers={"authorization": f"Bearer {CLIENT_KEY}"}) as client:
+        async with httpx.AsyncClient(base_url=gw.base_url, headers={"authorization": f"Bearer {CLIENT_KEY}"}) as client:
             for _ in range(10):
                 await asyncio.gather(*(one(client) for _ in range(10)))
 
@@ -130,15 +144,21 @@ def test_many_disconnects_do_not_leak_sessions(gw: RunningGateway, sim: Simulato
 
 
 def test_check_that_raises_fails_closed_with_503(gw: RunningGateway) -> None:
-    r = httpx.post(f"{gw.base_url}/chat/completions", headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "boom"}]})
+    r = httpx.post(
+        f"{gw.base_url}/chat/completions",
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "boom"}]},
+    )
     assert r.status_code == 503
     assert r.headers["retry-after"] == "1"
     assert r.json()["error"]["code"] == "check_unavailable"
 
 
 def test_check_that_times_out_fails_closed(gw: RunningGateway) -> None:
-    r = httpx.post(f"{gw.base_url}/chat/completions", headers={"authorization": f"Bearer {CLIENT_KEY}"},
-                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "be slow"}]})
+    r = httpx.post(
+        f"{gw.base_url}/chat/completions",
+        headers={"authorization": f"Bearer {CLIENT_KEY}"},
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "be slow"}]},
+    )
     assert r.status_code == 503
     assert "test_slow" in r.json()["error"]["message"]

@@ -39,8 +39,9 @@ def folder(tmp_path: Path) -> Path:
 def gw(simulator: SimulatorHandle, folder: Path) -> Iterator[RunningGateway]:
     config = write_config(folder, simulator.base_url, policy_text=ENFORCE, extra="audit: {enabled: false}\n")
     # the reviewer key runs under the monitor policy: a key may name its own policy
-    config.write_text(config.read_text().replace("role: reviewer, id: reviewer-1", "role: reviewer, id: r1, "
-                                                 "policy: monitor.yaml"))
+    config.write_text(
+        config.read_text().replace("role: reviewer, id: reviewer-1", "role: reviewer, id: r1, policy: monitor.yaml")
+    )
     with running_gateway(config) as running:
         yield running
 
@@ -48,8 +49,9 @@ def gw(simulator: SimulatorHandle, folder: Path) -> Iterator[RunningGateway]:
 def chat(gw: RunningGateway, content: str, key: str = CLIENT_KEY, stream: bool = False) -> str:
     client = gw.client(key=key)
     if stream:
-        chunks = client.chat.completions.create(model="gpt-4o-mini", stream=True,
-                                                messages=[{"role": "user", "content": content}])
+        chunks = client.chat.completions.create(
+            model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": content}]
+        )
         return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": content}])
     return reply.choices[0].message.content or ""
@@ -73,8 +75,11 @@ def test_stream_checks_redact_and_block(gw: RunningGateway, sim: SimulatorHandle
     sim.script(match="codes", content="The launch-code is 0000, do not share.", chunking=2)
     client = gw.client()
     if stream:
-        chunks = list(client.chat.completions.create(model="gpt-4o-mini", stream=True,
-                                                     messages=[{"role": "user", "content": "codes?"}]))
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-4o-mini", stream=True, messages=[{"role": "user", "content": "codes?"}]
+            )
+        )
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text == "The "
         assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "content_filter"
@@ -86,8 +91,10 @@ def test_stream_checks_redact_and_block(gw: RunningGateway, sim: SimulatorHandle
 
 def test_monitor_mode_changes_nothing(gw: RunningGateway, sim: SimulatorHandle) -> None:
     sim.script(match="ticket", content="Your ticket is ACME-1234.", chunking="char")
-    assert chat(gw, "which ticket? forbidden-word secret-project-7", key=REVIEWER_KEY, stream=True) == \
-        "Your ticket is ACME-1234."
+    assert (
+        chat(gw, "which ticket? forbidden-word secret-project-7", key=REVIEWER_KEY, stream=True)
+        == "Your ticket is ACME-1234."
+    )
     assert "secret-project-7" in sim.bodies()[-1]["messages"][-1]["content"]
 
 
@@ -110,12 +117,14 @@ def wait_for_policy(gw: RunningGateway, name: str, timeout: float = 2.0) -> floa
     raise AssertionError(f"policy {name} not loaded within {timeout}s")
 
 
-def test_hot_reload_and_invalid_edit_keeps_last_good(gw: RunningGateway, folder: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_hot_reload_and_invalid_edit_keeps_last_good(
+    gw: RunningGateway, folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with pytest.raises(openai.BadRequestError):
         chat(gw, "say forbidden-word")
-    (folder / "policy.yaml").write_text(ENFORCE.replace("name: enforce", "name: edited").replace(
-        "forbidden-word\"]", "other-word\"]"), encoding="utf-8")
+    (folder / "policy.yaml").write_text(
+        ENFORCE.replace("name: enforce", "name: edited").replace('forbidden-word"]', 'other-word"]'), encoding="utf-8"
+    )
     wait_for_policy(gw, "edited")
     assert chat(gw, "say forbidden-word")
     (folder / "policy.yaml").write_text("name: broken\ninput:\n  - {check: no_such_check}\n", encoding="utf-8")

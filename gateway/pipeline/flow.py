@@ -9,6 +9,7 @@ proper 502/504; after the first byte an error becomes a final ``data: {"error"}`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -106,9 +107,9 @@ async def _call(session: GuardSession, upstream: Upstream, endpoint: Endpoint, b
     try:
         response = await upstream.call(endpoint, body)
     except WardenError as exc:
-        _upstream_step(session, upstream, started, error=exc.message)
+        upstream_step(session, upstream.route, started, error=exc.message)
         raise
-    _upstream_step(session, upstream, started, model=response.get("model"))
+    upstream_step(session, upstream.route, started, model=response.get("model"))
     return response
 
 
@@ -121,22 +122,23 @@ async def _embeddings(session: GuardSession, upstream: Upstream, body: dict[str,
     return response
 
 
-def _upstream_step(
+def upstream_step(
     session: GuardSession,
-    upstream: Upstream,
+    route: str,
     started: float,
     *,
     model: Any = None,
     error: str | None = None,
     first_chunk_ms: float | None = None,
 ) -> None:
-    detail: dict[str, Any] = {"route": upstream.route}
+    """The audit step of the upstream call (the gateway's own route or LiteLLM Proxy's)."""
+    detail: dict[str, Any] = {"route": route}
     if model:
         detail["model"] = model
     if first_chunk_ms is not None:
         detail["first_chunk_ms"] = round(first_chunk_ms, 3)
     if error:
-        detail["error"] = error
+        detail["error"] = error[:500]
     session.add_step(
         Stage.upstream,
         "upstream",
@@ -144,6 +146,69 @@ def _upstream_step(
         latency_ms=(time.perf_counter() - started) * 1000,
         detail=detail,
     )
+
+
+def error_status(exc: BaseException) -> int:
+    if isinstance(exc, WardenError):
+        return http_status(exc)
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) and status >= 400 else 502
+
+
+async def guarded_chunks(
+    session: GuardSession,
+    guard: ResponseGuard,
+    chunks: AsyncIterator[dict[str, Any]],
+    *,
+    route: str,
+    started: float,
+    finish: Any,
+    first: dict[str, Any] | None = None,
+) -> AsyncGenerator[dict[str, Any], None]:
+    """Upstream chunks in, guarded chunks out; records the upstream step and closes the
+    session exactly once however the stream ends (done, blocked, failed, client gone).
+
+    An upstream failure is re-raised after it is recorded: the caller decides how the
+    client hears of it. Held-back text is then dropped, not flushed: it may be the start
+    of a value to redact.
+    """
+    status, code, error = Status.ok, 200, None
+    first_ms: float | None = None
+    try:
+        pending = [first] if first is not None else []
+        while True:
+            if pending:
+                chunk = pending.pop()
+            else:
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+            if first_ms is None:
+                first_ms = (time.perf_counter() - started) * 1000
+            for out in await guard.process_chunk(chunk):
+                yield out
+            if guard.stopped:
+                break
+        upstream_step(session, route, started, model=session.record.model_served, first_chunk_ms=first_ms)
+        if not guard.stopped:
+            for out in await guard.finish():
+                yield out
+    except (asyncio.CancelledError, GeneratorExit):
+        status, code, error = Status.client_aborted, 499, "client disconnected"
+        guard.record_stream_hits()
+        raise
+    except Exception as exc:
+        message = exc.message if isinstance(exc, WardenError) else f"{type(exc).__name__}: {exc}"
+        upstream_step(session, route, started, error=message, first_chunk_ms=first_ms)
+        status, code, error = Status.upstream_error, error_status(exc), message
+        guard.record_stream_hits()
+        raise
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await asyncio.shield(_quiet_close(aclose))
+        finish(session.finish(status, code, error))
 
 
 async def _start_stream(
@@ -161,56 +226,24 @@ async def _start_stream(
     except StopAsyncIteration:
         first = None
     except WardenError as exc:
-        _upstream_step(session, upstream, started, error=exc.message)
+        upstream_step(session, upstream.route, started, error=exc.message)
         raise
     except BaseException:
         await chunks.aclose()
         raise
-    first_ms = (time.perf_counter() - started) * 1000
-    return Streamed(_relay(session, guard, upstream, chunks, first, started, first_ms, finish))
+    guarded = guarded_chunks(session, guard, chunks, route=upstream.route, started=started, finish=finish, first=first)
+    return Streamed(_relay(session, guarded))
 
 
-async def _relay(
-    session: GuardSession,
-    guard: ResponseGuard,
-    upstream: Upstream,
-    chunks: AsyncGenerator[dict[str, Any], None],
-    first: dict[str, Any] | None,
-    started: float,
-    first_ms: float,
-    finish: Any,
-) -> AsyncIterator[bytes]:
-    status, code, error = Status.ok, 200, None
-    try:
-        if first is not None:
-            for out in await guard.process_chunk(first):
+async def _relay(session: GuardSession, guarded: AsyncGenerator[dict[str, Any], None]) -> AsyncIterator[bytes]:
+    async with contextlib.aclosing(guarded):
+        try:
+            async for out in guarded:
                 yield sse(out)
-            if not guard.stopped:
-                async for chunk in chunks:
-                    for out in await guard.process_chunk(chunk):
-                        yield sse(out)
-                    if guard.stopped:
-                        break
-        _upstream_step(session, upstream, started, model=session.record.model_served, first_chunk_ms=first_ms)
-        if not guard.stopped:
-            for out in await guard.finish():
-                yield sse(out)
-        yield DONE
-    except WardenError as exc:
-        _upstream_step(session, upstream, started, error=exc.message, first_chunk_ms=first_ms)
-        status, code, error = Status.upstream_error, http_status(exc), exc.message
-        guard.record_stream_hits()
-        # Held-back text is dropped, not flushed: it may be the start of a value to redact.
-        yield sse(exc.to_body(session.record.request_id))
-    except (asyncio.CancelledError, GeneratorExit):
-        status, code, error = Status.client_aborted, 499, "client disconnected"
-        guard.record_stream_hits()
-        raise
-    finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await asyncio.shield(_quiet_close(aclose))
-        finish(session.finish(status, code, error))
+        except WardenError as exc:
+            yield sse(exc.to_body(session.record.request_id))
+            return
+    yield DONE
 
 
 async def _quiet_close(aclose: Any) -> None:

@@ -37,7 +37,6 @@ class Choice:
     reasoning: ChannelScanner
     tools: dict[int, ChannelScanner] = field(default_factory=dict)
     sent: list[str] = field(default_factory=list)
-    reasoning_raw: list[str] = field(default_factory=list)
     steps: StepSplitter = field(default_factory=StepSplitter)
     think: ThinkRouter = field(default_factory=ThinkRouter)
     step_count: int = 0
@@ -141,7 +140,8 @@ class ResponseGuard:
             key = "content" if self.kind == "chat" else "text"
             if blocked:
                 holder[key] = refusal
-                holder.pop("tool_calls", None)
+                for dropped in ("tool_calls", *REASONING_KEYS):
+                    holder.pop(dropped, None)
                 raw["finish_reason"] = "content_filter"
             elif choice.sent and self._output_redactions(choice.index):
                 holder[key] = mask_spans("".join(choice.sent), self._output_redactions(choice.index))
@@ -191,17 +191,20 @@ class ResponseGuard:
             return None
         return out
 
+    # Reasoning steps are cut from the text *as released*, so a value a stream check
+    # redacted is never stored or checked in the clear, in steps as anywhere else.
     async def _content(self, choice: Choice, text: str, final: bool) -> str:
-        inner = choice.think.feed(text)
+        released = self._released(choice, choice.content.feed(text, final), "content")
+        inner = choice.think.feed(released) if released else ""
         if inner:
             await self._reasoning_steps(choice, choice.steps.feed(inner))
-        release = choice.content.feed(text, final)
-        return self._released(choice, release, "content")
+        return released
 
     async def _reasoning(self, choice: Choice, text: str, final: bool) -> str:
-        choice.reasoning_raw.append(text)
-        await self._reasoning_steps(choice, choice.steps.feed(text))
-        return self._released(choice, choice.reasoning.feed(text, final), "reasoning")
+        released = self._released(choice, choice.reasoning.feed(text, final), "reasoning")
+        if released:
+            await self._reasoning_steps(choice, choice.steps.feed(released))
+        return released
 
     def _tool(self, choice: Choice, index: int, text: str, final: bool) -> str:
         scanner = choice.tools.get(index)
@@ -230,11 +233,11 @@ class ResponseGuard:
         """End of a choice: the held tails go out (checked once more), last steps run."""
         delta: dict[str, Any] = {}
         key = "content" if self.kind == "chat" else "text"
-        text = self._released(choice, choice.content.feed("", final=True), "content")
+        text = await self._content(choice, "", final=True)
         if text:
             delta[key] = text
         if not self.stopped:
-            rtext = self._released(choice, choice.reasoning.feed("", final=True), "reasoning")
+            rtext = await self._reasoning(choice, "", final=True)
             if rtext:
                 delta["reasoning_content"] = rtext
         for index, scanner in list(choice.tools.items()):

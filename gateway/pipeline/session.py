@@ -203,4 +203,12 @@ class GuardSession:
             rec.error = error[:2000]
         rec.finished_at = datetime.now(UTC)
         rec.latency_ms = round((time.perf_counter() - self.started) * 1000, 3)
+        # The last step of every timeline: what the client got, however the request ended.
+        self.add_step(
+            Stage.response,
+            "response",
+            rec.verdict,
+            latency_ms=rec.latency_ms,
+            detail={"status": rec.status.value, "http_status": rec.http_status, "finish_reason": rec.finish_reason},
+        )
         return rec

@@ -28,7 +28,7 @@ from policies.checks.base import Span, StreamMatcher
 from policies.compiled import BoundCheck
 from policies.schema import Action
 
-CONTEXT_CHARS = 16
+CONTEXT_CHARS = 64
 #: how much raw text of a match cut short by the cap is kept to follow it to its end
 MAX_CARRY = 4096
 

@@ -75,6 +75,7 @@ class LiteLLMUpstream:
         router = self._get_router()
         params = dict(body)
         model = params.pop("model")
+        params.pop("stream", None)  # given explicitly below
         try:
             if endpoint == "chat/completions":
                 return await router.acompletion(model=model, stream=stream, **params)
