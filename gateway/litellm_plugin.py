@@ -30,8 +30,8 @@ entry: success, stream end, failure hook, or (if LiteLLM never calls back) age.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
+import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -45,10 +45,11 @@ from litellm.types.guardrails import GuardrailEventHooks
 from litellm.types.utils import ModelResponse, ModelResponseStream
 from pydantic import BaseModel
 
-from audit.record import Stage, Status, Verdict
-from gateway.auth import Principal
-from gateway.config import GatewayConfig, load_config
+from audit.record import Status
+from gateway.auth import KeyStore, Principal
+from gateway.config import load_config
 from gateway.errors import BadRequest, PolicyBlocked, WardenError, http_status
+from gateway.pipeline.flow import guarded_chunks, upstream_step
 from gateway.pipeline.response import ResponseGuard
 from gateway.pipeline.segments import Segments, chat_segments, prompt_segments
 from gateway.pipeline.session import GuardSession, new_request_id
@@ -105,9 +106,8 @@ class WardenGuardrail(CustomGuardrail):
             if not all(self._event_hook_is_event_type(h) for h in HOOKS):
                 raise ValueError("the warden guardrail needs mode: [pre_call, post_call]")
             config = load_config(warden_config)
-            self.principals = principals(config)
-            self.default_principal = _default_principal(config, warden_key_id, self.principals)
             self.gateway = Gateway(config, with_upstreams=False)
+            self.default_principal = _default_principal(self.gateway.keys, warden_key_id)
             self.gateway.start()
         except Exception as exc:
             raise GuardrailStartError(f"Warden guardrail could not start: {type(exc).__name__}: {exc}") from exc
@@ -182,7 +182,7 @@ class WardenGuardrail(CustomGuardrail):
             return response
         session = request.session
         try:
-            _upstream_step(session, request.sent_at, model=getattr(response, "model", None))
+            upstream_step(session, ROUTE, request.sent_at, model=getattr(response, "model", None))
             if session.record.endpoint == "/v1/embeddings":
                 usage = getattr(response, "usage", None)
                 session.record.model_served = getattr(response, "model", None)
@@ -215,39 +215,20 @@ class WardenGuardrail(CustomGuardrail):
             yield out
 
     async def _guarded(self, request: OpenRequest, chunks: AsyncIterator[Any]) -> AsyncIterator[ModelResponseStream]:
-        """Every upstream chunk through the session's ``ResponseGuard``; what it holds back
-        (a possible start of a value to redact) is sent only once it is decided."""
+        """Every upstream chunk through the session's ``ResponseGuard`` (the gateway's own
+        ``guarded_chunks``); what it holds back is sent only once it is decided."""
         session = request.session
-        guard = ResponseGuard(session, "chat")
-        status, code, error = Status.ok, 200, None
-        first_ms: float | None = None
-        try:
-            async for chunk in chunks:
-                if first_ms is None:
-                    first_ms = (time.perf_counter() - request.sent_at) * 1000
-                for out in await guard.process_chunk(_chunk_dict(chunk)):
-                    yield ModelResponseStream(**out)
-                if guard.stopped:
-                    break
-            _upstream_step(session, request.sent_at, model=session.record.model_served, first_chunk_ms=first_ms)
-            if not guard.stopped:
-                for out in await guard.finish():
-                    yield ModelResponseStream(**out)
-        except (asyncio.CancelledError, GeneratorExit):
-            status, code, error = Status.client_aborted, 499, "client disconnected"
-            guard.record_stream_hits()
-            raise
-        except Exception as exc:
-            # Held-back text is dropped, not flushed: it may be the start of a value to redact.
-            _upstream_step(session, request.sent_at, error=str(exc), first_chunk_ms=first_ms)
-            status, code, error = Status.upstream_error, _status_of(exc), f"{type(exc).__name__}: {exc}"
-            guard.record_stream_hits()
-            raise
-        finally:
-            aclose = getattr(chunks, "aclose", None)
-            if guard.stopped and aclose is not None:
-                await asyncio.shield(_quiet_close(aclose))
-            self.gateway.finish(session.finish(status, code, error))
+        guarded = guarded_chunks(
+            session,
+            ResponseGuard(session, "chat"),
+            _dicts(chunks),
+            route=ROUTE,
+            started=request.sent_at,
+            finish=self.gateway.finish,
+        )
+        async with contextlib.aclosing(guarded):
+            async for out in guarded:
+                yield ModelResponseStream(**out)
 
     # -- failures and headers --------------------------------------------------------------
 
@@ -263,7 +244,7 @@ class WardenGuardrail(CustomGuardrail):
             return  # Warden's own block, or a request it never opened: already recorded
         upstream = getattr(original_exception, "llm_provider", None) is not None
         if upstream:
-            _upstream_step(request.session, request.sent_at, error=str(original_exception))
+            upstream_step(request.session, ROUTE, request.sent_at, error=str(original_exception))
         self.gateway.finish(
             request.session.finish(
                 Status.upstream_error if upstream else Status.error,
@@ -291,7 +272,7 @@ class WardenGuardrail(CustomGuardrail):
             meta = getattr(user_api_key_dict, field, None)
             wanted = meta.get(PRINCIPAL_KEY) if isinstance(meta, Mapping) else None
             if wanted:
-                found = self.principals.get(str(wanted))
+                found = self.gateway.keys.by_id(str(wanted))
                 if found is None:
                     # A mapping to a key that does not exist is a config error: fail closed.
                     raise WardenProxyError(BadRequest(f"Unknown {PRINCIPAL_KEY} '{wanted}' in key metadata."), None)
@@ -316,20 +297,14 @@ class WardenGuardrail(CustomGuardrail):
 # -- conversions (pure functions) -----------------------------------------------------------
 
 
-def principals(config: GatewayConfig) -> dict[str, Principal]:
-    return {
-        k.key_id: Principal(k.key_id, k.tenant, k.role, str(config.resolve(k.policy)) if k.policy else None)
-        for k in config.keys
-    }
-
-
-def _default_principal(config: GatewayConfig, key_id: str | None, by_id: dict[str, Principal]) -> Principal:
+def _default_principal(keys: KeyStore, key_id: str | None) -> Principal:
     if key_id is not None:
-        if key_id not in by_id:
+        found = keys.by_id(key_id)
+        if found is None:
             raise ValueError(f"warden_key_id '{key_id}' is not a key id in the warden config")
-        return by_id[key_id]
-    clients = [p for p in by_id.values() if p.role == "client"]
-    return clients[0] if clients else next(iter(by_id.values()))
+        return found
+    clients = [p for p in keys.principals() if p.role == "client"]
+    return clients[0] if clients else keys.principals()[0]
 
 
 def _request_id(data: Mapping[str, Any]) -> str | None:
@@ -357,12 +332,20 @@ def _status_of(exc: BaseException) -> int:
         return 502
 
 
-def _chunk_dict(chunk: Any) -> dict[str, Any]:
-    if isinstance(chunk, ModelResponseStream):
-        return _dump(chunk)
-    if isinstance(chunk, dict):
-        return chunk
-    raise TypeError(f"unexpected LiteLLM stream item {type(chunk).__name__}")
+async def _dicts(chunks: AsyncIterator[Any]) -> AsyncGenerator[dict[str, Any], None]:
+    """LiteLLM's stream items as the OpenAI chunk dicts the pipeline takes."""
+    try:
+        async for chunk in chunks:
+            if isinstance(chunk, ModelResponseStream):
+                yield _dump(chunk)
+            elif isinstance(chunk, dict):
+                yield chunk
+            else:
+                raise TypeError(f"unexpected LiteLLM stream item {type(chunk).__name__}")
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _dump(obj: BaseModel) -> dict[str, Any]:
@@ -392,34 +375,3 @@ def _write_back(response: ModelResponse, result: dict[str, Any]) -> None:
                     if function is not None:
                         function.arguments = (decided_call.get("function") or {}).get("arguments")
         choice.finish_reason = out.get("finish_reason")
-
-
-def _upstream_step(
-    session: GuardSession,
-    sent_at: float,
-    *,
-    model: Any = None,
-    error: str | None = None,
-    first_chunk_ms: float | None = None,
-) -> None:
-    detail: dict[str, Any] = {"route": ROUTE}
-    if model:
-        detail["model"] = model
-    if first_chunk_ms is not None:
-        detail["first_chunk_ms"] = round(first_chunk_ms, 3)
-    if error:
-        detail["error"] = error[:500]
-    session.add_step(
-        Stage.upstream,
-        "upstream",
-        Verdict.error if error else Verdict.passed,
-        latency_ms=(time.perf_counter() - sent_at) * 1000,
-        detail=detail,
-    )
-
-
-async def _quiet_close(aclose: Any) -> None:
-    try:
-        await aclose()
-    except (Exception, asyncio.CancelledError):  # noqa: S110 - the upstream is being abandoned anyway
-        pass
