@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -110,6 +111,211 @@ def policy_diff(old: Path, new: Path) -> None:
     a = old.read_text(encoding="utf-8").splitlines(keepends=True)
     b = new.read_text(encoding="utf-8").splitlines(keepends=True)
     sys.stdout.writelines(difflib.unified_diff(a, b, str(old), str(new)))
+
+
+audit_app = typer.Typer(help="Verify, export, prune and replay the audit trail.", no_args_is_help=True)
+db_app = typer.Typer(help="The audit database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys in the gateway config.", no_args_is_help=True)
+users_app = typer.Typer(help="Dashboard users.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
+
+
+def _database_url(config: str | None) -> str:
+    from gateway.config import DATABASE_ENV, load_config
+
+    if config is None and os.environ.get(DATABASE_ENV) and not os.environ.get("WARDEN_CONFIG"):
+        return os.environ[DATABASE_ENV]
+    try:
+        return load_config(config).resolved_database_url()
+    except YamlModelError as exc:
+        _fail(f"invalid configuration:\n{exc}")
+        raise AssertionError from exc  # unreachable: _fail exits
+
+
+def _engine(config: str | None) -> Any:
+    from audit.db import make_engine
+
+    return make_engine(_database_url(config))
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Create or upgrade the audit tables (Alembic migrations)."""
+    from audit.db import upgrade
+
+    url = _database_url(config)
+    upgrade(url)
+    typer.echo(f"audit database is up to date ({url.split('@')[-1]})")
+
+
+@audit_app.command("verify")
+def audit_verify(config: ConfigOpt = None) -> None:
+    """Check the hash chains: exit 0 when intact, 1 naming the first bad record."""
+    from audit.verify import verify
+
+    result = verify(_engine(config))
+    if result.ok:
+        typer.echo(
+            f"ok: {result.records_checked} records and {result.reviews_checked} reviews in "
+            f"{result.chains_checked} chains verified"
+        )
+        return
+    for problem in result.problems:
+        where = f"record {problem.record_id}" if problem.record_id else f"chain {problem.chain_id}"
+        typer.secho(
+            f"{problem.kind.value}: {where} (seq {problem.seq}): {problem.message}", err=True, fg=typer.colors.RED
+        )
+    typer.secho(f"FAILED: first bad record {result.first_bad_id}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(1)
+
+
+@audit_app.command("prune")
+def audit_prune(
+    before: Annotated[datetime, typer.Option(help="Remove records that started before this date (UTC).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Delete old records, leaving a checkpoint so that verify still passes."""
+    from audit.prune import prune
+
+    result = prune(_engine(config), before)
+    typer.echo(str(result))
+
+
+@audit_app.command("export")
+def audit_export(
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Only records from this time on.")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Only records before this time.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this requested model.")] = None,
+    verdict: Annotated[str | None, typer.Option(help="pass, flag, redact, block or error.")] = None,
+    check: Annotated[str | None, typer.Option(help="Only requests where this check acted.")] = None,
+    policy_version: Annotated[str | None, typer.Option(help="Only this policy version.")] = None,
+    text: Annotated[str | None, typer.Option(help="Substring of the stored text.")] = None,
+) -> None:
+    """Stream records with their steps, in the reasoning-path shape, as JSONL or CSV."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from audit.export import RecordFilter, write_csv, write_jsonl
+    from audit.record import Verdict
+
+    if fmt not in ("jsonl", "csv"):
+        _fail("--format must be jsonl or csv")
+    filters = RecordFilter(
+        since=since,
+        until=until,
+        tenant=tenant,
+        model=model,
+        verdict=Verdict(verdict) if verdict else None,
+        check=check,
+        policy_version=policy_version,
+        text=text,
+    )
+    writer = write_jsonl if fmt == "jsonl" else write_csv
+    engine = _engine(config)
+    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        if output is not None and sys.stderr.isatty():
+            with Progress(SpinnerColumn(), TextColumn("{task.completed} records"), transient=True) as bar:
+                task = bar.add_task("export", total=None)
+                n = writer(engine, out, filters, progress=lambda k: bar.update(task, completed=k))
+        else:
+            n = writer(engine, out, filters)
+    finally:
+        if output is not None:
+            out.close()
+    if output is not None:
+        typer.echo(f"{n} records written to {output}", err=True)
+
+
+@audit_app.command("replay-spool")
+def audit_replay_spool(
+    spool: Annotated[Path | None, typer.Argument(help="A spool file or folder (default: the config's).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write spooled records (kept while the database was down) into the database, once."""
+    from audit.writer import replay_spool
+    from gateway.config import load_config
+
+    path = spool
+    if path is None:
+        cfg = load_config(config)
+        path = cfg.resolve(cfg.audit.spool_dir)
+    result = replay_spool(_database_url(config), path)
+    typer.echo(str(result))
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant the key belongs to.")],
+    config: ConfigOpt = None,
+    role: Annotated[str, typer.Option(help="client, reviewer or admin.")] = "client",
+    key_id: Annotated[str | None, typer.Option("--id", help="A name for the key (default: random).")] = None,
+    policy: Annotated[str | None, typer.Option(help="A policy file this key runs under.")] = None,
+) -> None:
+    """Make a new key, store only its SHA-256 in the config, print the key once."""
+    from gateway.keyfile import create_key
+
+    key, kid = create_key(_config_path(config), tenant=tenant, role=role, key_id=key_id, policy=policy)
+    typer.echo(key)
+    typer.echo(f"key id {kid} added to {_config_path(config)}; restart or reload the gateway to use it", err=True)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")], config: ConfigOpt = None) -> None:
+    """Remove a key from the config by its id."""
+    from gateway.keyfile import revoke_key
+
+    if not revoke_key(_config_path(config), key_id):
+        _fail(f"no key with id {key_id!r}", 1)
+    typer.echo(f"key {key_id} revoked")
+
+
+def _config_path(config: str | None) -> Path:
+    from gateway.config import DEFAULT_CONFIG_ENV
+
+    raw = config or os.environ.get(DEFAULT_CONFIG_ENV)
+    if not raw:
+        _fail(f"pass --config or set {DEFAULT_CONFIG_ENV}")
+    return Path(str(raw))
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[str, typer.Option(help="viewer, reviewer or admin.")] = "viewer",
+    config: ConfigOpt = None,
+) -> None:
+    """Add a dashboard user; the password is read from standard input, never an argument."""
+    from dashboard.auth import add_user
+
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("password: ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        _fail("the password must have at least 8 characters")
+    add_user(_database_url(config), name, role, password)
+    typer.echo(f"user {name} ({role}) saved")
+
+
+@app.command()
+def dashboard(
+    config: ConfigOpt = None,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run the compliance review dashboard (Streamlit) on the gateway's database."""
+    from dashboard import launch
+
+    launch(str(_config_path(config)), port=port, host=host)
 
 
 def main() -> None:
