@@ -263,7 +263,7 @@ def keys_create(
 
     key, kid = create_key(_config_path(config), tenant=tenant, role=role, key_id=key_id, policy=policy)
     typer.echo(key)
-    typer.echo(f"key id {kid} added to {_config_path(config)}; restart or reload the gateway to use it", err=True)
+    typer.echo(f"key id {kid} added to {_config_path(config)}; running gateways pick it up within seconds", err=True)
 
 
 @keys_app.command("revoke")

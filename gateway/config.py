@@ -109,6 +109,8 @@ class GatewayConfig(Strict):
 
     #: folder of the config file; relative paths resolve against it
     base_dir: Path = Field(default=Path("."), exclude=True)
+    #: the file this was loaded from (None when built in code)
+    source: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
     def _unique_keys(self) -> GatewayConfig:
@@ -143,7 +145,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> GatewayConfig:
         )
     file = Path(raw).expanduser().resolve()
     config = load_model_file(GatewayConfig, file)
-    return config.model_copy(update={"base_dir": file.parent})
+    return config.model_copy(update={"base_dir": file.parent, "source": file})
 
 
 def env_value(value: str | None) -> str | None:

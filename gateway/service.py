@@ -35,6 +35,7 @@ class Gateway:
         self.live = LiveHub()
         self.audit = _make_sink(config)
         self._warm_thread: threading.Thread | None = None
+        self._stop = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -54,6 +55,28 @@ class Gateway:
         # answers /health at once; a request that needs one first waits for its import lock.
         self._warm_thread = threading.Thread(target=self._warm, name="warden-warm", daemon=True)
         self._warm_thread.start()
+        if self.config.source is not None and self.config.policy_reload:
+            threading.Thread(target=self._watch_keys, name="warden-keys-watch", daemon=True).start()
+
+    def _watch_keys(self) -> None:
+        """Reload the API keys when the config file changes (``warden keys create|revoke``).
+        Only keys are taken from the new file; other settings need a restart."""
+        from watchfiles import watch
+
+        from gateway.config import load_config
+        from policies.yamlio import YamlModelError
+
+        source = self.config.source
+        assert source is not None
+        for changes in watch(source.parent, stop_event=self._stop, debounce=200, rust_timeout=500):
+            if not any(Path(p).resolve() == source for _, p in changes):
+                continue
+            try:
+                self.keys = KeyStore(load_config(source))
+            except YamlModelError as exc:
+                log.error("config %s rejected, keeping the current keys:\n%s", source, exc)
+                continue
+            log.info("API keys reloaded from %s", source)
 
     def _warm(self) -> None:
         try:
@@ -67,6 +90,7 @@ class Gateway:
             log.exception("background warm-up failed; checks will load on first use")
 
     async def stop(self) -> None:
+        self._stop.set()
         self.policies.stop()
         if self.upstreams is not None:
             await self.upstreams.aclose()

@@ -36,7 +36,9 @@ def filled(simulator: SimulatorHandle, tmp_path_factory: pytest.TempPathFactory)
     with running_gateway(config) as gw:
         client = gw.client()
         for i in range(5):
-            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"hi ACME-000{i}"}])
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": f"hi ACME-000{i}"}]
+            )
         r = httpx.post(
             f"{gw.base_url}/chat/completions",
             headers={"authorization": f"Bearer {CLIENT_KEY}"},
@@ -114,3 +116,24 @@ def test_serve_with_a_bad_config_names_the_line(tmp_path: Path) -> None:
     done = warden("serve", "--config", str(bad))
     assert done.returncode == 2
     assert f"{bad}:1: model_list" in done.stderr
+
+
+def test_a_created_key_works_on_a_running_gateway(simulator: SimulatorHandle, tmp_path: Path) -> None:
+    import time
+
+    config = write_config(tmp_path, simulator.base_url, extra="audit: {enabled: false}\n")
+    with running_gateway(config) as gw:
+        made = warden("keys", "create", "--config", str(config), "--tenant", "late", "--id", "late-1")
+        key = made.stdout.strip()
+        deadline = time.monotonic() + 3
+        status = 401
+        while time.monotonic() < deadline and status == 401:
+            status = httpx.get(f"{gw.base_url}/models", headers={"authorization": f"Bearer {key}"}).status_code
+            time.sleep(0.1)
+        assert status == 200
+        assert warden("keys", "revoke", "late-1", "--config", str(config)).returncode == 0
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and status == 200:
+            status = httpx.get(f"{gw.base_url}/models", headers={"authorization": f"Bearer {key}"}).status_code
+            time.sleep(0.1)
+        assert status == 401

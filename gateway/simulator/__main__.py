@@ -11,9 +11,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m gateway.simulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
-    parser.add_argument(
-        "--record-limit", type=int, default=200, help="request bodies kept for /_sim/requests"
-    )
+    parser.add_argument("--record-limit", type=int, default=200, help="request bodies kept for /_sim/requests")
     args = parser.parse_args()
     run(args.host, args.port, record_limit=args.record_limit)
 

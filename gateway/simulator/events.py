@@ -67,9 +67,7 @@ def _frames(env: Envelope, choices: list[list[dict[str, Any]]], tail: dict[str, 
 
 
 def _chat_deltas(reply: Reply, chunking: Chunking) -> list[dict[str, Any]]:
-    deltas: list[dict[str, Any]] = [
-        {"role": "assistant", "content": "" if reply.content is not None else None}
-    ]
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": "" if reply.content is not None else None}]
     deltas += [{reply.reasoning_field: p} for p in chunk_text(reply.reasoning, chunking)]
     deltas += [{"content": p} for p in chunk_text(reply.content or "", chunking)]
     call = reply.tool_call
@@ -92,8 +90,7 @@ def chat_stream(
     choices = []
     for index, reply in enumerate(replies):
         chunks: list[dict[str, Any]] = [
-            {"index": index, "delta": d, "logprobs": None, "finish_reason": None}
-            for d in _chat_deltas(reply, chunking)
+            {"index": index, "delta": d, "logprobs": None, "finish_reason": None} for d in _chat_deltas(reply, chunking)
         ]
         chunks.append({"index": index, "delta": {}, "logprobs": None, "finish_reason": reply.finish_reason})
         choices.append(chunks)
@@ -110,9 +107,7 @@ def chat_body(env: Envelope, replies: Sequence[Reply], usage_: dict[str, Any]) -
             call = reply.tool_call
             function = {"name": call.name, "arguments": call.arguments}
             message["tool_calls"] = [{"id": call.id, "type": "function", "function": function}]
-        choices.append(
-            {"index": index, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}
-        )
+        choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": reply.finish_reason})
     return orjson.dumps(env.head(system_fingerprint="fp_sim", choices=choices, usage=usage_))
 
 

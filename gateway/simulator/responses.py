@@ -22,25 +22,19 @@ def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status, media_type=JSON_MEDIA)
 
 
-def error(
-    status: int, message: str, kind: str, code: str | None, headers: dict[str, str] | None = None
-) -> Response:
+def error(status: int, message: str, kind: str, code: str | None, headers: dict[str, str] | None = None) -> Response:
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return Response(orjson.dumps(body), status, headers, media_type=JSON_MEDIA)
 
 
 def invalid_request(exc: ValidationError | str) -> Response:
     message = (
-        exc
-        if isinstance(exc, str)
-        else "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        exc if isinstance(exc, str) else "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
     )
     return error(400, message, "invalid_request_error", None)
 
 
-def respond(
-    frames: Sequence[bytes], delivery: Delivery, stats: Stats, *, stream: bool
-) -> Response | WatchedResponse:
+def respond(frames: Sequence[bytes], delivery: Delivery, stats: Stats, *, stream: bool) -> Response | WatchedResponse:
     """Send `frames` as SSE (stream) or as one JSON body, as `delivery` says, counting the outcome."""
     ticket = stats.begin(stream=stream)
     if delivery.fault == "refuse_500":

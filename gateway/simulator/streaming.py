@@ -46,9 +46,7 @@ class Delivery:
         return min(wanted, frames - 1)
 
 
-async def paced(
-    frames: Sequence[bytes], delivery: Delivery, *, delay_each: bool
-) -> AsyncGenerator[bytes, None]:
+async def paced(frames: Sequence[bytes], delivery: Delivery, *, delay_each: bool) -> AsyncGenerator[bytes, None]:
     """Yield `frames` with the scripted delay, applying a mid-stream fault at its point."""
     cut = delivery.fault_index(len(frames))
     for index, frame in enumerate(frames):
