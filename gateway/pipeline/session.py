@@ -7,8 +7,8 @@ answer (streamed or not), and ``finish`` to hand the record to the audit writer.
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +27,9 @@ StepListener = Callable[[str, StepRecord], None]
 
 
 def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex
+    """Time-ordered (like UUIDv7: 48-bit milliseconds, then 80 random bits), so new audit
+    rows land at the end of the primary-key index instead of at random places in it."""
+    return f"req_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
 @dataclass(slots=True)

@@ -1,0 +1,138 @@
+"""Engines and schema upgrades for the audit database (SQLite by default, PostgreSQL by URL).
+
+* ``make_engine(url)``: SQLite gets WAL, ``synchronous=FULL`` (a committed batch survives a
+  power cut, as the spool does), a busy timeout and foreign keys on every connection, and
+  write transactions that can ask for ``BEGIN IMMEDIATE`` (``WRITE_OPTIONS``) so two
+  processes on one file queue on the busy timeout instead of failing on a stale snapshot.
+  ``sqlite:///relative.db`` paths stay relative to the working directory; their folder is
+  created. ``postgresql://`` URLs are rewritten to the psycopg 3 driver.
+* ``upgrade(url_or_engine)`` runs the Alembic migrations in ``audit/migrations`` with a
+  Config built in code (no ``alembic.ini``), under a lock so replicas can start together.
+* ``ensure_schema(engine)``: a SQLite database is upgraded in place (a new, empty file
+  included); a PostgreSQL database that is behind raises ``SchemaOutOfDate`` naming the
+  command to run, because upgrading a shared database is an operator's decision.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: Execution options for a transaction that will write (SQLite: ``BEGIN IMMEDIATE``).
+WRITE_OPTIONS: dict[str, Any] = {"warden_begin": "IMMEDIATE"}
+
+#: Arbitrary constant for ``pg_advisory_xact_lock`` around migrations.
+_MIGRATION_LOCK = 0x5741_5244
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database is not at the migration head and will not be upgraded implicitly."""
+
+
+def json_dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def normalize_url(url: str | URL) -> URL:
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+def make_engine(
+    url: str | URL,
+    *,
+    sqlite_busy_timeout_ms: int = 5000,
+    pg_connect_timeout_s: int = 5,
+    **kwargs: Any,
+) -> Engine:
+    u = normalize_url(url)
+    options: dict[str, Any] = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
+    if u.get_backend_name() == "sqlite":
+        _make_sqlite_dir(u)
+        engine = create_engine(u, **options, **kwargs)
+        _sqlite_events(engine, sqlite_busy_timeout_ms)
+        return engine
+    if u.get_backend_name() == "postgresql":
+        connect_args = {"connect_timeout": pg_connect_timeout_s, **kwargs.pop("connect_args", {})}
+        return create_engine(u, pool_pre_ping=True, connect_args=connect_args, **options, **kwargs)
+    return create_engine(u, **options, **kwargs)
+
+
+def _make_sqlite_dir(u: URL) -> None:
+    db = u.database
+    if db and db != ":memory:" and not db.startswith("file:"):
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        # Autocommit at the driver: SQLAlchemy's "begin" event below decides how to BEGIN.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        # 32 MiB of page cache (default 2): index pages of a large audit file stay in memory.
+        cur.execute("PRAGMA cache_size = -32768")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("warden_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
+    engine = url_or_engine if isinstance(url_or_engine, Engine) else make_engine(url_or_engine)
+    try:
+        with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            command.upgrade(alembic_config(conn), revision)
+    finally:
+        if engine is not url_or_engine:
+            engine.dispose()
+
+
+def ensure_schema(engine: Engine) -> None:
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    if engine.dialect.name == "sqlite":
+        upgrade(engine)
+        return
+    raise SchemaOutOfDate(
+        f"audit database is at revision {current or 'none (empty)'}, this Warden needs {head}: run `warden db upgrade`"
+    )

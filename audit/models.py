@@ -1,0 +1,299 @@
+"""The audit tables, as SQLAlchemy 2 typed models.
+
+Alembic migrations (``audit/migrations``) create these; ``tests/test_audit_models.py`` checks
+that the models and the migrations agree. Inserts on the hot path go through SQLAlchemy Core
+(``audit.store``), queries may use either.
+
+Choices worth knowing:
+
+* ``detail`` is ``JSON``, which is text JSON on PostgreSQL too (not JSONB): JSONB rewrites
+  numbers (``1e20`` comes back as an integer), and a record must re-hash to the same bytes
+  after a round trip through the database.
+* Timestamps are stored in UTC. SQLite keeps them naive; readers treat naive as UTC.
+* The index behind the dashboard's "check" filter covers only steps that did something
+  (verdict other than ``pass``): that is what the filter asks for, and it keeps index
+  maintenance off the ~95% of steps that pass.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    Enum,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+HASH_LEN = 64
+
+#: Constraint names are fixed so migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Role(StrEnum):
+    viewer = "viewer"
+    reviewer = "reviewer"
+    admin = "admin"
+
+
+class Ruling(StrEnum):
+    confirm = "confirm"
+    false_positive = "false_positive"
+    escalate = "escalate"
+
+
+class ChainKind(StrEnum):
+    requests = "requests"
+    reviews = "reviews"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSON(),
+        str: String(),
+        int: Integer(),
+        float: Double(),
+    }
+
+
+class ChainRow(Base):
+    """One hash chain: owned by one writer (one gateway process) for its lifetime.
+
+    ``last_seq`` / ``head_hash`` move in the same transaction as the records, so verify can
+    tell a chain whose newest records were deleted from one that simply ended.
+    """
+
+    __tablename__ = "audit_chains"
+
+    chain_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    algorithm: Mapped[str] = mapped_column(String(16))
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    host: Mapped[str]
+    pid: Mapped[int]
+    started_at: Mapped[datetime]
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    head_hash: Mapped[str] = mapped_column(String(HASH_LEN))
+
+
+class RequestRow(Base):
+    __tablename__ = "audit_requests"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "seq", name="uq_audit_requests_chain_seq"),
+        Index("ix_audit_requests_started_at", "started_at"),
+        Index("ix_audit_requests_tenant_started", "tenant", "started_at"),
+        Index("ix_audit_requests_model_started", "model_requested", "started_at"),
+        Index("ix_audit_requests_verdict_started", "verdict", "started_at"),
+        Index("ix_audit_requests_policy_started", "policy_version", "started_at"),
+        Index("ix_audit_requests_trace_id", "trace_id"),
+    )
+
+    request_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    chain_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[str] = mapped_column(String(HASH_LEN))
+    hash: Mapped[str] = mapped_column(String(HASH_LEN))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    tenant: Mapped[str]
+    key_id: Mapped[str]
+    client_addr: Mapped[str | None]
+    endpoint: Mapped[str]
+    model_requested: Mapped[str]
+    model_served: Mapped[str | None]
+    stream: Mapped[bool] = mapped_column(Boolean)
+    policy_name: Mapped[str]
+    policy_version: Mapped[str]
+    input_text: Mapped[str | None] = mapped_column(Text)
+    output_text: Mapped[str | None] = mapped_column(Text)
+    verdict: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(32))
+    http_status: Mapped[int]
+    finish_reason: Mapped[str | None]
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    latency_ms: Mapped[float | None]
+    ttft_ms: Mapped[float | None]
+    trace_id: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+
+    steps: Mapped[list[StepRow]] = relationship(
+        back_populates="request", order_by="StepRow.seq", cascade="all, delete-orphan"
+    )
+
+
+class StepRow(Base):
+    __tablename__ = "audit_steps"
+    __table_args__ = (
+        Index(
+            "ix_audit_steps_acted",
+            "name",
+            "verdict",
+            "request_id",
+            sqlite_where=text("verdict <> 'pass'"),
+            postgresql_where=text("verdict <> 'pass'"),
+        ),
+    )
+
+    request_id: Mapped[str] = mapped_column(
+        ForeignKey("audit_requests.request_id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    stage: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str]
+    verdict: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float | None]
+    latency_ms: Mapped[float]
+    enforced: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[dict[str, Any]]
+    text: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime | None]
+
+    request: Mapped[RequestRow] = relationship(back_populates="steps")
+    spans: Mapped[list[SpanRow]] = relationship(order_by="SpanRow.idx", cascade="all, delete-orphan")
+
+
+class SpanRow(Base):
+    """Where a check acted inside a step's text: never the value, at most its fingerprint."""
+
+    __tablename__ = "audit_spans"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["request_id", "step_seq"],
+            ["audit_steps.request_id", "audit_steps.seq"],
+            name="fk_audit_spans_step",
+            ondelete="CASCADE",
+        ),
+        Index(
+            "ix_audit_spans_fingerprint",
+            "fingerprint",
+            sqlite_where=text("fingerprint IS NOT NULL"),
+            postgresql_where=text("fingerprint IS NOT NULL"),
+        ),
+    )
+
+    request_id: Mapped[str] = mapped_column(primary_key=True)
+    step_seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    entity_type: Mapped[str]
+    span_start: Mapped[int]
+    span_end: Mapped[int]
+    score: Mapped[float]
+    fingerprint: Mapped[str | None] = mapped_column(String(64))
+
+
+class ReviewRow(Base):
+    """A reviewer's ruling on a request; chained like request records, in its own chain."""
+
+    __tablename__ = "audit_reviews"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "seq", name="uq_audit_reviews_chain_seq"),
+        Index("ix_audit_reviews_request_id", "request_id"),
+        Index("ix_audit_reviews_at", "at"),
+    )
+
+    review_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    chain_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[str] = mapped_column(String(HASH_LEN))
+    hash: Mapped[str] = mapped_column(String(HASH_LEN))
+    request_id: Mapped[str]
+    reviewer: Mapped[str]
+    ruling: Mapped[str] = mapped_column(
+        Enum(
+            Ruling,
+            native_enum=False,
+            length=16,
+            create_constraint=True,
+            name="ruling",
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    note: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class CheckpointRow(Base):
+    """Left by prune: records up to ``seq`` of a chain were removed; ``hash`` was the last one's.
+
+    ``mac`` binds the fields under the audit key, so with ``WARDEN_AUDIT_KEY`` set a forged
+    checkpoint cannot hide deleted records.
+    """
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (Index("ix_audit_checkpoints_chain_seq", "chain_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    chain_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(HASH_LEN))
+    pruned_before: Mapped[datetime]
+    records_pruned: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]
+    mac: Mapped[str] = mapped_column(String(HASH_LEN))
+
+
+class UserRow(Base):
+    """A dashboard login."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(), unique=True)
+    role: Mapped[str] = mapped_column(
+        Enum(
+            Role,
+            native_enum=False,
+            length=16,
+            create_constraint=True,
+            name="role",
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    #: argon2id hash (argon2-cffi ``PasswordHasher``); never the password
+    password_hash: Mapped[str]
+    created_at: Mapped[datetime]
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class PolicyVersionRow(Base):
+    """A saved policy text; ``version_hash`` is the content hash audit records refer to."""
+
+    __tablename__ = "policy_versions"
+    __table_args__ = (
+        UniqueConstraint("name", "version_hash", name="uq_policy_versions_name_hash"),
+        Index("ix_policy_versions_name_created", "name", "created_at"),
+        Index("ix_policy_versions_version_hash", "version_hash"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str]
+    version_hash: Mapped[str] = mapped_column(String(128))
+    yaml_text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str]
+    note: Mapped[str | None] = mapped_column(Text)

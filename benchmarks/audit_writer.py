@@ -1,0 +1,166 @@
+"""How many 20-step audit records per second the writer sustains, into SQLite and PostgreSQL.
+
+Question: can one gateway process's audit writer keep up with its traffic? Targets on the
+2-core reference machine: 5,000 records/s into SQLite, 10,000 into PostgreSQL.
+
+Each run writes into a fresh database (a temporary SQLite file; a temporary schema on the
+PostgreSQL at ``--pg``), submits every record as fast as it can (the producer is never the
+bottleneck: the records are built beforehand, and frozen out of the garbage collector's
+passes, since a real gateway's queue is near empty), and times until ``flush`` says all are
+committed. Also printed: the writer thread's own CPU time per record, split into preparing
+(normalize + hash) and the database round trip, which says where the time goes.
+
+    python -m benchmarks.audit_writer [--records 20000] [--pg URL] [--no-pg] [--repeat 3]
+
+The machine is shared: the load average at the start is printed beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from audit.chain import Chain, ChainKey
+from audit.db import make_engine, upgrade
+from audit.models import ChainKind
+from audit.prepared import prepare
+from audit.store import commit_batch
+from audit.writer import AuditWriter
+from tests.audit_db import make_record
+
+TARGETS = {"sqlite": 5_000, "postgresql": 10_000}
+KEY = ChainKey.from_key(b"benchmark-key")
+
+
+@dataclass(frozen=True)
+class Run:
+    backend: str
+    records: int
+    seconds: float
+    prepare_s: float
+    commit_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+
+@contextmanager
+def sqlite_url() -> Iterator[str]:
+    with tempfile.TemporaryDirectory() as d:
+        yield f"sqlite:///{d}/bench.db"
+
+
+@contextmanager
+def pg_url(base: str) -> Iterator[str]:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    conninfo = make_url(base).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield (
+            make_url(base)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def through_writer(url: str, n: int) -> float:
+    """Wall time for ``n`` records through a running AuditWriter, submit to committed."""
+    upgrade(url)
+    records = [make_record(i) for i in range(n)]
+    gc.freeze()  # the pre-built records are a benchmark artefact: keep them out of GC passes
+    with tempfile.TemporaryDirectory() as spool:
+        writer = AuditWriter(url, spool_dir=Path(spool), key=KEY, queue_size=n + 1)
+        writer.start()
+        start = time.perf_counter()
+        for r in records:
+            writer.submit(r)
+        if not writer.flush(600):
+            raise RuntimeError("writer did not finish")
+        elapsed = time.perf_counter() - start
+        stats = writer.stats
+        writer.close()
+    gc.unfreeze()
+    if stats.committed != n or stats.spooled:
+        raise RuntimeError(f"unexpected writer stats {stats}")
+    return elapsed
+
+
+def split(url: str, n: int) -> tuple[float, float]:
+    """Thread CPU seconds for preparing and for committing ``n`` records, without the thread."""
+    upgrade(url)
+    engine = make_engine(url)
+    records = [make_record(i) for i in range(n)]
+    gc.freeze()
+    requests, reviews = Chain.new(ChainKind.requests, KEY), Chain.new(ChainKind.reviews, KEY)
+    t0 = time.thread_time()
+    items = [prepare(r) for r in records]
+    t1 = time.thread_time()
+    for i in range(0, n, 500):
+        commit_batch(engine, requests, reviews, items[i : i + 500])
+    t2 = time.thread_time()
+    gc.unfreeze()
+    engine.dispose()
+    return t1 - t0, t2 - t1
+
+
+def measure(backend: str, make: object, n: int, repeat: int) -> Run:
+    walls = []
+    for _ in range(repeat):
+        with make() as url:  # type: ignore[operator]
+            walls.append(through_writer(url, n))
+    with make() as url:  # type: ignore[operator]
+        prep, commit = split(url, n)
+    return Run(backend, n, statistics.median(walls), prep, commit)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--no-pg", action="store_true")
+    args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]
+
+    runs = [measure("sqlite", sqlite_url, args.records, args.repeat)]
+    if not args.no_pg:
+        runs.append(measure("postgresql", lambda: pg_url(args.pg), args.records, args.repeat))
+
+    load = os.getloadavg()[0]
+    print(
+        f"\naudit writer, {args.records} records of 20 steps each, median of {args.repeat} runs; "
+        f"{os.cpu_count()} CPUs, load average {load_at_start:.2f} at start, {load:.2f} at end\n"
+    )
+    head = f"{'backend':<11} {'records/s':>10} {'target':>8} {'ratio':>6} {'step rows/s':>12} "
+    head += f"{'prepare µs/rec':>15} {'commit µs/rec':>14}"
+    print(head)
+    print("-" * len(head))
+    for r in runs:
+        target = TARGETS[r.backend]
+        print(
+            f"{r.backend:<11} {r.rate:>10,.0f} {target:>8,} {r.rate / target:>6.2f} {r.rate * 20:>12,.0f} "
+            f"{r.prepare_s / r.records * 1e6:>15.1f} {r.commit_s / r.records * 1e6:>14.1f}"
+        )
+    print("\nprepare = normalize + canonical JSON + HMAC; commit = thread CPU in the insert transaction")
+    print("(the database server's own CPU is not in 'commit'; wall time is in records/s)")
+
+
+if __name__ == "__main__":
+    main()
