@@ -1,0 +1,160 @@
+"""How a stored audit record reads on the detail page: its timeline, texts and reasoning steps.
+
+This knows how the gateway stores texts (see ``gateway.pipeline``): the input text is masked
+by the input checks that redact; a reply's text is first masked by the stream checks (raw
+offsets, steps whose ``detail`` names a ``channel``), then by output checks and the stream
+checks that only flag or monitor (offsets in what was sent). ``highlight.locate`` verifies
+the result against the stored text, so a change in the gateway shows as "not exact", not as
+wrong highlights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from audit.record import AuditRecord, Stage, StepRecord, Verdict
+from dashboard.highlight import Layer, Mark
+
+REASONING_STEP_PREFIX = "step "
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRow:
+    seq: int
+    stage: str
+    name: str
+    verdict: str
+    enforced: bool
+    score: float | None
+    latency_ms: float
+    #: milliseconds from the request's start to when the step was recorded
+    at_ms: float | None
+    entities: str
+    detail: str
+
+
+def _marks(step: StepRecord) -> list[Mark]:
+    return [Mark(s.start, s.end, s.entity_type, step.name, step.verdict.value) for s in step.spans]
+
+
+def _detail_text(detail: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in detail.items() if k not in ("fired",))[:300]
+
+
+def timeline(record: AuditRecord) -> list[TimelineRow]:
+    rows = []
+    for step in record.steps:
+        at_ms = (step.at - record.started_at).total_seconds() * 1000 if step.at else None
+        entities = ", ".join(sorted({s.entity_type for s in step.spans}))
+        rows.append(
+            TimelineRow(
+                step.seq,
+                step.stage.value,
+                step.name,
+                step.verdict.value,
+                step.enforced,
+                step.score,
+                step.latency_ms,
+                at_ms,
+                entities,
+                _detail_text(step.detail),
+            )
+        )
+    return rows
+
+
+def _is_reasoning_container(step: StepRecord) -> bool:
+    return step.stage is Stage.reasoning and step.name.startswith(REASONING_STEP_PREFIX) and step.text is not None
+
+
+def _is_stream_scanner(step: StepRecord) -> bool:
+    return step.stage is Stage.stream and "channel" in step.detail
+
+
+def input_layers(record: AuditRecord) -> list[Layer]:
+    steps = [s for s in record.steps if s.stage is Stage.input]
+    marks = [m for s in steps for m in _marks(s)]
+    masked = [m for s in steps if s.verdict is Verdict.redact for m in _marks(s)]
+    return [Layer(masked, marks)]
+
+
+def output_layers(record: AuditRecord) -> list[Layer]:
+    scanner = [s for s in record.steps if _is_stream_scanner(s) and s.detail.get("channel") == "content"]
+    late = [
+        s for s in record.steps if s.stage is Stage.output or (s.stage is Stage.stream and not _is_stream_scanner(s))
+    ]
+    raw = Layer(
+        [m for s in scanner if s.verdict is Verdict.redact for m in _marks(s)],
+        [m for s in scanner for m in _marks(s) if s.verdict is Verdict.redact],
+    )
+    sent = Layer(
+        [m for s in late if s.verdict is Verdict.redact for m in _marks(s)],
+        [m for s in late for m in _marks(s)],
+    )
+    return [raw, sent] if raw.masked else [sent]
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningView:
+    number: int
+    choice: int
+    verdict: str
+    text: str
+    layers: list[Layer]
+    checks: tuple[str, ...]
+
+
+def reasoning_steps(record: AuditRecord) -> list[ReasoningView]:
+    """Each reasoning step with the check outcomes recorded for it (``detail.step``)."""
+    views = []
+    for step in record.steps:
+        if not _is_reasoning_container(step):
+            continue
+        number = _int(step.name.removeprefix(REASONING_STEP_PREFIX))
+        choice = _int(step.detail.get("choice", 0))
+        outcomes = [
+            s
+            for s in record.steps
+            if s.stage is Stage.reasoning
+            and not _is_reasoning_container(s)
+            and _int(s.detail.get("step")) == number
+            and _int(s.detail.get("choice", 0)) == choice
+        ]
+        layer = Layer(
+            [m for s in outcomes if s.verdict is Verdict.redact for m in _marks(s)],
+            [m for s in outcomes for m in _marks(s)],
+        )
+        fired = tuple(f"{s.name}: {s.verdict.value}" for s in outcomes if s.verdict is not Verdict.passed)
+        views.append(ReasoningView(number, choice, step.verdict.value, step.text or "", [layer], fired))
+    return views
+
+
+def first_wrong_step(record: AuditRecord) -> str | None:
+    """Where a step verifier says the reasoning first went wrong, in words, if it did."""
+    for step in record.steps:
+        if step.verdict is Verdict.passed:
+            continue
+        d = step.detail
+        where = f"reasoning step {d.get('step')}" if step.stage is Stage.reasoning else str(d.get("step", "answer"))
+        if d.get("reason") == "arithmetic":
+            return f"{where}: {d.get('claim')!s} (expected {d.get('expected')!s})"
+        if "final_answer" in d:
+            return (
+                f"{where}: final answer {d.get('final_answer')!s} contradicts {d.get('last_result_step')!s} "
+                f"(= {d.get('last_result')!s})"
+            )
+    return None
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
+
+
+def acted(steps: Iterable[StepRecord]) -> list[StepRecord]:
+    """Check outcomes that did something (not the upstream call or the final response step)."""
+    return [s for s in steps if s.verdict is not Verdict.passed and s.stage not in (Stage.upstream, Stage.response)]

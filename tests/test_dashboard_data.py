@@ -1,0 +1,217 @@
+"""``dashboard.data`` queries, exports and spike detection on a database of real gateway requests."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import Engine, select
+
+from audit.db import make_engine, upgrade
+from audit.models import Ruling
+from audit.record import AuditRecord
+from audit.rows import REQUESTS, load_page
+from audit.writer import AuditWriter
+from dashboard import data, export, spikes
+from tests.audit_db import postgres_schema
+from tests.dashboard_fixtures import Dash, dash, dashboard_seed
+
+__all__ = ["dash", "dashboard_seed"]
+
+ALL = data.Filters()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, dash: Dash, tmp_path: Path) -> Iterator[str]:
+    """The seeded database, or (postgres) the same records written into a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield dash.database_url
+        return
+    with postgres_schema() as url:
+        upgrade(url)
+        source = make_engine(dash.database_url)
+        with source.connect() as conn:
+            records = list(load_page(conn, list(conn.execute(select(REQUESTS)).mappings())))
+        source.dispose()
+        writer = AuditWriter(url, spool_dir=tmp_path / "pg-spool")
+        writer.start()
+        for record in records:
+            record.chain_id = record.seq = record.prev_hash = record.hash = None
+            writer.submit(record)
+        assert writer.flush(20)
+        writer.close()
+        yield url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+def total(dash: Dash) -> int:
+    return sum(len(ids) for ids in dash.ids.values())
+
+
+def rule(url: str, tmp_path: Path, rulings: dict[str, Ruling]) -> None:
+    writer = AuditWriter(url, spool_dir=tmp_path / "spool")
+    writer.start()
+    for rid, ruling in rulings.items():
+        writer.submit_review(rid, "rita", ruling, "note")
+    assert writer.flush(10)
+    writer.close()
+
+
+def test_filters_narrow_in_the_database(dash: Dash, engine: Engine) -> None:
+    assert data.count_requests(engine, ALL) == total(dash)
+    assert data.count_requests(engine, data.Filters(verdicts=("block",))) == 1
+    assert data.count_requests(engine, data.Filters(checks=("watch",))) == 2
+    assert data.count_requests(engine, data.Filters(text="MERGER")) == 2  # case-insensitive
+    assert data.count_requests(engine, data.Filters(text="100%_")) == 0  # LIKE wildcards are literal
+    assert data.count_requests(engine, data.Filters(tenants=("acme",), models=("sim-reasoner",))) == 1
+    assert data.count_requests(engine, data.Filters(tenants=("other",))) == 0
+    future = datetime.now(UTC) + timedelta(hours=1)
+    assert data.count_requests(engine, data.Filters(start=future)) == 0
+    assert data.count_requests(engine, data.Filters(end=future)) == total(dash)
+    monitor = data.request_page(engine, data.Filters(checks=("ticket",)))
+    assert [r.request_id for r in monitor] == dash.ids["monitor"]
+    assert monitor[0].verdict == "pass"  # monitor mode changed nothing
+
+
+def test_pages_are_newest_first_and_do_not_overlap(dash: Dash, engine: Engine) -> None:
+    first = data.request_page(engine, ALL, limit=5, offset=0)
+    second = data.request_page(engine, ALL, limit=5, offset=5)
+    everything = data.request_page(engine, ALL, limit=100)
+    assert [r.request_id for r in first + second] == [r.request_id for r in everything[:10]]
+    assert [r.started_at for r in everything] == sorted((r.started_at for r in everything), reverse=True)
+    flagged = next(r for r in everything if r.request_id == dash.ids["flag"][0])
+    assert flagged.acted == ("watch",)
+
+
+def test_overview_counts_rates_and_percentiles(dash: Dash, engine: Engine) -> None:
+    ov = data.overview(engine, ALL, bucket_s=60)
+    assert ov.total == total(dash)
+    assert ov.by_verdict["block"] == 1
+    assert ov.by_verdict["flag"] == len(dash.ids["flag"]) + len(dash.ids["output_flag"])
+    assert ov.monitor_would == {"flag": 1}
+    assert ov.latency.p50 is not None and ov.latency.p95 is not None and ov.latency.p99 is not None
+    assert ov.latency.p50 <= ov.latency.p95 <= ov.latency.p99
+    assert ov.ttft.p50 is not None
+    assert ov.latency_series and all(p.p50 is not None for p in ov.latency_series)
+    assert sum(p.requests for p in ov.series) == ov.total
+    assert ov.prompt_tokens > 0
+    watch = [c for c in ov.top_checks if c.name == "watch"]
+    assert [(c.stage, c.verdict, c.enforced, c.count) for c in watch] == [("input", "flag", True, 2)]
+    assert all(c.name != "upstream" and not c.name.startswith("step ") for c in ov.top_checks)
+
+
+def test_queue_rulings_and_check_quality(dash: Dash, db_url: str, engine: Engine, tmp_path: Path) -> None:
+    waiting = data.queue_count(engine, ALL)
+    assert waiting == len(dash.ids["block"]) + len(dash.ids["flag"]) + len(dash.ids["output_flag"])
+    oldest = data.queue_page(engine, ALL, limit=waiting)
+    assert [r.started_at for r in oldest] == sorted(r.started_at for r in oldest)
+    rule(db_url, tmp_path, {
+        dash.ids["flag"][0]: Ruling.false_positive,
+        dash.ids["flag"][1]: Ruling.escalate,
+        dash.ids["block"][0]: Ruling.confirm,
+    })  # fmt: skip
+    assert data.queue_count(engine, ALL) == waiting - 3
+    assert [r.request_id for r in data.queue_page(engine, ALL, "escalated")] == [dash.ids["flag"][1]]
+    ruled = data.queue_page(engine, ALL, "ruled")
+    assert {r.request_id: r.ruling for r in ruled} == {
+        dash.ids["flag"][0]: "false_positive",
+        dash.ids["block"][0]: "confirm",
+    }
+
+    rule(db_url, tmp_path, {dash.ids["flag"][1]: Ruling.false_positive})  # the escalation is resolved
+    assert data.queue_page(engine, ALL, "escalated") == []
+    quality = {(q.stage, q.check): q for q in data.check_quality(engine, ALL)}
+    assert quality[("input", "watch")].false_positives == 2
+    assert quality[("input", "watch")].precision == 0.0
+    assert quality[("input", "banned")].confirmed == 1
+    assert quality[("input", "banned")].precision == 1.0
+    steps = data.ruled_steps(engine, "watch", "input", ALL)
+    assert {s.ruling for s in steps} == {"false_positive"}
+    assert all(s.text and s.text[s.spans[0][1] : s.spans[0][2]] == "merger" for s in steps)
+    trend = data.quality_trend(engine, ALL, bucket_s=3600)
+    assert sum(p.false_positives for p in trend if p.check == "watch") == 2
+
+
+def test_exports_stream_the_filtered_records(dash: Dash, engine: Engine) -> None:
+    records = list(data.iter_records(engine, data.Filters(checks=("watch",)), max_rows=10, chunk=1))
+    assert sorted(r.request_id for r in records) == sorted(dash.ids["flag"])
+    assert len(list(data.iter_records(engine, ALL, max_rows=3, chunk=2))) == 3
+    rows = list(csv.DictReader(io.StringIO(export.to_csv(records).decode())))
+    assert [r["checks_acted"] for r in rows] == ["watch", "watch"]
+    assert all("merger" in r["input_text"] for r in rows)
+    lines = [orjson.loads(line) for line in export.to_jsonl(records).splitlines()]
+    assert {line["request_id"] for line in lines} == set(dash.ids["flag"])
+    assert all("inference_steps" in line and "output_decision" in line for line in lines)
+
+
+def test_csv_cells_cannot_become_formulas() -> None:
+    record = AuditRecord("req_x", datetime.now(UTC), "=cmd|' /C calc'!A0", "k", "/v1/chat/completions", "m",
+                         False, "p", "v", input_text="+SUM(A1)")  # fmt: skip
+    row = next(csv.DictReader(io.StringIO(export.to_csv([record]).decode())))
+    assert row["tenant"].startswith("'=") and row["input_text"] == "'+SUM(A1)"
+
+
+def test_policy_versions_are_stored_once(engine: Engine) -> None:
+    first, created = data.record_policy_version(
+        engine, name="p", version_hash="h1", yaml_text="a", created_by="x", note=None
+    )
+    again, created_again = data.record_policy_version(
+        engine, name="p", version_hash="h1", yaml_text="a", created_by="y", note="n"
+    )
+    assert created and not created_again and again.id == first.id
+    data.record_policy_version(engine, name="p", version_hash="h2", yaml_text="b", created_by="x", note=None)
+    assert [v.version_hash for v in data.policy_versions(engine, "p")] == ["h2", "h1"]
+    assert data.find_policy_version(engine, "p", "h2") is not None
+    assert data.find_policy_version(engine, "p", "nope") is None
+
+
+def test_replay_inputs_and_stored_ids(dash: Dash, engine: Engine) -> None:
+    items = data.replay_inputs(engine, data.Filters(checks=("watch",)), limit=10)
+    assert {i.request_id for i in items} == set(dash.ids["flag"])
+    assert all(i.verdict == "flag" and i.input_text and "merger" in i.input_text for i in items)
+    assert data.stored_ids(engine, [dash.ids["pass"][0], "req_in_flight"]) == {dash.ids["pass"][0]}
+    recent = data.recent_records(engine, since=datetime.now(UTC) - timedelta(hours=1), limit=3)
+    assert len(recent) == 3 and all(r.steps for r in recent)
+
+
+def _series(counts: list[tuple[int, int]]) -> list[data.SeriesPoint]:
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    out = []
+    for i, (passed, blocked) in enumerate(counts):
+        at = start + timedelta(minutes=i)
+        out += [data.SeriesPoint(at, "pass", passed, 0, 0), data.SeriesPoint(at, "block", blocked, 0, 0)]
+    return out
+
+
+def test_percentiles_over_many_requests_are_sampled(
+    dash: Dash, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exact = data.overview(engine, ALL, bucket_s=3600)
+    monkeypatch.setattr(data, "PERCENTILE_SAMPLE", 5)
+    sampled = data.overview(engine, ALL, bucket_s=3600)
+    assert exact.sampled_every == 1
+    assert sampled.sampled_every == -(-total(dash) // 5)
+    assert sampled.total == exact.total  # counts are never sampled
+    assert sampled.latency.p50 is not None
+
+
+def test_a_spike_stands_out_and_a_steady_rate_does_not() -> None:
+    steady = spikes.bucket_rates(_series([(95, 5)] * 10))
+    assert spikes.find_spikes(steady) == []
+    rates = spikes.bucket_rates(_series([(95, 5)] * 8 + [(40, 60)] + [(95, 5)]))
+    [spike] = spikes.find_spikes(rates)
+    assert spike.at == datetime(2025, 1, 1, 0, 8, tzinfo=UTC)
+    assert spike.rate == 0.6 and spike.baseline == 0.05
+    quiet = spikes.bucket_rates(_series([(95, 5)] * 8 + [(1, 2)]))
+    assert spikes.find_spikes(quiet) == []  # too few requests to call it a spike
