@@ -7,6 +7,7 @@ config it writes (``var/demo/warden.yaml``) is an ordinary gateway config to cop
 from __future__ import annotations
 
 import atexit
+import os
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from policies import __file__ as _policies_init
 
 DEMO_CLIENT_KEY = "sk-warden-demo"
 DEMO_REVIEWER_KEY = "sk-warden-reviewer"
+DEMO_ADMIN = ("admin", "warden-demo-admin")  # dashboard login printed at start; loopback only
 DEFAULT_POLICY = Path(_policies_init).parent / "default.yaml"
 
 CONFIG = """\
@@ -53,8 +55,8 @@ def write_config(workdir: Path, upstream_port: int) -> Path:
     return path
 
 
-def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", *args])  # noqa: S603 - our own modules
+def _spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", *args], env={**os.environ, **(env or {})})  # noqa: S603
     atexit.register(proc.terminate)
     return proc
 
@@ -71,16 +73,36 @@ def _wait(url: str, seconds: float = 30) -> None:
     raise SystemExit(f"{url} did not come up in {seconds:.0f} s")
 
 
+def _prepare_dashboard(config: Path) -> None:
+    """The demo database's schema and an admin login, so the dashboard opens ready to use."""
+    from dashboard.auth import UserError, add_user
+    from gateway.config import load_config
+
+    try:
+        add_user(load_config(config).resolved_database_url(), DEMO_ADMIN[0], "admin", DEMO_ADMIN[1])
+    except UserError:
+        pass  # created by an earlier demo run
+
+
 def run_demo(*, port: int, upstream_port: int, dashboard_port: int, workdir: Path) -> None:
     config = write_config(workdir, upstream_port).resolve()
     _spawn(["gateway.simulator", "--host", "127.0.0.1", "--port", str(upstream_port)])
     _wait(f"http://127.0.0.1:{upstream_port}/health")
     if dashboard_port:
-        _spawn(["gateway.cli", "dashboard", "--config", str(config), "--port", str(dashboard_port)])
+        _prepare_dashboard(config)
+        live = {
+            "WARDEN_DASHBOARD_GATEWAY_URL": f"http://127.0.0.1:{port}",
+            "WARDEN_DASHBOARD_LIVE_KEY": DEMO_REVIEWER_KEY,
+        }
+        _spawn(["gateway.cli", "dashboard", "--config", str(config), "--port", str(dashboard_port)], env=live)
     print(
         f"\nWarden demo\n  gateway:   http://127.0.0.1:{port}/v1  (key {DEMO_CLIENT_KEY}; reviewer key "
         f"{DEMO_REVIEWER_KEY})\n  upstream:  http://127.0.0.1:{upstream_port}/v1 (built-in simulator)\n"
-        + (f"  dashboard: http://127.0.0.1:{dashboard_port}\n" if dashboard_port else "")
+        + (
+            f"  dashboard: http://127.0.0.1:{dashboard_port}  (login {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]})\n"
+            if dashboard_port
+            else ""
+        )
         + f"  config:    {config}\n",
         flush=True,
     )
