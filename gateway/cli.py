@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -316,6 +317,130 @@ def dashboard(
     from dashboard import launch
 
     launch(str(_config_path(config)), port=port, host=host)
+
+
+@app.command()
+def redteam(
+    config: Annotated[
+        str | None, typer.Option("--config", "-c", help="Run in process with this config's policy.")
+    ] = None,
+    policy: Annotated[Path | None, typer.Option(help="Run in process with this policy file.")] = None,
+    url: Annotated[str | None, typer.Option(help="Run against a gateway, e.g. http://127.0.0.1:8080/v1.")] = None,
+    key: Annotated[str | None, typer.Option(help="Client key for --url (or $WARDEN_API_KEY).")] = None,
+    model: Annotated[str, typer.Option(help="Model name for --url.")] = "gpt-4o-mini",
+    prompts: Annotated[list[Path] | None, typer.Option("--prompts", help="Extra JSONL prompt sets.")] = None,
+    shipped: Annotated[bool, typer.Option(help="Include the shipped attack and benign sets.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scorecard as JSON.")] = False,
+    min_block_rate: Annotated[float, typer.Option(help="Exit 1 if fewer attacks are blocked.")] = 0.0,
+    max_false_positive_rate: Annotated[float, typer.Option(help="Exit 1 if more benign prompts are blocked.")] = 1.0,
+) -> None:
+    """Run attack and benign prompts through a policy and print a scorecard."""
+    import asyncio
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from gateway import redteam as rt
+
+    sets = (rt.shipped_sets() if shipped else []) + list(prompts or [])
+    try:
+        items = rt.load_prompts(sets)
+    except (OSError, ValueError) as exc:
+        _fail(str(exc))
+    if not items:
+        _fail("no prompts: give --prompts FILE or keep the shipped sets")
+    with Progress(
+        TextColumn("redteam"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        transient=True,
+        disable=as_json or not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("prompts", total=len(items))
+
+        def tick(n: int) -> None:
+            bar.update(task, completed=n)
+
+        if url:
+            api_key = key or os.environ.get("WARDEN_API_KEY")
+            if not api_key:
+                _fail("--url needs --key or $WARDEN_API_KEY")
+            outcomes = asyncio.run(rt.run_against_url(url, str(api_key), model, items, tick))
+        else:
+            compiled = _redteam_policy(config, policy)
+            outcomes = asyncio.run(rt.run_in_process(compiled, items, tick))
+    card = rt.score(outcomes)
+    if as_json:
+        typer.echo(json.dumps(card.to_json(), indent=2))
+    else:
+        _print_scorecard(card)
+    if card.total.block_rate < min_block_rate or card.total.false_positive_rate > max_false_positive_rate:
+        raise typer.Exit(1)
+
+
+def _redteam_policy(config: str | None, policy: Path | None) -> Any:
+    from policies.loader import load_policy
+
+    try:
+        if policy is not None:
+            return load_policy(policy)
+        from gateway.config import load_config
+
+        cfg = load_config(config) if (config or os.environ.get("WARDEN_CONFIG")) else None
+        return load_policy(
+            cfg.resolve(cfg.policy) if cfg else Path(__file__).parent.parent / "policies" / "default.yaml"
+        )
+    except YamlModelError as exc:
+        _fail(str(exc))
+
+
+def _print_scorecard(card: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="Red-team scorecard")
+    for col in (
+        "category",
+        "attacks",
+        "blocked",
+        "flagged only",
+        "missed",
+        "benign",
+        "false pos.",
+        "block rate",
+        "FP rate",
+    ):
+        table.add_column(col, justify="left" if col == "category" else "right")
+    for name, t in [*card.categories.items(), ("TOTAL", card.total)]:
+        table.add_row(
+            name,
+            str(t.attacks),
+            str(t.blocked),
+            str(t.detected - t.blocked),
+            str(t.missed - (t.detected - t.blocked)),
+            str(t.benign),
+            str(t.false_positives),
+            f"{t.block_rate:.0%}" if t.attacks else "-",
+            f"{t.false_positive_rate:.0%}" if t.benign else "-",
+        )
+    console.print(table)
+    checks = Table(title="Per check")
+    for col in ("check", "fired on attacks", "fired on benign"):
+        checks.add_column(col, justify="left" if col == "check" else "right")
+    for name, counts in card.checks.items():
+        checks.add_row(name, str(counts["on_attacks"]), str(counts["on_benign"]))
+    console.print(checks)
+    if card.slowest:
+        slow = Table(title="Slowest checks")
+        for col in ("check", "mean ms", "max ms"):
+            slow.add_column(col, justify="left" if col == "check" else "right")
+        for name, mean, worst in card.slowest:
+            slow.add_row(name, f"{mean:.2f}", f"{worst:.2f}")
+        console.print(slow)
+    if card.missed:
+        console.print("missed attacks: " + ", ".join(card.missed))
+    if card.false_positives:
+        console.print("benign prompts blocked: " + ", ".join(card.false_positives))
 
 
 def main() -> None:
