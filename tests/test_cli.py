@@ -6,7 +6,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -30,7 +29,7 @@ def warden(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[
 
 
 @pytest.fixture(scope="module")
-def filled(simulator: SimulatorHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def filled(simulator: SimulatorHandle, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("cli")
     config = write_config(folder, simulator.base_url, policy_text=POLICY, database_url="sqlite:///./cli.db")
     with running_gateway(config) as gw:
@@ -46,7 +45,7 @@ def filled(simulator: SimulatorHandle, tmp_path_factory: pytest.TempPathFactory)
         )
         assert r.status_code == 400
         gw.flush_audit()
-    yield config
+    return config
 
 
 def test_verify_passes_then_detects_an_edit(filled: Path, tmp_path: Path) -> None:

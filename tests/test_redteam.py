@@ -67,8 +67,17 @@ def test_default_policy_on_the_shipped_sets() -> None:
 def test_against_a_running_gateway(simulator: SimulatorHandle, tmp_path: Path) -> None:
     config = write_config(tmp_path, simulator.base_url, policy_text=POLICY, extra="audit: {enabled: false}\n")
     with running_gateway(config) as gw:
-        done = warden("redteam", "--url", gw.base_url, "--key", CLIENT_KEY, "--prompts", str(prompts(tmp_path)),
-                      "--no-shipped", "--json")
+        done = warden(
+            "redteam",
+            "--url",
+            gw.base_url,
+            "--key",
+            CLIENT_KEY,
+            "--prompts",
+            str(prompts(tmp_path)),
+            "--no-shipped",
+            "--json",
+        )
     assert done.returncode == 0, done.stderr
     card = json.loads(done.stdout)
     assert card["categories"]["door"]["blocked"] == 2

@@ -104,9 +104,7 @@ def test_reason_model_streams_numbered_steps_with_true_arithmetic(client: openai
     a, b, product = map(int, re.findall(r"(\d+) × (\d+) = (\d+)", reasoning)[0])
     assert a * b == product
     first_reasoning = next(
-        i
-        for i, c in enumerate(chunks)
-        if c.choices and getattr(c.choices[0].delta, "reasoning_content", None)
+        i for i, c in enumerate(chunks) if c.choices and getattr(c.choices[0].delta, "reasoning_content", None)
     )
     first_content = next(i for i, c in enumerate(chunks) if c.choices and c.choices[0].delta.content)
     assert first_reasoning < first_content
@@ -122,9 +120,7 @@ def test_think_model_puts_steps_in_think_tags(client: openai.OpenAI) -> None:
 
 
 def test_tool_call_streams_arguments_in_several_deltas(client: openai.OpenAI) -> None:
-    messages: list[ChatCompletionMessageParam] = [
-        {"role": "user", "content": "Use get_weather for Paris please"}
-    ]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Use get_weather for Paris please"}]
     chunks = stream_chat(client, messages=messages, tools=[WEATHER_TOOL])
     calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
     assert calls[0].function is not None
@@ -142,9 +138,7 @@ def test_tools_offered_but_not_asked_for_get_text(client: openai.OpenAI) -> None
         {"role": "user", "content": "use the tool"},
         {
             "role": "assistant",
-            "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
-            ],
+            "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}],
         },
         {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
     ]
@@ -190,9 +184,7 @@ def test_max_tokens_cuts_with_length(client: openai.OpenAI) -> None:
 
 
 def test_response_format_replies_json(client: openai.OpenAI) -> None:
-    as_object = client.chat.completions.create(
-        model="sim-chat", messages=ASK, response_format={"type": "json_object"}
-    )
+    as_object = client.chat.completions.create(model="sim-chat", messages=ASK, response_format={"type": "json_object"})
     assert "blue whale" in json.loads(as_object.choices[0].message.content or "")["answer"]
     schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}
     fmt: Any = {"type": "json_schema", "json_schema": {"name": "person", "schema": schema}}
@@ -234,9 +226,7 @@ def test_embeddings_are_deterministic_unit_vectors(client: openai.OpenAI) -> Non
 
 
 def test_requests_are_recorded_with_unknown_fields(client: openai.OpenAI, sim: SimulatorHandle) -> None:
-    client.chat.completions.create(
-        model="sim-chat", messages=ASK, extra_body={"api_base": "http://evil", "seed": 7}
-    )
+    client.chat.completions.create(model="sim-chat", messages=ASK, extra_body={"api_base": "http://evil", "seed": 7})
     [recorded] = sim.requests()
     assert recorded.path == "/v1/chat/completions"
     assert recorded.body["api_base"] == "http://evil"
@@ -261,9 +251,7 @@ def test_scripts_match_newest_first_and_expire(client: openai.OpenAI, sim: Simul
 
 def test_script_matches_model_and_scripted_reasoning(client: openai.OpenAI, sim: SimulatorHandle) -> None:
     sim.script(model="other", content="Not for you.")
-    sim.script(
-        model="sim-chat", content="Answer.", reasoning="Step 1: 2 + 2 = 4.", reasoning_field="reasoning"
-    )
+    sim.script(model="sim-chat", content="Answer.", reasoning="Step 1: 2 + 2 = 4.", reasoning_field="reasoning")
     chunks = stream_chat(client)
     assert joined(chunks) == "Answer."
     assert joined(chunks, "reasoning") == "Step 1: 2 + 2 = 4."
@@ -278,14 +266,10 @@ def test_script_matches_model_and_scripted_reasoning(client: openai.OpenAI, sim:
         ("word", ["abc ", "de"]),
     ],
 )
-def test_script_chunking(
-    client: openai.OpenAI, sim: SimulatorHandle, chunking: str | int, expected: list[str]
-) -> None:
+def test_script_chunking(client: openai.OpenAI, sim: SimulatorHandle, chunking: str | int, expected: list[str]) -> None:
     sim.script(content="abc de", chunking=chunking)
     chunks = stream_chat(client)
-    assert [
-        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
-    ] == expected
+    assert [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content] == expected
 
 
 def test_invalid_script_is_rejected(sim: SimulatorHandle) -> None:
@@ -347,9 +331,7 @@ def test_hang_mid_stream_sends_some_chunks_then_stalls(sim: SimulatorHandle) -> 
     assert sim.wait_for_stats(lambda s: s.streams_cancelled == 1).in_flight == 0
 
 
-def test_client_leaving_a_slow_stream_is_counted_as_cancelled(
-    client: openai.OpenAI, sim: SimulatorHandle
-) -> None:
+def test_client_leaving_a_slow_stream_is_counted_as_cancelled(client: openai.OpenAI, sim: SimulatorHandle) -> None:
     sim.script(content=" ".join(["word"] * 100), delay_ms=20)
     stream = client.chat.completions.create(model="sim-chat", messages=ASK, stream=True)
     for index, _ in enumerate(stream):
