@@ -1,0 +1,69 @@
+"""``toxicity``: insults, slurs, hate, threats, harassment and sexual content.
+
+How: the higher of (a) the ``toxicity`` model (hashed character n-grams, logistic
+regression trained on the Davidson tweets, Surge AI's toxicity set, ToxiGen's
+demonstrations, OpenAI's moderation samples and RealToxicityPrompts' selected prompts)
+and (b) a lexicon (Surge AI's graded profanity list and LDNOOBW) scored by noisy-OR, so
+one mild word does not fire but a slur or several offensive words do.
+
+Catches explicit abuse and profanity in English well; implicit hate ("those people
+should go back where they came from") partly.
+Misses: sarcasm and coded language, non-English toxicity (all training data is English),
+toxicity split across turns. Fires on quoted or reclaimed slurs and on clinical or
+animal senses of listed words ("the cock crowed") when context does not outweigh them.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import ClassVar
+
+from policies.checks.classifier import MODELS_DIR, DetectorCheck
+
+LEXICON_FILE = MODELS_DIR / "toxicity_lexicon.json"
+_STRIP = ".,;:!?\"'()[]{}<>“”‘’*_-~`"
+_MAX_WORDS = 4
+
+
+def lexicon_key(text: str) -> str:
+    """A term or phrase as the lexicon stores it: lower case, punctuation at word ends dropped."""
+    return " ".join(w for w in (w.strip(_STRIP) for w in text.casefold().split()) if w)
+
+
+@cache
+def load_lexicon() -> dict[str, float]:
+    data = json.loads(LEXICON_FILE.read_text(encoding="utf-8"))
+    return {str(k): float(v) for k, v in data["terms"].items()}
+
+
+def lexicon_score(normalized: str, terms: dict[str, float]) -> tuple[float, tuple[str, ...]]:
+    """Noisy-OR of the weights of distinct lexicon phrases (1 to 4 words) in the text."""
+    words = [w for w in (w.strip(_STRIP) for w in normalized.split()) if w]
+    found: dict[str, float] = {}
+    for i in range(len(words)):
+        for n in range(1, _MAX_WORDS + 1):
+            if i + n > len(words):
+                break
+            phrase = " ".join(words[i : i + n])
+            weight = terms.get(phrase)
+            if weight is not None:
+                found[phrase] = weight
+    miss = 1.0
+    for weight in found.values():
+        miss *= 1.0 - weight
+    # Only the count is reported: the terms are words of the user's text, and a record
+    # kept with ``store_text: none`` must not carry them.
+    return 1.0 - miss, ((f"lexicon_terms={len(found)}",) if found else ())
+
+
+class ToxicityCheck(DetectorCheck):
+    name: ClassVar[str] = "toxicity"
+    model_name: ClassVar[str] = "toxicity"
+
+    def warm(self) -> None:
+        super().warm()
+        load_lexicon()
+
+    def cues(self, normalized: str) -> tuple[float, tuple[str, ...]]:
+        return lexicon_score(normalized, load_lexicon())
