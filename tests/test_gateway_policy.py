@@ -132,3 +132,41 @@ def test_hot_reload_and_invalid_edit_keeps_last_good(
     names = [p["name"] for p in httpx.get(f"{gw.url}/health").json()["policies"]]
     assert "edited" in names and "broken" not in names
     assert any("rejected" in r.getMessage() for r in caplog.records)
+
+
+JSON_POLICY = """
+name: json
+output:
+  - {check: json_schema, action: block}
+"""
+
+
+def test_json_schema_follows_the_requests_response_format(simulator: SimulatorHandle, tmp_path: Path) -> None:
+    config = write_config(tmp_path, simulator.base_url, policy_text=JSON_POLICY, extra="audit: {enabled: false}\n")
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    with running_gateway(config) as gw:
+        client = gw.client()
+        plain = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        assert plain.choices[0].finish_reason == "stop"  # no JSON asked for: the check stays out of the way
+        simulator.script(match="city", content='{"town": "Paris"}')
+        wrong = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "which city?"}],
+            response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+        )
+        assert wrong.choices[0].finish_reason == "content_filter"
+        simulator.script(match="city", content='{"city": "Paris"}')
+        right = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "which city?"}],
+            response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+        )
+        assert right.choices[0].message.content == '{"city": "Paris"}'
+        simulator.script(match="object", content="not json at all")
+        obj = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "an object please"}],
+            response_format={"type": "json_object"},
+        )
+        assert obj.choices[0].finish_reason == "content_filter"
+    simulator.clear()

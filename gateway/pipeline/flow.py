@@ -73,7 +73,8 @@ async def run_flow(
             return _refusal(session, body, kind, decision.refusal)
         if endpoint == "embeddings":
             return await _embeddings(session, upstream, body, finish)
-        guard = ResponseGuard(session, kind)
+        fmt = body.get("response_format")
+        guard = ResponseGuard(session, kind, response_format=fmt if isinstance(fmt, dict) else None)
         if body.get("stream"):
             return await _start_stream(session, guard, upstream, endpoint, body, finish)
         response = await _call(session, upstream, endpoint, body)

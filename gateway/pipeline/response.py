@@ -14,7 +14,7 @@ output checks can still turn the ending into ``content_filter``.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from audit.record import Stage, Status, Verdict
@@ -24,6 +24,7 @@ from gateway.pipeline.segments import mask_spans
 from gateway.pipeline.session import GuardSession
 from gateway.pipeline.stream import ChannelScanner, Release, StreamHit
 from policies.checks.base import Span
+from policies.compiled import BoundCheck
 from policies.schema import Action
 
 Kind = Literal["chat", "completion"]
@@ -53,6 +54,8 @@ class ResponseGuard:
     stopped: bool = False
     usage: dict[str, Any] | None = None
     redactions: dict[int, list[Span]] = field(default_factory=dict)
+    #: the request's ``response_format``, for ``json_schema`` checks that follow it
+    response_format: dict[str, Any] | None = None
 
     # -- streaming -----------------------------------------------------------------------
 
@@ -333,10 +336,11 @@ class ResponseGuard:
         self.record_stream_hits()
         policy = self.session.policy
         late_stream = [b for b in policy.stream if not b.changes_text]
+        output_checks = self._output_checks()
         blocked = False
         for choice in self.choices.values():
             text = "".join(choice.sent)
-            outcomes = await self.session.run_stage(Stage.output, policy.output, text)
+            outcomes = await self.session.run_stage(Stage.output, output_checks, text)
             if late_stream:
                 outcomes += await self.session.run_stage(Stage.stream, late_stream, text)
             self.redactions[choice.index] = [
@@ -354,6 +358,35 @@ class ResponseGuard:
             first = self.choices.get(0)
             self.session.record.finish_reason = first.finish_reason if first else None
         return blocked
+
+    def _output_checks(self) -> list[BoundCheck]:
+        """The policy's output checks for this request. A ``json_schema`` check without a
+        schema of its own follows the request's ``response_format``: it checks the schema the
+        client sent, a JSON object for ``json_object``, and nothing for a plain-text request."""
+        checks = []
+        for bound in self.session.policy.output:
+            if bound.spec.check == "json_schema" and getattr(bound.check.options, "schema_", None) is None:
+                fmt = self.response_format or {}
+                if fmt.get("type") == "json_schema":
+                    schema = (fmt.get("json_schema") or {}).get("schema")
+                    if isinstance(schema, dict):
+                        from policies.checks.json_schema import JsonSchemaCheck
+
+                        options = bound.check.options.model_dump(exclude={"schema_", "schema_file"})
+                        try:
+                            bound = replace(bound, check=JsonSchemaCheck.for_schema(schema, **options))
+                        except ValueError as exc:  # the client's schema is invalid: say so in the record
+                            self.session.add_step(
+                                Stage.output,
+                                bound.name,
+                                Verdict.passed,
+                                detail={"skipped": f"invalid response_format schema: {exc}"},
+                            )
+                            continue
+                elif fmt.get("type") != "json_object":
+                    continue
+            checks.append(bound)
+        return checks
 
     def _output_redactions(self, index: int) -> list[Span]:
         return self.redactions.get(index, [])
