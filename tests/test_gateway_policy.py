@@ -170,3 +170,14 @@ def test_json_schema_follows_the_requests_response_format(simulator: SimulatorHa
         )
         assert obj.choices[0].finish_reason == "content_filter"
     simulator.clear()
+
+
+def test_length_limits_count_messages(simulator: SimulatorHandle, tmp_path: Path) -> None:
+    policy = "name: short\ninput:\n  - {check: length, max_messages: 2, action: block}\n"
+    config = write_config(tmp_path, simulator.base_url, policy_text=policy, extra="audit: {enabled: false}\n")
+    with running_gateway(config) as gw:
+        client = gw.client()
+        two = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+        assert client.chat.completions.create(model="gpt-4o-mini", messages=two).choices
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[*two, {"role": "user", "content": "c"}])

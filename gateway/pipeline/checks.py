@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from audit.record import Verdict
 from policies.checks.base import CheckResult, Span
@@ -86,14 +87,18 @@ def _failed(bound: BoundCheck, error: str, latency_ms: float) -> CheckOutcome:
     )
 
 
-async def run_check(bound: BoundCheck, text: str) -> CheckOutcome:
+async def run_check(bound: BoundCheck, text: str, messages: Sequence[str] | None = None) -> CheckOutcome:
+    """Run one check on ``text``; with ``messages`` (the input stage), on those texts, whose
+    blank-line join is ``text``."""
     start = time.perf_counter()
+    scan = bound.check.scan if messages is None else bound.check.scan_messages
+    arg: Any = text if messages is None else messages
     try:
         if bound.spec.timeout_ms is None:
-            result = bound.check.scan(text)
+            result = scan(arg)
         else:
             loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(_POOL, bound.check.scan, text)
+            future = loop.run_in_executor(_POOL, scan, arg)
             result = await asyncio.wait_for(future, bound.spec.timeout_ms / 1000)
     except TimeoutError:
         return _failed(bound, f"timed out after {bound.spec.timeout_ms} ms", _ms(start))
@@ -103,8 +108,10 @@ async def run_check(bound: BoundCheck, text: str) -> CheckOutcome:
     return decide(bound, text, result, _ms(start))
 
 
-async def run_checks(checks: Sequence[BoundCheck], text: str) -> list[CheckOutcome]:
-    return [await run_check(bound, text) for bound in checks]
+async def run_checks(
+    checks: Sequence[BoundCheck], text: str, messages: Sequence[str] | None = None
+) -> list[CheckOutcome]:
+    return [await run_check(bound, text, messages) for bound in checks]
 
 
 def _ms(start: float) -> float:

@@ -141,8 +141,10 @@ class GuardSession:
 
     # -- stages ------------------------------------------------------------------------
 
-    async def run_stage(self, stage: Stage, checks: Sequence[BoundCheck], text: str) -> list[CheckOutcome]:
-        outcomes = await run_checks(checks, text)
+    async def run_stage(
+        self, stage: Stage, checks: Sequence[BoundCheck], text: str, messages: Sequence[str] | None = None
+    ) -> list[CheckOutcome]:
+        outcomes = await run_checks(checks, text, messages)
         for outcome in outcomes:
             self.add_outcome(stage, text, outcome)
         return outcomes
@@ -168,7 +170,7 @@ class GuardSession:
         """Input stage + safety preamble. Mutates the body behind ``segments`` (redaction)
         and ``constrain`` (the message list to prepend the preamble to)."""
         text = segments.text
-        outcomes = await self.run_stage(Stage.input, self.policy.input, text)
+        outcomes = await self.run_stage(Stage.input, self.policy.input, text, [s.text for s in segments.items])
         redactions = [s for o in outcomes if o.spans and o.bound.action is Action.redact for s in o.spans]
         self.record.input_text = self.stored(text, redactions)
         try:

@@ -6,7 +6,11 @@ content, its reasoning, one tool call's arguments) keeps:
 
 * ``pending``: raw text not yet decided;
 * ``ctx``: a little raw text already decided, so patterns see look-behind and a match
-  that began before ``pending`` (one cut short by the cap) can be followed to its end.
+  that began before ``pending`` (one cut short by the cap) can be followed to its end;
+* ``deferred``: complete spans a check reported inside text that another check still
+  holds. They are kept (in raw stream offsets) and applied when that text is decided, so
+  a span never depends on its check finding it again: its match may have begun in text
+  that has left ``ctx`` since (``postgres://<long user>:PASSWORD@``).
 
 On every feed each matcher reports complete spans and where a span still being written
 may start (``hold_from``). Text before the earliest hold goes out at once, with complete
@@ -48,6 +52,9 @@ class Release:
     blocked_by: StreamHit | None = None
 
 
+_Found = tuple[Span, BoundCheck]
+
+
 @dataclass(slots=True)
 class ChannelScanner:
     checks: Sequence[BoundCheck]
@@ -61,6 +68,8 @@ class ChannelScanner:
     _base: int = 0  # raw offset of _ctx[0]
     _open_redaction: bool = False
     _carry: int | None = None  # where in _ctx a value cut short by the cap began
+    #: complete spans put off behind another check's hold, in raw offsets, one per place and check
+    _deferred: dict[tuple[int, int, int], _Found] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for bound in self.checks:
@@ -92,15 +101,19 @@ class ChannelScanner:
         start = len(self._ctx)
         scan_from = start if self._carry is None else self._carry
         end = len(buf)
-        found: list[tuple[Span, BoundCheck]] = []
+        found: list[_Found] = []
         hold, hold_by = end, None
         for bound, matcher in self.matchers:
             scan = matcher.scan(buf, scan_from, final)
             for span in scan.spans:
-                if span.end > start and not (bound.allow and bound.allow.allows_span(buf, span.start, span.end)):
+                if span.end > start:
                     found.append((span, bound))
             if scan.hold_from < hold:
                 hold, hold_by = scan.hold_from, bound
+        if self._deferred:
+            found.extend(self._take_deferred())
+        if found:
+            found = [(s, b) for s, b in found if not (b.allow and b.allow.allows_span(buf, s.start, s.end))]
         if final:
             hold = end
         cut = max(hold, start)
@@ -114,17 +127,21 @@ class ChannelScanner:
             found.append((Span(cut, end, hold_by.check.default_entity), hold_by))
             self._carry = cut
             cut = end
+        if not found:
+            return Release(self._advance(buf, start, cut, hold))
         out: list[str] = []
         cursor = start
         for span, bound in sorted(found, key=lambda f: (f[0].start, -f[0].end)):
             if span.start >= cut:
-                break  # complete, but after a held tail: found again on the next feed
+                self._defer(span, bound)  # complete, but after a held tail
+                continue
             if span.end <= cursor:
                 continue
             if bound.action is Action.block:
                 out.append(buf[cursor : max(cursor, span.start)])
                 self._record(bound, span, buf)
                 self.blocked = True
+                self._deferred.clear()
                 return Release("".join(out), self.hits[-1])
             if span.start > cursor:
                 out.append(buf[cursor : span.start])
@@ -134,8 +151,14 @@ class ChannelScanner:
             self._record(bound, span, buf)
             cursor = span.end
             self._open_redaction = True
+        out.append(self._advance(buf, cursor, cut, hold))
+        return Release("".join(out))
+
+    def _advance(self, buf: str, cursor: int, cut: int, hold: int) -> str:
+        """Send ``buf[cursor:cut]`` as it is and move the window past what has been decided."""
+        sent = ""
         if cursor < cut:
-            out.append(buf[cursor:cut])
+            sent = buf[cursor:cut]
             self._open_redaction = False
             cursor = cut
         if not self._open_redaction:
@@ -147,7 +170,18 @@ class ChannelScanner:
         self._base += keep_from
         self._ctx = buf[keep_from:cursor]
         self._pending = buf[cursor:]
-        return Release("".join(out))
+        return sent
+
+    def _defer(self, span: Span, bound: BoundCheck) -> None:
+        raw = Span(self._base + span.start, self._base + span.end, span.entity_type, span.score)
+        self._deferred[(raw.start, raw.end, id(bound))] = (raw, bound)
+
+    def _take_deferred(self) -> list[_Found]:
+        # Deferred spans lie in pending, which is never dropped, so they map back exactly.
+        base = self._base
+        taken = [(Span(s.start - base, s.end - base, s.entity_type, s.score), b) for s, b in self._deferred.values()]
+        self._deferred.clear()
+        return taken
 
     def _record(self, bound: BoundCheck, span: Span, buf: str) -> None:
         lo = max(span.start, 0)

@@ -20,7 +20,7 @@ no per-request state; per-stream state lives in the object ``stream_matcher`` re
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -100,6 +100,11 @@ class Check(ABC):
     @abstractmethod
     def scan(self, text: str) -> CheckResult:
         """Judge ``text``; must be thread-safe and keep no per-call state on ``self``."""
+
+    def scan_messages(self, messages: Sequence[str]) -> CheckResult:
+        """Judge a request's texts together (the input stage calls this); span offsets are
+        into the texts joined by a blank line. Override to count messages (see ``length``)."""
+        return self.scan("\n\n".join(messages))
 
     def stream_matcher(self) -> StreamMatcher | None:
         """A fresh matcher for one stream, or ``None`` if this check needs whole texts."""
