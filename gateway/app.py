@@ -119,6 +119,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
 
     async def model_route(request: Request, endpoint: Endpoint) -> Response:
         who = principal(request)
+        await gw.limiter.check(who.key_id, who.rpm)
         body = await read_json(request, config.max_body_bytes)
         if gw.upstreams is None:
             raise NotFound("This gateway serves no models.")

@@ -21,6 +21,7 @@ class Principal:
     tenant: str
     role: Role
     policy: str | None
+    rpm: int | None = None
 
 
 class KeyStore:
@@ -28,7 +29,7 @@ class KeyStore:
         self._entries = [
             (
                 bytes.fromhex(k.digest),
-                Principal(k.key_id, k.tenant, k.role, str(config.resolve(k.policy)) if k.policy else None),
+                Principal(k.key_id, k.tenant, k.role, str(config.resolve(k.policy)) if k.policy else None, k.rpm),
             )
             for k in config.keys
         ]

@@ -36,6 +36,8 @@ class KeyConfig(Strict):
     role: Role = "client"
     policy: str | None = None
     id: str | None = None
+    #: requests per minute for this key, across all replicas when ``redis_url`` is set
+    rpm: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_form(self) -> KeyConfig:

@@ -101,6 +101,22 @@ class CheckUnavailable(WardenError):
         return {**super().headers(), "retry-after": str(self.retry_after_s)}
 
 
+class RateLimited(WardenError):
+    """The key is over its requests-per-minute limit."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    retryable = True
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "retry-after": str(self.retry_after_s)}
+
+
 class UpstreamError(WardenError):
     status = 502
     type = "api_error"

@@ -18,6 +18,7 @@ from gateway.auth import KeyStore, Principal
 from gateway.config import GatewayConfig
 from gateway.live import LiveHub
 from gateway.pipeline.session import GuardSession
+from gateway.ratelimit import RateLimiter
 from gateway.upstream.router import Upstreams
 from policies.compiled import CompiledPolicy
 from policies.reload import PolicyStore
@@ -33,6 +34,7 @@ class Gateway:
         self.policies = PolicyStore(sorted(config.policy_paths()))
         self.upstreams = Upstreams(config) if with_upstreams else None
         self.live = LiveHub()
+        self.limiter = RateLimiter(config.redis_url)
         self.audit = _make_sink(config)
         self._warm_thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -94,6 +96,7 @@ class Gateway:
         self.policies.stop()
         if self.upstreams is not None:
             await self.upstreams.aclose()
+        await self.limiter.aclose()
         self.audit.close()
 
     # -- requests --------------------------------------------------------------------------
