@@ -227,8 +227,9 @@ class WardenGuardrail(CustomGuardrail):
             finish=self.gateway.finish,
         )
         async with contextlib.aclosing(guarded):
-            async for out in guarded:
-                yield ModelResponseStream(**out)
+            async for batch in guarded:
+                for out in batch:
+                    yield ModelResponseStream(**out)
 
     # -- failures and headers --------------------------------------------------------------
 
@@ -332,14 +333,14 @@ def _status_of(exc: BaseException) -> int:
         return 502
 
 
-async def _dicts(chunks: AsyncIterator[Any]) -> AsyncGenerator[dict[str, Any], None]:
-    """LiteLLM's stream items as the OpenAI chunk dicts the pipeline takes."""
+async def _dicts(chunks: AsyncIterator[Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """LiteLLM's stream items as the OpenAI chunk dicts the pipeline takes (batches of one)."""
     try:
         async for chunk in chunks:
             if isinstance(chunk, ModelResponseStream):
-                yield _dump(chunk)
+                yield [_dump(chunk)]
             elif isinstance(chunk, dict):
-                yield chunk
+                yield [chunk]
             else:
                 raise TypeError(f"unexpected LiteLLM stream item {type(chunk).__name__}")
     finally:

@@ -17,9 +17,10 @@ class Upstream(Protocol):
         """A whole response, as the OpenAI JSON object."""
         ...
 
-    def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
-        """Chunks as OpenAI JSON objects; raises ``UpstreamError`` before or during the stream.
-        Closing the iterator (``aclose``) cancels the upstream call."""
+    def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """Chunks as OpenAI JSON objects, in batches of what arrived together (never empty);
+        raises ``UpstreamError`` before or during the stream. Closing the iterator
+        (``aclose``) cancels the upstream call."""
         ...
 
     async def aclose(self) -> None: ...

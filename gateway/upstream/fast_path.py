@@ -92,22 +92,28 @@ class FastUpstream:
             raise UpstreamError("Upstream returned an unexpected response.")
         return data
 
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
         response = await self._send(endpoint, body, stream=True)
         buf = b""
         try:
             async for data in response.aiter_raw():
                 buf += data
-                while True:
+                batch: list[dict[str, Any]] = []
+                done = False
+                while not done:
                     cut = buf.find(b"\n\n")
                     if cut < 0:
                         break
                     event, buf = buf[:cut], buf[cut + 2 :]
                     chunk = _parse_event(event)
                     if chunk is _DONE:
-                        return
-                    if chunk is not None:
-                        yield chunk
+                        done = True
+                    elif chunk is not None:
+                        batch.append(chunk)
+                if batch:
+                    yield batch
+                if done:
+                    return
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout("Upstream stalled mid-stream.") from exc
         except httpx.HTTPError as exc:

@@ -91,11 +91,11 @@ class LiteLLMUpstream:
         response = await self._invoke(endpoint, body, stream=False)
         return _to_dict(response)
 
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
         wrapper = await self._invoke(endpoint, body, stream=True)
         try:
             async for chunk in wrapper:
-                yield _to_dict(chunk)
+                yield [_to_dict(chunk)]
         except WardenError:
             raise
         except Exception as exc:
