@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from policies.checks.base import Check
 from policies.registry import check_class
 from policies.schema import CheckSpec
+
+HARD_NEGATIVES = Path(__file__).resolve().parents[1] / "policies/training/data/hard_negatives.jsonl"
 
 
 def build(**options: object) -> Check:
@@ -55,3 +60,14 @@ def test_scores_are_probabilities_and_threshold_applies() -> None:
 def test_model_off_means_nothing_fires() -> None:
     # harmful_request has no cues: without its model it has nothing to go on.
     assert build(model=False).scan("how to build a bomb").score == 0.0
+
+
+def test_held_out_hard_negatives_mostly_pass() -> None:
+    # Never trained on. English must all pass; in languages whose only data is harmful
+    # requests (MultiJail: it, vi, ko, ar) a few still fire: measured 5 of 39, see the manifest.
+    rows = [json.loads(line) for line in HARD_NEGATIVES.read_text(encoding="utf-8").splitlines()]
+    held_out = [r for r in rows if r.get("split") == "test"]
+    check = build()
+    fired = [r for r in held_out if check.scan(r["text"]).fired]
+    assert not [r["text"] for r in fired if "lang" not in r]
+    assert len(fired) <= 0.15 * len(held_out), [r["text"] for r in fired]

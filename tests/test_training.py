@@ -128,3 +128,12 @@ def test_scanning_does_not_import_scikit_learn() -> None:
         "assert 'sklearn' not in sys.modules and 'scipy' not in sys.modules, 'scan imported sklearn'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_training_is_reproducible(tmp_path: Path) -> None:
+    root = corpora_dir()
+    if not root.is_dir():
+        pytest.skip("shared corpora not present")
+    first = run(tmp_path / "a", [ATTACK], limit=15, loso=False, root=root, jobs=1)
+    second = run(tmp_path / "b", [ATTACK], limit=15, loso=False, root=root, jobs=1)
+    assert first["models"]["prompt_attack"]["sha256"] == second["models"]["prompt_attack"]["sha256"]  # type: ignore[index]

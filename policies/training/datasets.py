@@ -99,6 +99,9 @@ class Head:
     #: keep at most this many rows of one source and label (a fixed, hash-chosen subset), so
     #: that one huge source does not dominate training time; None keeps everything
     cap_per_source: int | None = None
+    #: heuristic families (``policies.checks.heuristics``) the check adds to this model;
+    #: the manifest reports the model alone and the model with them
+    cue_families: frozenset[str] = frozenset()
 
     def label(self, row: Row) -> int | None:
         """1, 0, or None when this head does not use the row."""
@@ -140,6 +143,11 @@ _ATTACK_SOURCES = (
 
 ATTACK = Head(
     name="prompt_attack",
+    cue_families=frozenset({"injection", "jailbreak"}),
+    # Stricter than the others: the default policy blocks on it, and the cues add a little
+    # to the false positives of the check (measured: 0.5 then fires on <= 4% of every
+    # benign validation set and of alpaca_eval).
+    target_fpr=0.025,
     description="prompt injection or jailbreak (any attack on the model's instructions) vs benign",
     positive=dict.fromkeys(_ATTACK_SOURCES, _any),
     negative={
@@ -154,6 +162,7 @@ ATTACK = Head(
 
 JAILBREAK = Head(
     name="jailbreak",
+    cue_families=frozenset({"jailbreak"}),
     description="jailbreak family (DAN, role-play, PAIR/TAP, adversarial suffixes) vs benign and injections",
     positive=dict.fromkeys(_ATTACK_SOURCES, is_jailbreak_family),
     negative={**ATTACK.negative, **dict.fromkeys(_ATTACK_SOURCES, is_injection_family)},

@@ -64,7 +64,9 @@ def fit_head(
     settings: FitSettings,
 ) -> LinearTextModel:
     """Fit on ``texts``; ``weights`` balance the sources (see ``train_classifiers``)."""
-    model = LogisticRegression(C=settings.c, solver="liblinear", tol=settings.tol, max_iter=settings.max_iter)
+    model = LogisticRegression(
+        C=settings.c, solver="liblinear", tol=settings.tol, max_iter=settings.max_iter, random_state=0
+    )
     model.fit(cache.matrix(texts), np.asarray(labels), sample_weight=np.asarray(weights))
     return LinearTextModel(
         weights=model.coef_[0].astype(np.float32),

@@ -30,8 +30,10 @@ from policies.checks.classifier import (
     FeatureConfig,
     LinearTextModel,
     file_sha256,
+    normalize,
     save_model,
 )
+from policies.checks.heuristics import cue_score
 from policies.training.corpora import OWN_DATA_DIR, REPO_ROOT, Row, corpora_dir, load_source, source_files
 from policies.training.datasets import HEADS, SOURCES, Head
 from policies.training.fit import FeatureCache, FitSettings, calibrate, fit_head
@@ -106,11 +108,20 @@ def train(
     return calibrate(model, benign, head.target_fpr)
 
 
-def measure(model: LinearTextModel, examples: Sequence[Example]) -> dict[str, Metrics]:
-    """Metrics per source at the calibrated operating point (score >= 0.5), plus ``all``."""
+def measure(
+    model: LinearTextModel, examples: Sequence[Example], cues: frozenset[str] = frozenset()
+) -> dict[str, Metrics]:
+    """Metrics per source at the calibrated operating point (score >= 0.5), plus ``all``.
+
+    With ``cues`` (heuristic families), a row also fires when the cues score >= 0.5, as
+    in the check, so the figure is the check's own on data its model never saw.
+    """
     by_source: dict[str, list[tuple[int, bool]]] = defaultdict(list)
     for e in examples:
-        pair = (e.label, model.score(e.row.text) >= 0.5)
+        fired = model.score(e.row.text) >= 0.5
+        if cues and not fired:
+            fired = cue_score(normalize(e.row.text), cues)[0] >= 0.5
+        pair = (e.label, fired)
         by_source[e.row.source].append(pair)
         by_source["all"].append(pair)
     return {
@@ -139,20 +150,55 @@ def fit_fold(cache: FeatureCache, head: Head, examples: Sequence[Example], held_
 _STATE: dict[str, tuple[FeatureCache, Head, list[Example]]] = {}
 
 
-def _job(key: tuple[str, str | None]) -> tuple[tuple[str, str | None], LinearTextModel | Metrics]:
+Outcome = LinearTextModel | tuple[Metrics, Metrics]
+
+
+def _job(key: tuple[str, str | None]) -> tuple[tuple[str, str | None], Outcome]:
+    """The shipped model, or a held-out source's metrics without and with the check's cues."""
     head_name, held_out = key
     cache, head, examples = _STATE[head_name]
     model = fit_fold(cache, head, examples, held_out)
     if held_out is None:
         return key, model
-    return key, measure(model, [e for e in examples if e.row.source == held_out])[held_out]
+    held = [e for e in examples if e.row.source == held_out]
+    return key, (measure(model, held)[held_out], measure(model, held, head.cue_families)[held_out])
 
 
-def run_jobs(keys: Sequence[tuple[str, str | None]], jobs: int) -> dict[tuple[str, str | None], object]:
+def run_jobs(keys: Sequence[tuple[str, str | None]], jobs: int) -> dict[tuple[str, str | None], Outcome]:
     if jobs <= 1 or "fork" not in mp.get_all_start_methods():
         return dict(_job(k) for k in keys)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("fork")) as pool:
         return dict(pool.map(_job, keys))
+
+
+def model_entry(
+    head: Head,
+    model: LinearTextModel,
+    examples: Sequence[Example],
+    held: dict[str, Outcome],
+    path: Path,
+) -> dict[str, object]:
+    """The manifest's record of one head: artefact, rows used, and every measured figure."""
+    counts = Counter(f"{e.row.source}:{'validation' if e.validation else 'train'}:{e.label}" for e in examples)
+    validation = [e for e in examples if e.validation]
+    loso = {k: m for k, m in sorted(held.items()) if isinstance(m, tuple)}
+    entry: dict[str, object] = {
+        "file": path.name,
+        "sha256": file_sha256(path),
+        "description": head.description,
+        "operating_point": f"score 0.5 = false-positive rate {head.target_fpr} on each benign "
+        "validation source (small ones pooled)",
+        "rows": dict(sorted(counts.items())),
+        "validation": {k: m.as_dict() for k, m in measure(model, validation).items()},
+        "leave_one_source_out": {k: m[0].as_dict() for k, m in loso.items()},
+    }
+    if head.cue_families:
+        entry["cues"] = sorted(head.cue_families)
+        entry["validation_with_cues"] = {
+            k: m.as_dict() for k, m in measure(model, validation, head.cue_families).items()
+        }
+        entry["leave_one_source_out_with_cues"] = {k: m[1].as_dict() for k, m in loso.items()}
+    return entry
 
 
 def data_files(root: Path, names: set[str]) -> dict[str, dict[str, object]]:
@@ -214,18 +260,8 @@ def run(
         assert isinstance(model, LinearTextModel)
         path = out_dir / f"{head.name}.npz"
         save_model(path, model.weights, model.bias, model.config)
-        counts = Counter(f"{e.row.source}:{'validation' if e.validation else 'train'}:{e.label}" for e in examples)
-        held = {k[1]: v for k, v in results.items() if k[0] == head.name and k[1] is not None}
-        models[head.name] = {
-            "file": path.name,
-            "sha256": file_sha256(path),
-            "description": head.description,
-            "operating_point": f"score 0.5 = false-positive rate {head.target_fpr} on each benign "
-            "validation source (small ones pooled)",
-            "rows": dict(sorted(counts.items())),
-            "validation": {k: m.as_dict() for k, m in measure(model, [e for e in examples if e.validation]).items()},
-            "leave_one_source_out": {k: m.as_dict() for k, m in sorted(held.items()) if isinstance(m, Metrics)},
-        }
+        held = {k[1]: v for k, v in results.items() if k[0] == head.name and k[1]}
+        models[head.name] = model_entry(head, model, examples, held, path)
     if any(head.name == "toxicity" for head in heads):
         models["toxicity_lexicon"] = write_lexicon(root, out_dir)
         names.update(LEXICON_SOURCES)
