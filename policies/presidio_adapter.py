@@ -25,6 +25,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import re
 from collections.abc import Collection, Sequence
 from functools import cache
 from typing import Any, cast
@@ -87,6 +88,9 @@ def use_offline_suffix_list() -> Any:
     return _offline_extractor[0]
 
 
+_REGISTRY_FLAGS = re.DOTALL | re.MULTILINE | re.IGNORECASE
+
+
 @cache
 def _pattern_recognizers() -> dict[str, tuple[Any, ...]]:
     use_offline_suffix_list()
@@ -98,6 +102,9 @@ def _pattern_recognizers() -> dict[str, tuple[Any, ...]]:
         klass: Any = getattr(predefined, attr)
         if isinstance(klass, type) and issubclass(klass, PatternRecognizer):
             recognizer = cast(Any, klass)()  # every predefined recognizer has defaults
+            # What presidio's own registry gives every recognizer: without IGNORECASE a
+            # lower-case IBAN ("gb42nawi...") is missed.
+            recognizer.global_regex_flags = _REGISTRY_FLAGS
             found.setdefault(recognizer.supported_entities[0], []).append(recognizer)
     return {entity: tuple(recs) for entity, recs in found.items()}
 
