@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from policies import presidio_adapter
+from policies.checks.patterns import PatternSet, PatternStreamMatcher, Prefilter, shape_of
 from policies.checks.pii import PiiCheck, PiiOptions
 from policies.registry import check_class
 from tests.test_patterns import assert_never_leaks, chunked, drive, redact
@@ -246,3 +248,29 @@ def test_checks_in_process_use_the_offline_extractor(patterns_only: PiiCheck) ->
 
     assert tld_module.TLD_EXTRACTOR.suffix_list_urls == ()
     assert found(patterns_only, "mail a.b@example.co.uk") == {"EMAIL_ADDRESS": ["a.b@example.co.uk"]}
+
+
+def synthetic_texts(count: int) -> list[str]:
+    rows = [json.loads(line)["text"] for line in SYNTH.read_text().splitlines()]
+    return rows[:: max(1, len(rows) // count)][:count]
+
+
+def test_stream_prefilter_changes_nothing_but_the_work() -> None:
+    # The pattern recognizers, run only where their shape allows a match, stream exactly
+    # like all of them run on every call (and like the whole-text scan).
+    specs = presidio_adapter.pattern_specs(PATTERN_ENTITIES)
+    fast, every = PatternSet(specs, 0.4), PatternSet(specs, 0.4, prefilter=False)
+    for text in [TEXT, STREAM_TEXT, *synthetic_texts(40)]:
+        expected = redact(text, [h.span for h in every.find(text)])
+        for chunks in (list(text), chunked(text, [m.start() for m in re.finditer(r"\s", text)])):
+            assert drive(PatternStreamMatcher(every), chunks).text == expected, text
+            assert drive(PatternStreamMatcher(fast), chunks).text == expected, text
+
+
+def test_stream_prefilter_leaves_prose_to_the_email_pattern_alone() -> None:
+    specs = presidio_adapter.pattern_specs({"EMAIL_ADDRESS", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "PHONE_NUMBER"})
+    pre = Prefilter([shape_of(s.regex, s.flags) for s in specs])
+    assert [specs[i].entity_type for i in pre.ungated] == ["EMAIL_ADDRESS"]
+    sentence = "the meeting moved to tuesday afternoon, bring the slides and notes "
+    data, base = pre.lookup(sentence, 0)
+    assert pre.candidates(data, base, 0, final=False) == ({}, len(sentence))

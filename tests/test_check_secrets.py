@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import string
 import sysconfig
 from pathlib import Path
@@ -17,12 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from policies.checks.patterns import PatternSet, PatternStreamMatcher, Prefilter, shape_of
 from policies.checks.pii import PiiCheck, PiiOptions
 from policies.checks.secrets import (
     RULES_FILE,
     SecretsCheck,
     SecretsOptions,
     load_rules,
+    rule_spec,
     shannon_entropy,
 )
 from policies.registry import check_class
@@ -94,6 +97,7 @@ sample("connection_string_pwd", "Server=db;Database=app;User Id=sa;Password={};"
 sample("keyed_token", "sonar.login={}", rand(40, HEX))
 sample("password_in_prose", "The wifi password is '{}' for guests.", "blue-otter-77")
 sample("high_entropy_token", "use {} as the session id", rand(40, B64))
+sample("suffixed_api_token", "mailchimp api key {} for the newsletter", rand(32, HEX) + "-us6")
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +279,37 @@ def test_stream_alongside_pii_as_in_the_default_policy(check: SecretsCheck) -> N
         out = drive_many([check.stream_matcher(), pii.stream_matcher()], chunked(text, cuts))
         assert out == "Use\nDATABASE_URL=postgres://app:<SECRET>@db.internal:5432/app\nand mail <EMAIL_ADDRESS>."
     assert value not in out
+
+
+PROSE = (
+    "Sure! Here is a short plan for your garden. Water deeply twice a week, mulch the beds, "
+    "and keep slugs away with beer traps. Let me know how it goes, and good luck!\n"
+)
+
+
+@pytest.mark.parametrize("rule", sorted(SAMPLES))
+def test_stream_prefilter_changes_nothing_but_the_work(rule: str) -> None:
+    # Every rule, run only where its shape allows a match, streams exactly like every
+    # rule run on every call (and like the whole-text scan), chunked either way.
+    text = PROSE + SAMPLES[rule][0] + "\n" + PROSE
+    specs = [rule_spec(r) for r in load_rules()]
+    fast, every = PatternSet(specs), PatternSet(specs, prefilter=False)
+    expected = redact(text, [h.span for h in every.find(text)])
+    words = chunked(text, [m.start() for m in re.finditer(r"\s", text)])
+    for chunks in (list(text), words):
+        assert drive(PatternStreamMatcher(every), chunks).text == expected
+        assert drive(PatternStreamMatcher(fast), chunks).text == expected
+
+
+def test_stream_prefilter_runs_no_prefixed_rule_on_ordinary_prose() -> None:
+    specs = [rule_spec(r) for r in load_rules()]
+    pre = Prefilter([shape_of(s.regex, s.flags) for s in specs])
+    names = [s.name for s in specs]
+    assert {names[i] for i in pre.ungated} == {"connection_string_password", "high_entropy_token", "suffixed_api_token"}
+    for sentence in PROSE.split(". "):
+        data, base = pre.lookup(sentence + " ", 0)
+        assert pre.candidates(data, base, 0, final=False) == ({}, len(sentence) + 1), sentence
+    text = "export OPENAI_API_KEY=sk-"
+    data, base = pre.lookup(text, 0)
+    found, _ = pre.candidates(data, base, 0, final=False)
+    assert {"openai", "anthropic"} <= {names[i] for i in found}

@@ -16,7 +16,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.checks.base import Span, StreamMatcher, StreamScan
-from policies.checks.patterns import Hit, PatternSet, PatternSpec, PatternStreamMatcher, check_regex, merge
+from policies.checks.patterns import (
+    Hit,
+    PatternSet,
+    PatternSpec,
+    PatternStreamMatcher,
+    Prefilter,
+    Shape,
+    check_regex,
+    merge,
+    shape_of,
+)
 
 CONTEXT_CHARS = 64
 
@@ -261,3 +271,144 @@ def test_spans_use_regex_module_semantics() -> None:
     spec = PatternSpec("vlb", "X", r"(?<=\bid[:=]\s{0,3})\d+")
     assert [h.span.start for h in PatternSet([spec]).find("id:  42")] == [5]
     assert regex.compile(spec.regex).search("id=7") is not None
+
+
+# -- the stream prefilter: shapes read from parse trees, and the patterns they skip -------
+
+
+def test_shape_reads_prefix_required_text_length_and_white_space() -> None:
+    shape = shape_of(r"(?<![\w-])sk-[A-Za-z0-9]{20,}(?![\w-])")
+    assert shape.prefixes == {"sk-"}
+    assert shape.required == ("sk-",)
+    assert (shape.min_len, shape.spaceless) == (23, True)
+    assert shape.after is not None and "a" not in shape.after and " " in shape.after and "-" not in shape.after
+    assert shape.consumable is not None and " " not in shape.consumable
+    # Digits are looked up as "0"; a class wider than a few dozen characters ends a prefix.
+    assert shape_of(r"\d{3}-\d{4}").prefixes == {"000", "00\x7f", "0\x7f0", "0\x7f\x7f", "\x7f00", "\x7f0\x7f"} | {
+        "\x7f\x7f0",
+        "\x7f\x7f\x7f",
+    }
+    assert shape_of(r"[^\s]{24,}").prefixes is None
+    # Prefixes that any word has (letters from classes) are not worth a lookup; letters
+    # followed by a digit are (an IBAN's country code and check digits).
+    random_token, iban = shape_of(r"[A-Za-z0-9]{24,}"), shape_of(r"(?i)(?<![A-Z0-9])[A-Z]{2}[0-9]{2}[A-Z0-9]{8,}")
+    assert Prefilter([random_token, iban]).ungated == (0,)
+
+
+def test_shape_folds_case_as_regex_does() -> None:
+    # IGNORECASE lets `s` match "ſ" and `k` match the Kelvin sign: those become DEL.
+    prefixes = shape_of(r"(?i)secret").prefixes
+    assert prefixes is not None and {"sec", "SeC", "\x7fec"} <= prefixes
+    assert "\x7fec" not in (shape_of(r"secret").prefixes or ())
+
+
+def test_shape_counts_what_a_look_ahead_reads() -> None:
+    # A partial match can end inside the look-ahead ("key " waits for "is"), so the
+    # pattern is not spaceless although it consumes no space.
+    assert not shape_of(r"key(?=\s+is\s)").spaceless
+    assert shape_of(r"key(?![\w-])").spaceless
+
+
+@pytest.mark.parametrize(
+    ("pattern", "flags"),
+    [
+        (r"(?:secret){e<=1}", 0),  # fuzzy matching: the standard parser reads a literal
+        (r"[[:digit:]]{9}", 0),  # a POSIX class: the standard parser reads a nested set
+        (r"\p{Lu}{4}\d+", 0),  # a Unicode property
+        (r"\m\w+@\w+", 0),  # start of word
+        (r"(?|(a)|(b))", 0),  # branch reset
+        (r"abc", int(regex.V1)),  # a flag the standard parser does not share
+    ],
+)
+def test_shape_promises_nothing_for_syntax_only_regex_knows(pattern: str, flags: int) -> None:
+    assert shape_of(pattern, flags) == Shape()
+
+
+def test_prefilter_picks_the_patterns_that_can_start_in_the_unsent_text() -> None:
+    pre = Prefilter([shape_of(s.regex, s.flags) for s in (TOKEN, EMAILISH)])
+    assert (pre.gated, pre.ungated) == ((0,), (1,))
+    prose = "You can find it in the docs. See you "
+    data, base = pre.lookup(prose, 10)
+    assert pre.candidates(data, base, 10, final=False) == ({}, len(prose))
+    text = "the tok-abc12345 and tok-"
+    data, base = pre.lookup(text, 0)
+    assert pre.candidates(data, base, 0, final=False) == ({0: [4, 21]}, len(text))
+    # A prefix only begun at the end: nothing runs, the hold starts there.
+    text = "and then a to"
+    data, base = pre.lookup(text, 0)
+    assert pre.candidates(data, base, 0, final=False) == ({}, len(text) - 2)
+    assert pre.candidates(data, base, 0, final=True) == ({}, len(text))
+    # The look-behind `(?<![\w-])`: inside a word, "tok-" cannot start a match.
+    text = "stok-abc12345"
+    data, base = pre.lookup(text, 0)
+    assert pre.candidates(data, base, 0, final=False) == ({}, len(text))
+
+
+SHAPED = [
+    TOKEN,
+    EMAILISH,
+    PatternSpec(
+        "assign",
+        "SECRET",
+        r"""(?i)(?:password|secret)["']?[ \t]{0,5}[:=][ \t]{0,5}(?P<q>["'])(?P<secret>[^\n"']{3,40}?)(?P=q)""",
+        group="secret",
+    ),
+    PatternSpec("env", "SECRET", r"(?m)^KEY[ \t]*=[ \t]*(?P<v>[^\s]{4,})", group="v"),
+    PatternSpec("card", "CARD", r"\b\d{4}[ -]?\d{4}(?:[ -]?\d{4})?(?!\d)"),
+    PatternSpec("random", "TOKEN", r"(?<![A-Za-z0-9])[A-Z0-9]{12,}(?![A-Za-z0-9])"),
+    PatternSpec("said", "WORD", r"\bkey(?=\s+is\s)"),
+    PatternSpec("mixed", "TOKEN", r"(?<![\w+/.-])[A-Za-z0-9+/_-]{12,}(?![\w+/=.-])"),
+]
+PIECES = [
+    "tok-", "ab12cd34", "tok-zz9", "x", "@", "mail", ".io", " ", "  ", "\n", "password", "Secret", "ſecret",
+    " = ", ":", '"', "'", "hunter2", "KEY", "KEY=", "4111", " 1111", "-2222", "AB12CD34EF56", "aB3dE5fG7hJ9",
+    "Q9", "key", " is ", "是", "é", ",", ".", "-", "_", "0",
+]  # fmt: skip
+
+
+SHAPED_TEXTS = [
+    "see aB3dE5fG7hJ9 now",
+    "(aB3dE5fG7hJ9)",
+    "use tok-ab12cd34, not stok-ab12cd34",
+    "mail x@mail.io. or y@mail.io",
+    "password = 'hunter22' ok",
+    'ſecret: "hunter22"',
+    "KEY=abcd1234\nKEY = xy\n",
+    "card 4111 1111 2222, ok",
+    "AB12CD34EF56.",
+    "the key is here",
+    "a key  is\tthere",
+    "total:4111 1111 2222;",
+    "(key is here)",
+]
+
+
+@pytest.mark.parametrize("text", SHAPED_TEXTS)
+def test_prefiltered_stream_equals_running_every_pattern_on_samples(text: str) -> None:
+    fast, every = PatternSet(SHAPED), PatternSet(SHAPED, prefilter=False)
+    expected = redact(text, [h.span for h in every.find(text)])
+    for chunks in (list(text), [text[:i] for i in (len(text),)], chunked(text, range(1, len(text), 3))):
+        assert drive(PatternStreamMatcher(every), chunks).text == expected
+        assert drive(PatternStreamMatcher(fast), chunks).text == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    parts=st.lists(st.sampled_from(PIECES), min_size=1, max_size=40),
+    cuts=st.lists(st.integers(min_value=1, max_value=300), max_size=30),
+)
+def test_prefiltered_stream_equals_running_every_pattern(parts: list[str], cuts: list[int]) -> None:
+    text = "".join(parts)
+    fast, every = PatternSet(SHAPED), PatternSet(SHAPED, prefilter=False)
+    expected = redact(text, [h.span for h in every.find(text)])
+    for chunks in (chunked(text, cuts), list(text)):
+        assert drive(PatternStreamMatcher(every), chunks).text == expected
+        assert drive(PatternStreamMatcher(fast), chunks).text == expected
+
+
+def test_non_ascii_text_goes_through_the_prefilter() -> None:
+    patterns = PatternSet(SHAPED)
+    text = 'Zugang: ſecret = "hunter22" 電子メール x@exámple.com und 4111 2222 3333 ok'
+    expected = redact(text, [h.span for h in patterns.find(text)])
+    assert expected.count("<") == 3
+    assert drive(PatternStreamMatcher(patterns), list(text)).text == expected

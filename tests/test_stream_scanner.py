@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
 from gateway.pipeline.stream import ChannelScanner
-from policies.compiled import BoundCheck, bind
+from policies.checks.base import Span, StreamMatcher, StreamScan
+from policies.compiled import BoundCheck, CompiledPolicy, bind
+from policies.loader import load_policy
 from policies.schema import CheckSpec, Policy
 
 EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}"
@@ -124,3 +127,96 @@ def test_work_per_feed_is_bounded() -> None:
         scanner.feed("lorem ipsum ")
         longest = max(longest, len(scanner._ctx) + scanner.held)
     assert longest <= 64 + 64
+
+
+# -- spans put off behind another check's hold -------------------------------------------
+
+
+class ReportsOnce(StreamMatcher):
+    """Reports a complete span the first time it sees it, and never again: like a pattern
+    whose match began in text that has since left the scanner's context."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.reported = False
+
+    def scan(self, buffer: str, start: int, final: bool) -> StreamScan:
+        at = buffer.find(self.value, start)
+        if at < 0 or self.reported:
+            return StreamScan((), len(buffer))
+        self.reported = True
+        return StreamScan((Span(at, at + len(self.value), "SECRET"),), len(buffer))
+
+
+class HoldsUntil(StreamMatcher):
+    """Holds from ``marker`` until ``release`` has arrived (a check deciding a longer value)."""
+
+    def __init__(self, marker: str, release: str) -> None:
+        self.marker, self.release = marker, release
+
+    def scan(self, buffer: str, start: int, final: bool) -> StreamScan:
+        at = buffer.find(self.marker, start)
+        if final or at < 0 or self.release in buffer[at:]:
+            return StreamScan((), len(buffer))
+        return StreamScan((), at)
+
+
+def test_a_span_put_off_behind_another_hold_is_applied_without_being_found_again() -> None:
+    text = "login with Xk9vQ2mLw7@db and then carry on; done."
+    scanner = ChannelScanner([bound(), bound()], holdback=256)
+    (first, _), (second, _) = scanner.matchers
+    scanner.matchers = [(first, ReportsOnce("Xk9vQ2mLw7")), (second, HoldsUntil("X", "done"))]
+    out, released = run(scanner, list(text))
+    assert out == "login with <SECRET>@db and then carry on; done."
+    assert not any(f in "".join(released) for f in fragments("Xk9vQ2mLw7"))
+    (hit,) = scanner.hits
+    assert text[hit.span.start : hit.span.end] == "Xk9vQ2mLw7"
+
+
+class ReportsAlways(ReportsOnce):
+    def scan(self, buffer: str, start: int, final: bool) -> StreamScan:
+        self.reported = False
+        return super().scan(buffer, start, final)
+
+
+def test_spans_put_off_again_and_again_are_kept_once() -> None:
+    scanner = ChannelScanner([bound(), bound()], holdback=256)
+    (first, _), (second, _) = scanner.matchers
+    scanner.matchers = [(first, ReportsAlways("Xk9vQ2mLw7")), (second, HoldsUntil("X", "done"))]
+    most = 0
+    for piece in list("key Xk9vQ2mLw7 then a long wait before it is done"):
+        scanner.feed(piece)
+        most = max(most, len(scanner._deferred))
+    assert most == 1
+    assert scanner.feed("", final=True).text == ""
+    assert [h.value for h in scanner.hits] == ["Xk9vQ2mLw7"]
+
+
+@pytest.fixture(scope="module")
+def default_policy() -> CompiledPolicy:
+    policy = load_policy(Path(__file__).resolve().parents[1] / "policies" / "default.yaml")
+    policy.warm()
+    return policy
+
+
+def test_default_policy_connection_string_one_char_per_chunk(default_policy: CompiledPolicy) -> None:
+    password = "S3cretPass"
+    text = f"Connect with postgres://app:{password}@db.internal.example.com and run the migrations."
+    scanner = ChannelScanner(default_policy.stream, default_policy.holdback_chars)
+    out, released = run(scanner, list(text))
+    sent = "".join(released)
+    assert not [f for f in fragments(password) if f in sent]
+    assert out.startswith("Connect with postgres://app:<") and out.endswith("> and run the migrations.")
+
+
+def test_default_checks_apply_a_password_whose_match_began_beyond_the_context(default_policy: CompiledPolicy) -> None:
+    # The e-mail pattern holds "Xk9vQ2mLw7@db.internal" after the password is complete,
+    # so the password is put off while everything before it goes out; its match began
+    # more than CONTEXT_CHARS earlier, so the secrets check cannot find it again.
+    user = "reporting_service_account_for_the_finance_team_readonly_replica_2024"
+    password = "Xk9vQ2mLw7"
+    text = f"Use postgres://{user}:{password}@db.internal:5432/app for reports."
+    scanner = ChannelScanner(default_policy.stream, 256)
+    out, released = run(scanner, list(text))
+    assert out == f"Use postgres://{user}:<SECRET>@db.internal:5432/app for reports."
+    assert not [f for f in fragments(password) if f in "".join(released)]

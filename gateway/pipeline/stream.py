@@ -105,9 +105,8 @@ class ChannelScanner:
         hold, hold_by = end, None
         for bound, matcher in self.matchers:
             scan = matcher.scan(buf, scan_from, final)
-            for span in scan.spans:
-                if span.end > start:
-                    found.append((span, bound))
+            if scan.spans:
+                found.extend((span, bound) for span in scan.spans if span.end > start)
             if scan.hold_from < hold:
                 hold, hold_by = scan.hold_from, bound
         if self._deferred:

@@ -13,6 +13,18 @@ stream arrives, and so is one a few characters short of the end whose pattern co
 still take more. Spans inside the held tail are not reported until the tail is decided,
 so a value is replaced whole, once.
 
+A stream scan runs on every token, so most patterns must not run at all on most calls.
+Each pattern's ``Shape`` (read from its parse tree, see the end of this module) says how
+every match begins, what it must contain, how short it can be and whether it can hold
+white space; one pass of a prefix trie over the unsent text (``Prefilter``) then finds
+the few places where a match could begin, and a pattern is tried there alone. Patterns
+that can begin with any word (an e-mail's local part, a random token) run only where a
+complete match is possible, and otherwise only on the last word of the buffer, where
+their partial match must lie. Where that is cheaper, a hold may begin a little early (a
+prefix just begun at the very end, a plain last word held whole), never late: the next
+call, with more text, decides. ``PatternSet(..., prefilter=False)`` runs every pattern
+on every call; the tests hold the two to the same output.
+
 Patterns should be self-delimiting and greedy (``[A-Za-z0-9]{20,}(?![A-Za-z0-9])``, not
 a lazy ``.+?`` with nothing after it): the earliest complete match at a position is the
 one reported, and a shorter alternative listed first can hide a longer one.
@@ -20,7 +32,11 @@ one reported, and a shorter alternative listed first can hide a longer one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import functools
+import importlib
+import re
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +54,9 @@ REGEX_TIMEOUT_S = 1.0
 _GROWTH_WINDOW = 8
 
 _WORD = regex.compile(r"\w+")
+#: every byte but ASCII white space: stripping them off leaves text up to the last word
+_NOT_SPACE = bytes(c for c in range(256) if chr(c) not in " \t\n\r\f\v")
+_PLAIN_WORDS = ("a", "I", "word", "Next", "x9", "2024", "Zq0vK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,23 +109,42 @@ class PatternSet:
         threshold: float = 0.0,
         context: ContextRule | None = None,
         timeout_from_chars: int = 4096,
+        prefilter: bool = True,
     ) -> None:
         """``timeout_from_chars``: texts at least this long get ``REGEX_TIMEOUT_S``; use 0
-        for patterns written by users, which may backtrack badly on short texts too."""
+        for patterns written by users, which may backtrack badly on short texts too.
+        ``prefilter=False`` runs every pattern on every stream call (the reference the
+        prefilter is tested against)."""
         self.specs = tuple(specs)
         self.threshold = threshold
         self._context = context or ContextRule()
         self._timeout_from_chars = timeout_from_chars
         self._compiled = [(spec, regex.compile(spec.regex, spec.flags)) for spec in self.specs]
+        shapes = [shape_of(spec.regex, spec.flags) if prefilter else Shape() for spec in self.specs]
+        self._plain_holders = frozenset(
+            i for i, shape in enumerate(shapes) if shape.spaceless and self._partial_at_start(i, _PLAIN_WORDS)
+        )
+        self._prefilter = Prefilter(shapes, first=self._plain_holders)
+        self._consumable = [shape.consumable for shape in shapes]
 
     def find(self, text: str) -> list[Hit]:
         """Every match in a finished text, overlaps merged."""
-        hits, _ = self._search(text, 0, 0, final=True)
+        hits: list[Hit] = []
+        timeout = self._timeout(text, 0)
+        for index in range(len(self._compiled)):
+            self._run(index, text, 0, 0, True, timeout, hits, len(text))
         return merge(hits)
 
     def stream_scan(self, buffer: str, start: int, final: bool, lookback: bool = False) -> StreamScan:
         """Spans from ``start`` on; with ``lookback`` matches may begin in the context."""
-        hits, hold = self._search(buffer, 0 if lookback else start, start, final)
+        return self.stream_step(buffer, start, final, lookback)[0]
+
+    def stream_step(self, buffer: str, start: int, final: bool, lookback: bool) -> tuple[StreamScan, bool]:
+        """``stream_scan``, and whether a span it reports began inside a longer match
+        (``password = "<span>"``): finding that one again needs the context."""
+        hits, hold = self._stream_search(buffer, 0 if lookback else start, start, final)
+        if not hits:
+            return self._prefilter.nothing(max(hold, start)), False
         merged = merge(hits)
         # A span reaching into the held tail waits with it, so that it is replaced once;
         # and it waits from where its match began, so the next call can find it again.
@@ -117,38 +155,164 @@ class PatternSet:
                 if hit.span.end > hold > hit.origin:
                     hold, moved = hit.origin, True
         hold = max(hold, start)
-        spans = tuple(hit.span for hit in merged if hit.span.end <= hold)
-        return StreamScan(spans=spans, hold_from=hold)
+        reported = [hit for hit in merged if hit.span.end <= hold]
+        inner = any(hit.origin < hit.span.start for hit in reported)
+        return StreamScan(spans=tuple(hit.span for hit in reported), hold_from=hold), inner
 
-    def _search(self, text: str, pos: int, report_from: int, final: bool) -> tuple[list[Hit], int]:
-        size = len(text)
-        hold = size
+    def _stream_search(self, buffer: str, pos: int, report_from: int, final: bool) -> tuple[list[Hit], int]:
+        """Run only the patterns that can match, or partially match, from ``pos`` on."""
+        pre = self._prefilter
         hits: list[Hit] = []
-        partial = not final
-        # Stream buffers are small, and the clock reads a timeout costs would double
-        # the work per pattern there; long texts (and users' own patterns) get the guard.
+        size = len(buffer)
         timeout = REGEX_TIMEOUT_S if size - pos >= self._timeout_from_chars else None
-        for spec, pattern in self._compiled:
-            search = pattern.search
-            at = pos
-            while at <= size:
-                # Positional arguments: regex parses keywords slowly, and this runs per chunk.
-                m = search(text, at, None, None, partial, timeout)
-                if m is None:
-                    break
-                if partial and (m.partial or self._may_grow(pattern, m, text, timeout)):
-                    if m.start() < size:
-                        hold = min(hold, m.start())
-                    break
-                if m.start(spec.group) >= report_from:  # context was judged before: skip it
-                    hit = self._judge(spec, m, text)
-                    if hit is not None:
-                        hits.append(hit)
-                at = m.end() if m.end() > m.start() else m.end() + 1
+        data, base = pre.lookup(buffer, pos)
+        found, hold = pre.candidates(data, base, pos, final)
+        for index, positions in found.items():
+            hold = self._run_at(index, buffer, positions, report_from, final, timeout, hits, hold)
+        tail_only: list[int] = []
+        longest_word = -1  # of the unsent text: a match that holds no white space fits in one
+        for index, min_len, required, spaceless in pre.ungated_shapes:
+            may_complete = size - pos >= min_len
+            if may_complete and required is not None:
+                may_complete = False
+                for text in required:
+                    if buffer.find(text, pos) >= 0:
+                        may_complete = True
+                        break
+            if may_complete and spaceless:
+                if longest_word < 0:
+                    longest_word = max(map(len, data[pos - base :].split()), default=0)
+                may_complete = longest_word >= min_len
+            if may_complete or not (final or spaceless):
+                hold = self._run(index, buffer, pos, report_from, final, timeout, hits, hold)
+            elif not final:
+                tail_only.append(index)
+        if tail_only:
+            hold = self._hold_last_word(tail_only, buffer, data, base, pos, report_from, timeout, hits, hold)
         return hits, hold
 
+    def _hold_last_word(
+        self,
+        indexes: list[int],
+        buffer: str,
+        data: bytes,
+        base: int,
+        pos: int,
+        report_from: int,
+        timeout: float | None,
+        hits: list[Hit],
+        hold: int,
+    ) -> int:
+        """Holds for patterns that can only match partially, and never across white space.
+
+        Their partial match lies in the buffer's last word, after its last character the
+        pattern cannot hold; a plain word there is held whole by a pattern that holds
+        plain words (tried on samples: a wrong answer only holds a word a token longer).
+        Once the hold is at the word's start, no such pattern can move it earlier.
+        """
+        size = len(buffer)
+        tail = max(base + len(data.rstrip(_NOT_SPACE)), pos)
+        if tail >= min(hold, size):
+            return hold
+        if data[tail - base :].isalnum() and not self._plain_holders.isdisjoint(indexes):
+            return tail  # the usual case: a plain last word, held whole
+        for index in indexes:
+            if tail >= hold:
+                break
+            alphabet = self._prefilter.alphabets[index]
+            at = tail if alphabet is None else max(base + len(data.rstrip(alphabet)), tail)
+            if at >= hold or at == size:
+                continue
+            if index in self._plain_holders and data[at - base :].isalnum():
+                hold = at
+                continue
+            hold = self._run(index, buffer, at, report_from, False, timeout, hits, hold)
+        return hold
+
+    def _timeout(self, text: str, pos: int) -> float | None:
+        # Stream buffers are small, and the clock reads a timeout costs would double
+        # the work per pattern there; long texts (and users' own patterns) get the guard.
+        return REGEX_TIMEOUT_S if len(text) - pos >= self._timeout_from_chars else None
+
+    def _partial_at_start(self, index: int, words: Iterable[str]) -> bool:
+        """Whether pattern ``index`` holds each of ``words``, whole, at the end of a buffer."""
+        pattern = self._compiled[index][1]
+        for word in words:
+            m = pattern.search(" " + word, 1, None, None, True)
+            if m is None or not m.partial or m.start() != 1:
+                return False
+        return True
+
+    def _run(
+        self,
+        index: int,
+        text: str,
+        pos: int,
+        report_from: int,
+        final: bool,
+        timeout: float | None,
+        hits: list[Hit],
+        hold: int,
+    ) -> int:
+        """Add one pattern's matches from ``pos`` on to ``hits``; return the new hold."""
+        spec, pattern = self._compiled[index]
+        search = pattern.search
+        size = len(text)
+        partial = not final
+        at = pos
+        while at <= size:
+            # Positional arguments: regex parses keywords slowly, and this runs per chunk.
+            m = search(text, at, None, None, partial, timeout)
+            if m is None:
+                break
+            if partial and (m.partial or self._may_grow(pattern, m, text, timeout, self._consumable[index])):
+                if m.start() < size:
+                    hold = min(hold, m.start())
+                break
+            if m.start(spec.group) >= report_from:  # context was judged before: skip it
+                hit = self._judge(spec, m, text)
+                if hit is not None:
+                    hits.append(hit)
+            at = m.end() if m.end() > m.start() else m.end() + 1
+        return hold
+
+    def _run_at(
+        self,
+        index: int,
+        text: str,
+        positions: list[int],
+        report_from: int,
+        final: bool,
+        timeout: float | None,
+        hits: list[Hit],
+        hold: int,
+    ) -> int:
+        """``_run`` where a match can only begin at ``positions`` (ascending): the same
+        matches, from one anchored try at each instead of a search over the text."""
+        spec, pattern = self._compiled[index]
+        match = pattern.match
+        size = len(text)
+        partial = not final
+        free = 0  # where the last match ended: matches do not overlap
+        for at in positions:
+            if at < free:
+                continue
+            m = match(text, at, None, None, partial, timeout)
+            if m is None:
+                continue
+            if partial and (m.partial or self._may_grow(pattern, m, text, timeout, self._consumable[index])):
+                if m.start() < size:
+                    hold = min(hold, m.start())
+                break
+            if m.start(spec.group) >= report_from:
+                hit = self._judge(spec, m, text)
+                if hit is not None:
+                    hits.append(hit)
+            free = m.end() if m.end() > m.start() else m.end() + 1
+        return hold
+
     @staticmethod
-    def _may_grow(pattern: Any, m: Any, text: str, timeout: float | None) -> bool:
+    def _may_grow(pattern: Any, m: Any, text: str, timeout: float | None, consumable: str | None) -> bool:
         """Whether more text could turn this complete match into a longer one.
 
         A match touching the end may grow. So may one a few characters short of it: in
@@ -156,11 +320,18 @@ class PatternSet:
         ``GB82 WEST 1234 5698 7654`` completes while the buffer ends in ``" "`` and an
         IBAN's optional last group is still coming; the same for ``me@example.co.``.
         The window keeps lazy patterns (a key block and its END line) from holding on.
+        A longer match would consume what follows: a character the pattern never
+        consumes settles it without the full match, which can backtrack at length.
         """
         gap = len(text) - m.end()
         if gap == 0:
             return True
-        return gap <= _GROWTH_WINDOW and pattern.fullmatch(text, m.start(), None, None, True, timeout) is not None
+        if gap > _GROWTH_WINDOW:
+            return False
+        rest = text[m.end() :]
+        if consumable is not None and rest.isascii() and rest.strip(consumable):
+            return False
+        return pattern.fullmatch(text, m.start(), None, None, True, timeout) is not None
 
     def _judge(self, spec: PatternSpec, m: Any, text: str) -> Hit | None:
         start, end = m.span(spec.group)
@@ -196,12 +367,13 @@ class PatternStreamMatcher(StreamMatcher):
         self._reported = False
 
     def scan(self, buffer: str, start: int, final: bool) -> StreamScan:
-        # After reporting spans, the next call also matches from the start of the context:
-        # the caller may have put a span off (another check held text before it) and sent
-        # the text where its match began (a key name, a URL scheme). Only then, because
-        # scanning the context costs as much again as the new text.
-        scan = self._patterns.stream_scan(buffer, start, final, lookback=self._reported)
-        self._reported = bool(scan.spans)
+        # After reporting a span that began inside a longer match, the next call also
+        # matches from the start of the context: a caller may have put the span off
+        # (another check held text before it) and sent the text where its match began (a
+        # key name, a URL scheme). Only then, because scanning the context costs as much
+        # again as the new text. (The gateway's scanner keeps spans it put off, so it does
+        # not depend on this; other callers may.)
+        scan, self._reported = self._patterns.stream_step(buffer, start, final, self._reported)
         return scan
 
 
@@ -248,3 +420,597 @@ def check_regex(pattern: str, flags: int = 0) -> str:
     except regex.error as exc:
         raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
     return pattern
+
+
+# -- Shapes: what a pattern's parse tree guarantees about every match ---------------------
+#
+# Everything here errs one way only: a shape may promise less than the pattern keeps (a
+# pattern then runs where it cannot match), never more (it would be skipped where it
+# can). Anything the analysis does not understand gives no promise at all.
+
+# The standard library's parser reads the syntax these patterns use; regex has no public
+# parser. Private modules, so loaded by name and used through ``Any``.
+_sre: Any = importlib.import_module("re._parser")
+_op: Any = importlib.import_module("re._constants")
+
+_PREFIX_LEN = 3
+_MAX_PREFIXES = 4096
+#: a character class wider than this ends a prefix: it says too little to be worth a lookup
+_WIDE = 64
+#: more prefixes made of lower-case letters alone than this, and prose hits them often
+_WORDLIKE_PREFIXES = 32
+#: more prefixes of letters alone than this come from classes, not from keywords
+_LETTER_PREFIXES = 512
+_MEMO_SIZE = 1 << 16
+#: prefix lookups see every ASCII digit as "0" and every non-ASCII character as DEL
+_DIGIT = "0"
+_OTHER = "\x7f"
+_TO_LOOKUP = bytes.maketrans(b"0123456789", _DIGIT.encode() * 10)
+_NON_ASCII = regex.compile(r"[^\x00-\x7f]")
+_SPACES = frozenset(" \t\n\r\f\v")
+#: ASCII letters that IGNORECASE also matches outside ASCII (İ ı K ſ)
+_FOLDS_OUTSIDE_ASCII = frozenset("iIkKsS")
+#: regex flags with the same meaning in the standard parser (regex.ASCII is 128, re.ASCII 256)
+_SHARED_FLAGS = int(regex.I | regex.M | regex.S | regex.X | regex.U)
+# regex-only syntax the standard parser would accept with another meaning: fuzzy matching
+# (`(?:abc){e<=1}`); POSIX classes and set operations only warn, which is caught below.
+_FUZZY = regex.compile(r"(?<!\\)\{[^{}]*[A-Za-z][^{}]*\}")
+_CATEGORIES: dict[Any, str] = {
+    _op.CATEGORY_DIGIT: r"\d",
+    _op.CATEGORY_NOT_DIGIT: r"\D",
+    _op.CATEGORY_SPACE: r"\s",
+    _op.CATEGORY_NOT_SPACE: r"\S",
+    _op.CATEGORY_WORD: r"\w",
+    _op.CATEGORY_NOT_WORD: r"\W",
+}
+_CHAR_OPS = frozenset({_op.LITERAL, _op.NOT_LITERAL, _op.ANY, _op.IN})
+_ZERO_WIDTH = frozenset({_op.AT, _op.ASSERT, _op.ASSERT_NOT})
+_REPEATS = frozenset({_op.MAX_REPEAT, _op.MIN_REPEAT, _op.POSSESSIVE_REPEAT})
+
+
+class _Unknown(Exception):
+    """A construct the analysis does not model."""
+
+
+class _TooMany(Exception):
+    """More prefixes than a lookup should hold: try shorter ones."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What every match of one pattern satisfies; the defaults promise nothing.
+
+    ``prefixes``: each match (partial ones included) begins with one of these, written
+    with digits as ``0`` and non-ASCII characters as DEL; ``required``: each complete
+    match contains one of these substrings; ``min_len``: no complete match is shorter;
+    ``spaceless``: no match contains an ASCII space, tab or line break (looking ahead
+    included).
+    """
+
+    prefixes: frozenset[str] | None = None
+    required: tuple[str, ...] | None = None
+    min_len: int = 0
+    spaceless: bool = False
+    #: characters (written as in ``prefixes``) that may come right before a match, from
+    #: leading look-behinds, ``\b`` and ``^``; ``None``: any
+    after: frozenset[str] | None = None
+    #: whether a match may begin at the very start of the buffer
+    at_start: bool = True
+    #: the characters a partial match without the required text can hold; ``None``: any
+    alphabet: frozenset[str] | None = None
+    #: the ASCII characters a match can consume, as they are; ``None``: unknown
+    consumable: str | None = None
+
+
+@functools.lru_cache(maxsize=4096)
+def shape_of(pattern: str, flags: int = 0) -> Shape:
+    """The shape of ``pattern`` compiled by ``regex`` with ``flags`` (a pure function of
+    both, so cached: every policy version builds its checks again)."""
+    if flags & ~_SHARED_FLAGS or _FUZZY.search(pattern):
+        return Shape()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "possible nested set": regex would read it otherwise
+            tree = _sre.parse(pattern, flags)
+    except (re.error, FutureWarning, RecursionError, ValueError, TypeError, OverflowError):
+        return Shape()
+    items, flags = list(tree), tree.state.flags
+    try:
+        min_len = tree.getwidth()[0]
+    except (OverflowError, KeyError, TypeError):
+        min_len = 0
+    prefixes = _prefixes(items, flags)
+    after, at_start = _before(items, flags, prefixes)
+    try:
+        required, last = _required_at(items, flags)
+    except (_Unknown, RecursionError):
+        required, last = None, -1
+    # Without its required text a match has not got past the node that holds it.
+    alphabet = _alphabet(items[: last + 1] if required else items, flags)
+    consumed = _alphabet(items, flags, raw=True)
+    consumable = None if consumed is None else "".join(sorted(consumed))
+    return Shape(prefixes, required, min_len, _spaceless(items, flags), after, at_start, alphabet, consumable)
+
+
+def _regex_flags(flags: int) -> int:
+    out = flags & int(regex.I | regex.S | regex.U)
+    return out | int(regex.A) if flags & re.ASCII else out
+
+
+@functools.cache
+def _members(source: str, flags: int) -> frozenset[str]:
+    """The ASCII characters one character class matches, as ``regex`` sees it."""
+    compiled = regex.compile(source, flags)
+    return frozenset(c for c in map(chr, range(128)) if compiled.fullmatch(c))
+
+
+def _char_class(op: Any, av: Any, flags: int) -> tuple[frozenset[str], bool]:
+    """ASCII members of a one-character node, and whether it may match outside ASCII."""
+    if op is _op.ANY:
+        source, other = ".", True
+    elif op is _op.LITERAL:
+        source, other = _esc(av), av > 127
+    elif op is _op.NOT_LITERAL:
+        source, other = f"[^{_esc(av)}]", True
+    else:
+        parts: list[str] = []
+        other = False
+        for item_op, item in av:
+            if item_op is _op.NEGATE:
+                parts.insert(0, "^")
+                other = True
+            elif item_op is _op.LITERAL:
+                parts.append(_esc(item))
+                other |= item > 127
+            elif item_op is _op.RANGE:
+                parts.append(f"{_esc(item[0])}-{_esc(item[1])}")
+                other |= item[1] > 127
+            elif item_op is _op.CATEGORY and item in _CATEGORIES:
+                parts.append(_CATEGORIES[item])
+                other = True
+            else:
+                raise _Unknown(item_op)
+        source = "[" + "".join(parts) + "]"
+    members = _members(source, _regex_flags(flags))
+    if flags & re.IGNORECASE and members & _FOLDS_OUTSIDE_ASCII:
+        other = True
+    return members, other
+
+
+def _esc(code: int) -> str:
+    return f"\\U{code:08x}"
+
+
+def _sub(av: Any) -> list[Any]:
+    return list(av)
+
+
+# Prefixes: sets of (text, exact). ``exact`` means the nodes so far matched exactly this
+# text, so what follows extends it; otherwise anything may follow and the prefix stops.
+_Prefix = tuple[str, bool]
+
+
+def _prefixes(items: list[Any], flags: int) -> frozenset[str] | None:
+    for length in range(_PREFIX_LEN, 0, -1):
+        try:
+            found = _seq_prefixes(items, length, flags)
+        except _TooMany:
+            continue
+        except (_Unknown, RecursionError):
+            return None
+        texts = frozenset(text for text, _ in found)
+        return None if "" in texts else texts
+    return None
+
+
+def _seq_prefixes(items: Sequence[Any], length: int, flags: int) -> set[_Prefix]:
+    out: set[_Prefix] = {("", True)}
+    for op, av in items:
+        if not any(exact and len(text) < length for text, exact in out):
+            break
+        out = _concat(out, _node_prefixes(op, av, length, flags), length)
+    return out
+
+
+def _concat(left: set[_Prefix], right: set[_Prefix], length: int) -> set[_Prefix]:
+    out: set[_Prefix] = set()
+    for text, exact in left:
+        if not exact or len(text) >= length:
+            out.add((text, False))
+            continue
+        for more, more_exact in right:
+            joined = text + more
+            out.add((joined[:length], more_exact and len(joined) < length))
+        if len(out) > _MAX_PREFIXES:
+            raise _TooMany
+    return out
+
+
+def _node_prefixes(op: Any, av: Any, length: int, flags: int) -> set[_Prefix]:
+    if op in _CHAR_OPS:
+        members, other = _char_class(op, av, flags)
+        chars = {_DIGIT if c.isdigit() else c for c in members} | ({_OTHER} if other else set())
+        return {("", False)} if len(chars) > _WIDE else {(c, True) for c in chars}
+    if op in _ZERO_WIDTH:
+        return {("", True)}  # looking around consumes nothing: dropping it only widens
+    if op is _op.SUBPATTERN:
+        _group, add, remove, sub = av
+        return _seq_prefixes(_sub(sub), length, (flags | add) & ~remove)
+    if op is _op.ATOMIC_GROUP:
+        return _seq_prefixes(_sub(av), length, flags)
+    if op is _op.BRANCH:
+        out: set[_Prefix] = set()
+        for branch in av[1]:
+            out |= _seq_prefixes(_sub(branch), length, flags)
+        if len(out) > _MAX_PREFIXES:
+            raise _TooMany
+        return out
+    if op in _REPEATS:
+        low, high, sub = av
+        once = _seq_prefixes(_sub(sub), length, flags)
+        out = {("", True)}
+        for _ in range(min(low, length)):
+            out = _concat(out, once, length)
+        if low > length:
+            return {(text, False) for text, _ in out}
+        if high > low:
+            out |= {(text, False) for text, _ in _concat(out, once, length)}
+        return out
+    return {("", False)}  # back-references, conditionals: anything may come
+
+
+def _exact_char(op: Any, av: Any, flags: int) -> str | None:
+    """The one character a node always matches, if there is exactly one."""
+    if op not in _CHAR_OPS:
+        return None
+    members, other = _char_class(op, av, flags)
+    return next(iter(members)) if len(members) == 1 and not other else None
+
+
+def _required_seq(items: list[Any], flags: int) -> tuple[str, ...] | None:
+    return _required_at(items, flags)[0]
+
+
+def _required_at(items: list[Any], flags: int) -> tuple[tuple[str, ...] | None, int]:
+    """The best required texts of a sequence, and the index of the node that ends them."""
+    candidates: list[tuple[tuple[str, ...], int]] = []
+    run = ""
+    for index, (op, av) in enumerate(items):
+        char = _exact_char(op, av, flags)
+        if char is not None:
+            run += char
+            continue
+        if run:
+            candidates.append(((run,), index - 1))
+            run = ""
+        found = _required_node(op, av, flags)
+        if found:
+            candidates.append((found, index))
+    if run:
+        candidates.append(((run,), len(items) - 1))
+    if not candidates:
+        return None, -1
+    return max(candidates, key=lambda c: (min(map(len, c[0])), -len(c[0])))
+
+
+def _alphabet(items: list[Any], flags: int, raw: bool = False) -> frozenset[str] | None:
+    """Every character a match of ``items`` may consume or look ahead at, written as in
+    prefixes; with ``raw``, the ASCII characters it may consume, as they are. ``None``:
+    unknown."""
+    try:
+        out: set[str] = set()
+        for op, av in items:
+            _node_alphabet(op, av, flags, out, raw)
+        return frozenset(out)
+    except (_Unknown, RecursionError):
+        return None
+
+
+def _node_alphabet(op: Any, av: Any, flags: int, out: set[str], raw: bool) -> None:
+    if op in _CHAR_OPS:
+        members, other = _char_class(op, av, flags)
+        out.update(members if raw else _lookup_set(members, other))
+    elif op in (_op.ASSERT, _op.ASSERT_NOT):
+        if av[0] > 0 and not raw:
+            for o, a in av[1]:
+                _node_alphabet(o, a, flags, out, raw)
+    elif op is _op.SUBPATTERN:
+        for o, a in av[3]:
+            _node_alphabet(o, a, (flags | av[1]) & ~av[2], out, raw)
+    elif op is _op.ATOMIC_GROUP:
+        for o, a in av:
+            _node_alphabet(o, a, flags, out, raw)
+    elif op in _REPEATS:
+        for o, a in av[2]:
+            _node_alphabet(o, a, flags, out, raw)
+    elif op is _op.BRANCH:
+        for branch in av[1]:
+            for o, a in branch:
+                _node_alphabet(o, a, flags, out, raw)
+    elif op is not _op.AT and op is not _op.GROUPREF:
+        raise _Unknown(op)
+
+
+def _required_node(op: Any, av: Any, flags: int) -> tuple[str, ...] | None:
+    if op in _CHAR_OPS:
+        members, other = _char_class(op, av, flags)
+        return tuple(sorted(members)) if not other and 0 < len(members) <= 4 else None
+    if op is _op.SUBPATTERN:
+        return _required_seq(_sub(av[3]), (flags | av[1]) & ~av[2])
+    if op is _op.ATOMIC_GROUP:
+        return _required_seq(_sub(av), flags)
+    if op in _REPEATS:
+        return _required_seq(_sub(av[2]), flags) if av[0] >= 1 else None
+    if op is _op.BRANCH:
+        out: list[str] = []
+        for branch in av[1]:
+            found = _required_seq(_sub(branch), flags)
+            if found is None:
+                return None
+            out.extend(found)
+        unique = tuple(dict.fromkeys(out))
+        return unique if len(unique) <= 8 else None
+    return None
+
+
+_LOOKUP_CHARS = frozenset(_DIGIT if c.isdigit() else c for c in map(chr, range(128)))
+#: what may end a line for ``^`` (regex itself only takes \n without its WORD flag)
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e" + _OTHER)
+_WORD_CHARS = frozenset(c for c in _LOOKUP_CHARS if c.isalnum() or c == "_")
+
+
+def _before(items: list[Any], flags: int, prefixes: frozenset[str] | None) -> tuple[frozenset[str] | None, bool]:
+    """What the leading zero-width nodes say about the character before a match."""
+    allowed: frozenset[str] | None = None
+    at_start = True
+    try:
+        for op, av in items:
+            if op in (_op.ASSERT, _op.ASSERT_NOT) and av[0] < 0:
+                only = list(av[1])
+                if len(only) == 1 and only[0][0] in _CHAR_OPS:
+                    members, other = _char_class(only[0][0], only[0][1], flags)
+                    if op is _op.ASSERT:
+                        at_start = False
+                        allowed = _meet(allowed, _lookup_set(members, other))
+                    else:
+                        allowed = _meet(allowed, _outside(members))
+            elif op is _op.AT and av is _op.AT_BEGINNING_STRING:
+                allowed = frozenset()
+            elif op is _op.AT and av is _op.AT_BEGINNING:
+                allowed = _meet(allowed, _LINE_BREAKS if flags & re.MULTILINE else frozenset())
+            elif op is _op.AT and av is _op.AT_BOUNDARY and prefixes and {p[0] for p in prefixes} <= _WORD_CHARS:
+                allowed = _meet(allowed, (_LOOKUP_CHARS - _WORD_CHARS) | {_OTHER})
+            elif op not in _ZERO_WIDTH:
+                break  # the first character of the match: what is before it is settled
+    except _Unknown:
+        return None, True
+    return allowed, at_start
+
+
+def _meet(known: frozenset[str] | None, more: frozenset[str]) -> frozenset[str]:
+    return more if known is None else known & more
+
+
+def _lookup_set(members: frozenset[str], other: bool) -> frozenset[str]:
+    return frozenset(_DIGIT if c.isdigit() else c for c in members) | ({_OTHER} if other else frozenset())
+
+
+def _outside(members: frozenset[str]) -> frozenset[str]:
+    """Lookup characters that stand for at least one character outside ``members``."""
+    digits_all_in = all(d in members for d in "0123456789")
+    out = {c for c in _LOOKUP_CHARS if c != _DIGIT and c not in members}
+    if not digits_all_in:
+        out.add(_DIGIT)
+    out.add(_OTHER)  # some non-ASCII character is always left out
+    return frozenset(out)
+
+
+def _spaceless(items: list[Any], flags: int) -> bool:
+    try:
+        return all(_node_spaceless(op, av, flags) for op, av in items)
+    except (_Unknown, RecursionError):
+        return False
+
+
+def _node_spaceless(op: Any, av: Any, flags: int) -> bool:
+    if op in _CHAR_OPS:
+        members, _other = _char_class(op, av, flags)
+        return not members & _SPACES
+    if op in (_op.ASSERT, _op.ASSERT_NOT):
+        # A partial match can end inside a look-ahead (`key(?=\s+is)` waits on "key "),
+        # so what a look-ahead reads counts; a look-behind reads text that is all there.
+        direction, sub = av
+        return direction < 0 or all(_node_spaceless(o, a, flags) for o, a in sub)
+    if op is _op.AT or op is _op.GROUPREF:
+        return True  # consumes nothing, or only what its group (checked there) matched
+    if op is _op.SUBPATTERN:
+        return all(_node_spaceless(o, a, (flags | av[1]) & ~av[2]) for o, a in av[3])
+    if op is _op.ATOMIC_GROUP:
+        return all(_node_spaceless(o, a, flags) for o, a in av)
+    if op in _REPEATS:
+        return all(_node_spaceless(o, a, flags) for o, a in av[2])
+    if op is _op.BRANCH:
+        return all(_node_spaceless(o, a, flags) for branch in av[1] for o, a in branch)
+    return False
+
+
+class Prefilter:
+    """Which of a set's patterns can match in a buffer, from one pass of a prefix trie.
+
+    ``gated`` patterns have a usable set of prefixes: they run only where one of them
+    occurs in the unsent text (after a character their look-behind allows). Where the
+    text only ends in the beginning of one, a partial match can only begin there: the
+    caller holds from there without running the pattern, and the next call decides.
+    ``ungated`` patterns (their prefix says little, or their required text says more)
+    run only where their required text and length allow a complete match, and otherwise
+    under the last-word rule of ``PatternSet._stream_search``.
+    """
+
+    def __init__(self, shapes: Sequence[Shape], first: frozenset[int] = frozenset()) -> None:
+        """``first``: ungated patterns to try first (they settle the last word cheaply)."""
+        self.shapes = tuple(shapes)
+        masks: dict[str, int] = {}
+        gated: list[int] = []
+        ungated: list[int] = []
+        for index, shape in enumerate(self.shapes):
+            if shape.prefixes is None or _weak(shape):
+                ungated.append(index)
+                continue
+            gated.append(index)
+            for prefix in shape.prefixes:
+                masks[prefix] = masks.get(prefix, 0) | 1 << index
+        # Then patterns that any word may start: the last-word rule stops at the first
+        # one that holds the whole word.
+        ungated.sort(key=lambda i: (i not in first, self.shapes[i].prefixes is not None))
+        self.gated, self.ungated = tuple(gated), tuple(ungated)
+        self.ungated_shapes = tuple(
+            (i, self.shapes[i].min_len, self.shapes[i].required, self.shapes[i].spaceless) for i in ungated
+        )
+        #: per ungated pattern, the bytes its partial match may hold (for `bytes.rstrip`)
+        self.alphabets = {
+            i: None if shape.alphabet is None else "".join(sorted(shape.alphabet)).encode("ascii")
+            for i, shape in enumerate(self.shapes)
+            if i in ungated
+        }
+        self.longest = max(map(len, masks), default=0)
+        # For every trie node: the patterns one of whose prefixes it is or contains
+        # (`_full`), and those with a prefix that goes on past it (`_partial`).
+        self._full: dict[bytes, int] = {}
+        self._partial: dict[bytes, int] = {}
+        for prefix, bits in masks.items():
+            for cut in range(1, len(prefix)):
+                key = prefix[:cut].encode()
+                self._partial[key] = self._partial.get(key, 0) | bits
+        for node in sorted({p[:cut] for p in masks for cut in range(1, len(p) + 1)}, key=len):
+            inherited = self._full.get(node[:-1].encode(), 0) if len(node) > 1 else 0
+            self._full[node.encode()] = inherited | masks.get(node, 0)
+        trie = _trie_source(masks)
+        self._trie = re.compile(b"(?=(" + trie + b"))") if masks else None
+        self._any = re.compile(trie) if masks else None  # the same, only faster to say "none"
+        # Memos of pure functions, shared by every stream (bounded; a miss only costs time).
+        self._ends: dict[bytes, int] = {}
+        self._nothing: dict[int, StreamScan] = {}
+        # `_after[c]`: the gated patterns a match of which may begin right after byte c
+        self._after = [0] * 128
+        self._at_start = 0
+        for index in gated:
+            shape = self.shapes[index]
+            for code in range(128):
+                if shape.after is None or chr(code) in shape.after:
+                    self._after[code] |= 1 << index
+            if shape.at_start:
+                self._at_start |= 1 << index
+
+    @staticmethod
+    def lookup(buffer: str, pos: int) -> tuple[bytes, int]:
+        """``buffer`` from one character before ``pos`` (what look-behinds see), as the
+        prefixes are written, and the offset it starts at."""
+        base = pos - 1 if pos else 0
+        region = buffer[base:]
+        if not region.isascii():
+            region = _NON_ASCII.sub(_OTHER, region)
+        return region.encode("ascii").translate(_TO_LOOKUP), base
+
+    def candidates(self, data: bytes, base: int, pos: int, final: bool) -> tuple[dict[int, list[int]], int]:
+        """Where each gated pattern may match from ``pos`` on, and where to hold from.
+
+        ``data`` is ``lookup(buffer, pos)``; positions are in ``buffer``. Only there can a
+        match of the pattern begin, so it is tried there alone. Where the buffer ends in
+        the beginning of a prefix, a partial match can only begin there: the hold says so
+        without running anything, and the next call, with more text, decides.
+        """
+        found: dict[int, list[int]] = {}
+        size = base + len(data)
+        if self._trie is None or self._any is None:
+            return found, size
+        after, at_start, full = self._after, self._at_start, self._full
+        if self._any.search(data, pos - base) is not None:
+            for m in self._trie.finditer(data, pos - base):
+                at = m.start()
+                bits = full[m.group(1)] & (after[data[at - 1]] if at else at_start)
+                while bits:
+                    low = bits & -bits
+                    bits ^= low
+                    found.setdefault(low.bit_length() - 1, []).append(base + at)
+        if final:
+            return found, size
+        end, first = len(data), max(len(data) - self.longest + 1, pos - base)
+        if first > 0 and first == end - self.longest + 1:
+            # The answer depends on the last `longest` bytes alone: remembered by them.
+            window = data[first - 1 :]
+            begun = self._ends.get(window)
+            if begun is None:
+                begun = self._begun(data, first, end, at_start)
+                if len(self._ends) < _MEMO_SIZE:
+                    self._ends[window] = begun
+            return found, size if begun < 0 else base + first + begun
+        begun = self._begun(data, first, end, at_start)
+        return found, size if begun < 0 else base + first + begun
+
+    def _begun(self, data: bytes, first: int, end: int, at_start: int) -> int:
+        """Where, counted from ``first``, ``data`` ends in the beginning of a prefix; -1: nowhere."""
+        for at in range(first, end):
+            if self._partial.get(data[at:], 0) & (self._after[data[at - 1]] if at else at_start):
+                return at - first
+        return -1
+
+    def nothing(self, hold: int) -> StreamScan:
+        """The scan that reports no span and holds from ``hold`` (one object per value)."""
+        scan = self._nothing.get(hold)
+        if scan is None:
+            scan = StreamScan((), hold)
+            if len(self._nothing) < _MEMO_SIZE:
+                self._nothing[hold] = scan
+        return scan
+
+
+def _weak(shape: Shape) -> bool:
+    """Whether the prefixes say too little to be worth looking up.
+
+    One character that a letter gives: every word has one. And for a pattern that holds
+    no white space and needs a given text, many prefixes of lower-case letters alone (a
+    hex run: `ead`, `bed`, ...): the required text rules out more, and the last word
+    holds the rest.
+    """
+    prefixes = shape.prefixes or frozenset()
+    if all(len(p) == 1 for p in prefixes) and any(p.isalpha() for p in prefixes):
+        return True
+    if sum(1 for p in prefixes if p.replace(_OTHER, "a").isalpha()) > _LETTER_PREFIXES:
+        return True  # letters from classes (`[a-z]{2}`), not from a word: any word has them
+    wordlike = sum(1 for p in prefixes if p.isalpha() and p.islower())
+    return shape.spaceless and shape.required is not None and wordlike > _WORDLIKE_PREFIXES
+
+
+def _trie_source(words: Iterable[str]) -> bytes:
+    """A regex matching, at a position, the longest of ``words`` that starts there.
+
+    Characters whose subtrees are alike share one class (`[A-Za-z][A-Za-z]0` rather than
+    2,704 branches): the same strings, tried by a table lookup instead of one by one.
+    """
+    root: dict[str, Any] = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def alternatives(node: dict[str, Any]) -> list[bytes]:
+        by_rest: dict[bytes, list[str]] = {}
+        for char, child in sorted(node.items()):
+            if char:
+                by_rest.setdefault(emit(child), []).append(char)
+        out = []
+        for rest, chars in by_rest.items():
+            escaped = b"".join(re.escape(c.encode()) for c in chars)
+            out.append((escaped if len(chars) == 1 else b"[" + escaped + b"]") + rest)
+        return out
+
+    def emit(node: dict[str, Any]) -> bytes:
+        options = alternatives(node)
+        if "" in node:
+            options.append(b"")
+        if options == [b""]:
+            return b""
+        return b"(?:" + b"|".join(options) + b")"
+
+    return b"|".join(alternatives(root))
