@@ -17,8 +17,9 @@ import copy
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from audit.record import Stage, Status, Verdict
-from gateway.pipeline.checks import CheckOutcome
+from audit.fingerprint import fingerprint
+from audit.record import SpanRecord, Stage, Status, Verdict
+from gateway.pipeline.checks import CheckOutcome, run_checks
 from gateway.pipeline.reasoning import StepSplitter, ThinkRouter
 from gateway.pipeline.segments import mask_spans
 from gateway.pipeline.session import GuardSession
@@ -265,8 +266,6 @@ class ResponseGuard:
             choice.step_count += 1
             outcomes: list[CheckOutcome] = []
             if checks:
-                from gateway.pipeline.checks import run_checks
-
                 outcomes = await run_checks(checks, text)
             redact = [s for o in outcomes if o.bound.action is Action.redact for s in o.spans]
             verdict = max(
@@ -313,9 +312,6 @@ class ResponseGuard:
         self._hits_step([hit], channel, 0.0)
 
     def _hits_step(self, hits: list[StreamHit], channel: str, scan_ms: float) -> None:
-        from audit.fingerprint import fingerprint
-        from audit.record import SpanRecord
-
         bound = hits[0].bound
         self.session.add_step(
             Stage.stream,
