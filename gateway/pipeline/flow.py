@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from audit.record import Stage, Status, Verdict
 from gateway.api_models import ChatRequest, CompletionRequest, EmbeddingRequest, strip_routing
 from gateway.errors import BadRequest, PolicyBlocked, UpstreamError, WardenError, http_status
+from gateway.pipeline.coalesce import coalesce
 from gateway.pipeline.response import Kind, ResponseGuard
 from gateway.pipeline.segments import Segments, chat_segments, prompt_segments
 from gateway.pipeline.session import GuardSession
@@ -193,7 +194,7 @@ async def guarded_chunks(
             if first_ms is None:
                 first_ms = (time.perf_counter() - started) * 1000
             out: Batch = []
-            for chunk in batch:
+            for chunk in coalesce(batch):
                 out += await guard.process_chunk(chunk)
                 if guard.stopped:
                     break

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import httpx
-
 from gateway.config import Deployment, GatewayConfig
 from gateway.errors import ModelNotFound
 from gateway.upstream.base import Upstream
 from gateway.upstream.fast_path import FastUpstream, is_fast
 from gateway.upstream.litellm_adapter import LiteLLMUpstream
+from gateway.upstream.transport import Transports
 
 
 class Upstreams:
     def __init__(self, config: GatewayConfig) -> None:
         s = config.upstream
-        self.client = httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-            timeout=httpx.Timeout(s.timeout_s, connect=s.connect_timeout_s),
-        )
+        self.transports = Transports()
         groups: dict[str, list[Deployment]] = defaultdict(list)
         for d in config.model_list:
             groups[d.model_name].append(d)
@@ -28,7 +24,7 @@ class Upstreams:
         self._by_model: dict[str, Upstream] = {}
         for name, deployments in groups.items():
             fast = s.fast_path and name not in with_fallbacks and all(is_fast(d) for d in deployments)
-            self._by_model[name] = FastUpstream(deployments, s, self.client) if fast else self._litellm
+            self._by_model[name] = FastUpstream(deployments, s, self.transports) if fast else self._litellm
         self.created = dict.fromkeys(groups, 0)
 
     @property
@@ -45,4 +41,4 @@ class Upstreams:
             raise ModelNotFound(f"The model '{model}' does not exist or is not served here.", param="model") from None
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.transports.aclose()
