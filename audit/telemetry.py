@@ -81,6 +81,8 @@ class Telemetry:
     #: what ``exporter`` chose (None for ``none``), for inspection
     span_exporter: SpanExporter | None = None
     metric_exporter: MetricExporter | None = None
+    #: False when no span processor would receive a span: then only trace ids are made
+    spans_wanted: bool = True
 
     def tracer(self) -> Tracer:
         return self.tracer_provider.get_tracer(SCOPE)
@@ -166,7 +168,8 @@ def configure(
         trace.set_tracer_provider(tracer_provider)
         metrics.set_meter_provider(meter_provider)
     instruments = Instruments.create(meter_provider.get_meter(SCOPE))
-    _current = Telemetry(tracer_provider, meter_provider, instruments, chosen, metric_exp)
+    wanted = chosen is not None or span_exporter is not None
+    _current = Telemetry(tracer_provider, meter_provider, instruments, chosen, metric_exp, wanted)
     return _current
 
 
@@ -241,6 +244,14 @@ def emit_record_spans(record: AuditRecord, context: Context | None = None) -> st
 
     ``context`` is the parent (e.g. from the client's ``traceparent``), if any.
     """
+    if _current is not None and not _current.spans_wanted:
+        # Nobody receives spans (exporter ``none``): building ~20 of them per request would be
+        # pure cost. The record still gets a trace id, the parent's when there is one.
+        parent = trace.get_current_span(context).get_span_context()
+        ids = _current.tracer_provider.id_generator
+        trace_id = format(parent.trace_id if parent.is_valid else ids.generate_trace_id(), "032x")
+        record.trace_id = record.trace_id or trace_id
+        return trace_id
     started = record.started_at
     finished = record.finished_at or (started + timedelta(milliseconds=record.latency_ms or 0.0))
     t = tracer()

@@ -25,12 +25,20 @@ _DONE = b"data: [DONE]"
 _CARRY = 1024
 
 
+#: replaced in a request body by the request's number, so no two prompts are the same and no
+#: cache keyed on the text (the gateway's or the upstream's) can make a run look faster
+SERIAL = b"#SERIAL#"
+
+
 @dataclass(frozen=True)
 class Workload:
     url: str
     headers: Mapping[str, str]
     body: bytes
     stream: bool
+
+    def body_for(self, n: int) -> bytes:
+        return self.body.replace(SERIAL, b"%d" % n) if SERIAL in self.body else self.body
 
 
 @dataclass(frozen=True)
@@ -66,11 +74,12 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-async def _one(client: httpx.AsyncClient, work: Workload) -> _Sample:
+async def _one(client: httpx.AsyncClient, work: Workload, n: int) -> _Sample:
+    body = work.body_for(n)
     started = time.perf_counter()
     ttft: float | None = None
     tail = b""
-    async with client.stream("POST", work.url, content=work.body, headers=work.headers) as response:
+    async with client.stream("POST", work.url, content=body, headers=work.headers) as response:
         if response.status_code != 200:
             body = await response.aread()
             raise RequestFailed(f"HTTP {response.status_code}: {body[:300].decode(errors='replace')}")
@@ -113,7 +122,7 @@ async def run_load(work: Workload, *, requests: int, concurrency: int, max_secon
             while issued < requests and time.perf_counter() < deadline:
                 issued += 1
                 try:
-                    samples.append(await _one(client, work))
+                    samples.append(await _one(client, work, issued))
                 except (httpx.HTTPError, RequestFailed) as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
 

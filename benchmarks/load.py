@@ -38,14 +38,15 @@ from benchmarks._variants import DEFAULT_POLICY, MODEL, REPLY_TOKENS, REPO, Vari
 RESULTS = REPO / "benchmarks" / "results" / "load.json"
 WARMUP_SECONDS = 3.0
 # Benign on purpose (no personal data, nothing a check acts on), so every variant does the same
-# work: each check scans it and passes it.
+# work: each check scans it and passes it. #SERIAL# becomes the request's number (_loadgen).
 PROMPT = (
     "I am planning a small vegetable garden behind our house this spring and would like some "
     "practical advice. The plot gets about six hours of sun in summer, the soil is fairly heavy "
     "clay, and we usually have a dry spell in July. Which vegetables are forgiving for a first "
     "season, how should I improve the soil before planting, and how often should I water during "
     "the dry weeks? I would also like to know whether raised beds are worth the cost, and which "
-    "simple habits help keep slugs and weeds under control without harsh chemicals."
+    "simple habits help keep slugs and weeds under control without harsh chemicals. "
+    "(Question #SERIAL# of the series.)"
 )
 
 

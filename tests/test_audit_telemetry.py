@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, InMemoryMetricReader
@@ -14,6 +15,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.semconv._incubating.metrics import gen_ai_metrics
+from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from audit import semconv as sc
 from audit import telemetry
@@ -156,3 +158,22 @@ def test_otlp_exporter_is_built_from_otel_variables(monkeypatch: pytest.MonkeyPa
     handle = telemetry.configure("otlp", metrics_exporter="none", set_global=False)
     assert isinstance(handle.span_exporter, GrpcSpanExporter)
     handle.shutdown()
+
+
+def test_without_an_exporter_records_get_trace_ids_but_no_spans_are_built() -> None:
+    handle = telemetry.configure("none", set_global=False)
+    try:
+        assert not handle.spans_wanted
+        first, second = make_record(1), make_record(2)
+        first.trace_id = second.trace_id = None
+        a, b = telemetry.emit_record_spans(first), telemetry.emit_record_spans(second)
+        assert first.trace_id == a and second.trace_id == b
+        assert len(a) == 32 and int(a, 16) != 0 and a != b
+        # A request that came with a traceparent keeps its caller's trace id.
+        parent = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True)
+        third = make_record(3)
+        third.trace_id = None
+        telemetry.emit_record_spans(third, trace.set_span_in_context(NonRecordingSpan(parent)))
+        assert third.trace_id == "0af7651916cd43dd8448eb211c80319c"
+    finally:
+        handle.shutdown()

@@ -17,12 +17,11 @@ import copy
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from audit.fingerprint import fingerprint
-from audit.record import SpanRecord, Stage, Status, Verdict
+from audit.record import Stage, Status, Verdict
 from gateway.pipeline.checks import CheckOutcome, run_checks
 from gateway.pipeline.reasoning import StepSplitter, ThinkRouter
 from gateway.pipeline.segments import mask_spans
-from gateway.pipeline.session import GuardSession
+from gateway.pipeline.session import GuardSession, span_record
 from gateway.pipeline.stream import ChannelScanner, Release, StreamHit
 from policies.checks.base import Span
 from policies.compiled import BoundCheck
@@ -318,10 +317,7 @@ class ResponseGuard:
             bound.name,
             Verdict.block if bound.action is Action.block else Verdict.redact,
             score=max(h.span.score for h in hits),
-            spans=[
-                SpanRecord(h.span.entity_type, h.span.start, h.span.end, h.span.score, fingerprint(h.value))
-                for h in hits
-            ],
+            spans=[span_record(h.span, h.value) for h in hits],
             latency_ms=scan_ms,
             detail={"channel": channel, "count": len(hits)},
         )

@@ -32,6 +32,11 @@ def new_request_id() -> str:
     return f"req_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
 
 
+def span_record(span: Span, value: str) -> SpanRecord:
+    """A span as the audit keeps it: where and what kind, and only a keyed fingerprint of ``value``."""
+    return SpanRecord(span.entity_type, span.start, span.end, round(span.score, 4), fingerprint(value))
+
+
 @dataclass(slots=True)
 class InputDecision:
     """What the input stage decided: the body to send on, or a refusal to answer with."""
@@ -126,10 +131,7 @@ class GuardSession:
         )
 
     def span_records(self, text: str, spans: Iterable[Span]) -> list[SpanRecord]:
-        return [
-            SpanRecord(s.entity_type, s.start, s.end, round(s.score, 4), fingerprint(text[s.start : s.end]))
-            for s in spans
-        ]
+        return [span_record(s, text[s.start : s.end]) for s in spans]
 
     def stored(self, text: str, redact: Iterable[Span]) -> str | None:
         """Text as the policy's ``audit.store_text`` allows it to be kept."""

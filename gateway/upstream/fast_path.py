@@ -19,6 +19,7 @@ import orjson
 from gateway.config import Deployment, UpstreamSettings, env_value
 from gateway.errors import UpstreamError, UpstreamStatus, UpstreamTimeout
 from gateway.upstream.base import Endpoint
+from gateway.upstream.sse import SseBatcher
 from gateway.upstream.transport import (
     ConnectFailed,
     ConnectTimeout,
@@ -111,32 +112,15 @@ class FastUpstream:
 
     async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
         response = await self._send(endpoint, body)
-        buf = b""
+        events = SseBatcher()
         try:
             async for data in response.aiter_reads():
-                buf = buf + data if buf else data
-                if b"\r" in data:  # CRLF line endings (a split CRLF is mended when its \n arrives)
-                    buf = buf.replace(b"\r\n", b"\n")
-                batch: list[dict[str, Any]] = []
-                done = False
-                while not done:
-                    cut = buf.find(b"\n\n")
-                    if cut < 0:
-                        break
-                    try:
-                        chunk = _parse_event(buf[:cut])
-                    except UpstreamError:
-                        if batch:
-                            yield batch  # what came before the bad event still goes out
-                        raise
-                    buf = buf[cut + 2 :]
-                    if chunk is _DONE:
-                        done = True
-                    elif chunk is not None:
-                        batch.append(chunk)
+                batch = events.feed(data)
                 if batch:
                     yield batch
-                if done:
+                if events.error is not None:
+                    raise events.error  # after what came before the bad event went out
+                if events.done:
                     return
         except ReadTimeout as exc:
             raise UpstreamTimeout("Upstream stalled mid-stream.") from exc
@@ -148,33 +132,6 @@ class FastUpstream:
 
     async def aclose(self) -> None:
         return None
-
-
-_DONE: dict[str, Any] = {}
-
-
-def _parse_event(event: bytes) -> dict[str, Any] | None:
-    if event.startswith(b"data: ") and b"\n" not in event:
-        payload = event[6:]  # the usual one-line event; the loop below handles the rest
-    else:
-        payload = b""
-        for line in event.replace(b"\r\n", b"\n").split(b"\n"):
-            if line.startswith(b"data:"):
-                payload += line[5:].strip()
-    if not payload:
-        return None
-    if payload == b"[DONE]":
-        return _DONE
-    try:
-        chunk = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError("Upstream sent a malformed stream chunk.") from exc
-    if not isinstance(chunk, dict):
-        raise UpstreamError("Upstream sent a malformed stream chunk.")
-    if "error" in chunk and "choices" not in chunk:
-        message = chunk["error"].get("message") if isinstance(chunk["error"], dict) else str(chunk["error"])
-        raise UpstreamError(f"Upstream error mid-stream: {message}")
-    return chunk
 
 
 def _message(detail: str, status: int) -> str:

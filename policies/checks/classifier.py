@@ -25,7 +25,7 @@ import math
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import ClassVar
 
@@ -84,8 +84,25 @@ def ngram_hashes(text: str, config: FeatureConfig) -> npt.NDArray[np.uint64]:
     return np.concatenate(parts)
 
 
+#: texts up to this long have their features cached (several detectors score one prompt)
+CACHE_CHARS = 16_384
+
+
 def featurize(text: str, config: FeatureConfig) -> tuple[IntArray, FloatArray]:
     """Sparse feature vector of ``text``: sorted bucket ids and their unit-length values."""
+    if len(text) <= CACHE_CHARS:
+        return _featurize_cached(text, config)
+    return _featurize(text, config)
+
+
+@lru_cache(maxsize=32)
+def _featurize_cached(text: str, config: FeatureConfig) -> tuple[IntArray, FloatArray]:
+    buckets, values = _featurize(text, config)
+    buckets.flags.writeable = values.flags.writeable = False  # shared between callers
+    return buckets, values
+
+
+def _featurize(text: str, config: FeatureConfig) -> tuple[IntArray, FloatArray]:
     buckets, counts = np.unique(ngram_hashes(text, config), return_counts=True)
     values = (1.0 + np.log(counts)).astype(np.float32)
     norm = float(np.sqrt(np.dot(values, values))) or 1.0

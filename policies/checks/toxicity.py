@@ -40,11 +40,14 @@ def load_lexicon() -> dict[str, float]:
 def lexicon_score(normalized: str, terms: dict[str, float]) -> tuple[float, tuple[str, ...]]:
     """Noisy-OR of the weights of distinct lexicon phrases (1 to 4 words) in the text."""
     words = [w for w in (w.strip(_STRIP) for w in normalized.split()) if w]
+    longest = _phrase_starts(terms)
     found: dict[str, float] = {}
-    for i in range(len(words)):
-        for n in range(1, _MAX_WORDS + 1):
-            if i + n > len(words):
-                break
+    for i, word in enumerate(words):
+        weight = terms.get(word)
+        if weight is not None:
+            found[word] = weight
+        # Most words begin no listed phrase: only those that do pay for building phrases.
+        for n in range(2, min(longest.get(word, 0), len(words) - i) + 1):
             phrase = " ".join(words[i : i + n])
             weight = terms.get(phrase)
             if weight is not None:
@@ -55,6 +58,26 @@ def lexicon_score(normalized: str, terms: dict[str, float]) -> tuple[float, tupl
     # Only the count is reported: the terms are words of the user's text, and a record
     # kept with ``store_text: none`` must not carry them.
     return 1.0 - miss, ((f"lexicon_terms={len(found)}",) if found else ())
+
+
+#: id(terms) -> (terms, index); holding ``terms`` keeps its id from being reused
+_STARTS: dict[int, tuple[dict[str, float], dict[str, int]]] = {}
+
+
+def _phrase_starts(terms: dict[str, float]) -> dict[str, int]:
+    """First word of each phrase of 2+ words -> the most words a phrase starting with it has."""
+    known = _STARTS.get(id(terms))
+    if known is not None and known[0] is terms:
+        return known[1]
+    longest: dict[str, int] = {}
+    for term in terms:
+        parts = term.split(" ")
+        if 1 < len(parts) <= _MAX_WORDS:
+            longest[parts[0]] = max(longest.get(parts[0], 0), len(parts))
+    if len(_STARTS) > 8:
+        _STARTS.clear()
+    _STARTS[id(terms)] = (terms, longest)
+    return longest
 
 
 class ToxicityCheck(DetectorCheck):

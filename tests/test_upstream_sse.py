@@ -1,0 +1,115 @@
+"""SSE parsing on the fast path (``gateway.upstream.sse``): batches, text-run merging, faults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.errors import UpstreamError
+from gateway.upstream.sse import SseBatcher
+
+ENVELOPE = {
+    "id": "chatcmpl-9",
+    "object": "chat.completion.chunk",
+    "created": 5,
+    "model": "m",
+    "system_fingerprint": "fp",
+}
+
+
+def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    return b"data: " + orjson.dumps({**ENVELOPE, **extra, "choices": [choice]}) + b"\n\n"
+
+
+def texts(batch: list[dict[str, Any]]) -> list[Any]:
+    return [c["choices"][0]["delta"] if c.get("choices") else c.get("usage") for c in batch]
+
+
+def test_a_read_of_text_tokens_becomes_one_chunk_with_the_same_envelope() -> None:
+    words = ["Hel", "lo", ' "quoted"', " back\\slash", " ünïcödé ✓", " \n new line"]
+    data = event({"role": "assistant", "content": ""}) + b"".join(event({"content": w}) for w in words)
+    batcher = SseBatcher()
+    batch = batcher.feed(data)
+    assert texts(batch) == [{"role": "assistant", "content": ""}, {"content": "".join(words)}]
+    merged = batch[1]
+    assert list(merged) == [*ENVELOPE, "choices"] and {k: merged[k] for k in ENVELOPE} == ENVELOPE
+    assert list(merged["choices"][0]) == ["index", "delta", "logprobs", "finish_reason"]
+    assert not batcher.done
+
+
+def test_runs_continue_across_reads_and_everything_else_ends_them() -> None:
+    batcher = SseBatcher()
+    first = batcher.feed(event({"content": "a"}) + event({"content": "b"}))
+    usage = b"data: " + orjson.dumps({**ENVELOPE, "choices": [], "usage": {"total_tokens": 3}}) + b"\n\n"
+    second = batcher.feed(
+        event({"content": "c"})
+        + event({"content": "d"})
+        + event({"reasoning_content": "hmm"})
+        + event({"content": "e"})
+        + event({}, finish="stop")
+        + usage
+        + b"data: [DONE]\n\n"
+    )
+    assert texts(first) == [{"content": "ab"}]
+    assert texts(second) == [
+        {"content": "cd"},
+        {"reasoning_content": "hmm"},
+        {"content": "e"},
+        {},
+        {"total_tokens": 3},
+    ]
+    assert second[3]["choices"][0]["finish_reason"] == "stop"
+    assert batcher.done
+
+
+def test_chunks_that_differ_in_more_than_text_are_not_merged() -> None:
+    batcher = SseBatcher()
+    batch = batcher.feed(
+        event({"content": "x"})
+        + event({"content": "y"}, created=6)  # another envelope
+        + event({"content": "z", "tool_calls": []})  # more than text
+        # starts and ends like the template, but what lies between is not one JSON string
+        + event({"content": "PLACEHOLDER"}, created=6).replace(
+            b'"PLACEHOLDER"', b'"w"},"logprobs":null,"finish_reason":null}],"extra":[{"a":{"c":""'
+        )
+    )
+    assert [c["choices"][0]["delta"] for c in batch] == [
+        {"content": "x"},
+        {"content": "y"},
+        {"content": "z", "tool_calls": []},
+        {"content": "w"},
+    ]
+    assert batch[3]["extra"] == [{"a": {"c": ""}, "logprobs": None, "finish_reason": None}]
+    assert batcher.error is None
+
+
+def test_events_split_across_reads_crlf_and_multi_line_data() -> None:
+    data = event({"content": "one"}).replace(b"\n", b"\r\n") + event({"content": "two"})
+    batcher = SseBatcher()
+    out = []
+    for i in range(0, len(data), 7):  # seven bytes a read, CRLFs split included
+        out += batcher.feed(data[i : i + 7])
+    assert "".join(c["choices"][0]["delta"]["content"] for c in out) == "onetwo"
+    multi = b'data: {"id":"x","choices":\ndata: [{"index":0,"delta":{"content":"hi"}}]}\n\n'
+    assert texts(SseBatcher().feed(b": keep-alive comment\n\n" + multi)) == [{"content": "hi"}]
+
+
+def test_a_malformed_event_is_an_error_after_the_chunks_before_it() -> None:
+    batcher = SseBatcher()
+    batch = batcher.feed(event({"content": "good"}) + b"data: {not json\n\n" + event({"content": "lost"}))
+    assert texts(batch) == [{"content": "good"}]
+    assert isinstance(batcher.error, UpstreamError)
+    error = SseBatcher()
+    error.feed(b'data: {"error": {"message": "overloaded"}}\n\n')
+    assert error.error is not None and "overloaded" in error.error.message
+
+
+@pytest.mark.parametrize("escaped", [b"\\u00e9t\\u00e9", b"caf\\u00e9"])
+def test_upstreams_that_escape_differently_are_parsed_in_full(escaped: bytes) -> None:
+    raw = event({"content": "PLACEHOLDER"}).replace(b"PLACEHOLDER", escaped)
+    batch = SseBatcher().feed(raw + raw)
+    decoded = orjson.loads(b'"' + escaped + b'"')
+    assert texts(batch) == [{"content": decoded}, {"content": decoded}]  # correct, though not merged
