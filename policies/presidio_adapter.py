@@ -2,11 +2,13 @@
 
 Two paths, both lazy (importing presidio pulls in spaCy, about two seconds):
 
-* **patterns** — presidio's pattern recognizers read as data: each recognizer's
-  ``Pattern`` regexes, scores and context words become ``PatternSpec``s, and its
+* **patterns** — presidio's pattern recognizers read as data (``presidio_catalogue``,
+  exported from the installed presidio, so this path starts without importing it): each
+  recognizer's regexes, scores and context words become ``PatternSpec``s, and its
   ``validate_result`` / ``invalidate_result`` (Luhn, IBAN mod-97, SSN and IP sanity
-  checks, the e-mail domain check) become validators. ``PatternSet`` runs them directly,
-  which is far cheaper than an ``AnalyzerEngine`` call and works incrementally on streams.
+  checks, the e-mail domain check) become validators, which import the recognizer on
+  first use. ``PatternSet`` runs them directly, which is far cheaper than an
+  ``AnalyzerEngine`` call and works incrementally on streams.
   Phone numbers have no pattern recognizer in presidio (it asks python-phonenumbers), so
   a broad candidate regex is confirmed by phonenumbers with presidio's regions and score.
 * **NER** — an ``AnalyzerEngine`` holding only the spaCy recognizer, over the offline
@@ -25,11 +27,11 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
-import re
 from collections.abc import Collection, Sequence
 from functools import cache
-from typing import Any, cast
+from typing import Any
 
+from policies import presidio_catalogue
 from policies.checks.base import Span
 from policies.checks.patterns import Hit, PatternSpec, Validator
 
@@ -88,68 +90,78 @@ def use_offline_suffix_list() -> Any:
     return _offline_extractor[0]
 
 
-_REGISTRY_FLAGS = re.DOTALL | re.MULTILINE | re.IGNORECASE
-
-
-@cache
-def _pattern_recognizers() -> dict[str, tuple[Any, ...]]:
-    use_offline_suffix_list()
-    from presidio_analyzer import PatternRecognizer
-    from presidio_analyzer import predefined_recognizers as predefined
-
-    found: dict[str, list[Any]] = {}
-    for attr in predefined.__all__:
-        klass: Any = getattr(predefined, attr)
-        if isinstance(klass, type) and issubclass(klass, PatternRecognizer):
-            recognizer = cast(Any, klass)()  # every predefined recognizer has defaults
-            # What presidio's own registry gives every recognizer: without IGNORECASE a
-            # lower-case IBAN ("gb42nawi...") is missed.
-            recognizer.global_regex_flags = _REGISTRY_FLAGS
-            found.setdefault(recognizer.supported_entities[0], []).append(recognizer)
-    return {entity: tuple(recs) for entity, recs in found.items()}
+def _entries() -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for entry in presidio_catalogue.load()["recognizers"]:
+        found.setdefault(entry["entity"], []).append(entry)
+    return found
 
 
 def pattern_entities() -> frozenset[str]:
     """Entities findable without NER (every presidio pattern recognizer, plus phones)."""
-    return frozenset(_pattern_recognizers()) | {"PHONE_NUMBER"}
+    return frozenset(_entries()) | {"PHONE_NUMBER"}
 
 
 def pattern_specs(entities: Collection[str]) -> list[PatternSpec]:
-    """Presidio's patterns, scores, validators and context words for ``entities``."""
-    recognizers = _pattern_recognizers()
+    """Presidio's patterns, scores, validators and context words for ``entities``.
+
+    Built from the catalogue (no presidio import); a validator imports its recognizer the
+    first time a candidate needs its checksum, unless ``warm_validators`` did already.
+    """
+    catalogue = presidio_catalogue.load()
+    entries = _entries()
     specs: list[PatternSpec] = []
     for entity in sorted(entities):
         if entity == "PHONE_NUMBER":
-            specs.append(_phone_spec())
-        for rec in recognizers.get(entity, ()):
+            specs.append(_phone_spec(catalogue["phone"]))
+        for entry in entries.get(entity, ()):
             # IBAN overrides analyze() to retry shorter ends when trailing groups fail.
-            end_groups = (3, 2, 1) if type(rec).__name__ == "IbanRecognizer" else ()
-            context = tuple(c.lower() for c in rec.context or () if c.strip())
-            for pattern in rec.patterns:
+            end_groups = (3, 2, 1) if entry["class"].endswith(":IbanRecognizer") else ()
+            context = tuple(c.lower() for c in entry["context"])
+            for pattern in entry["patterns"]:
                 specs.append(
                     PatternSpec(
-                        name=f"{rec.name}:{pattern.name}",
+                        name=f"{entry['name']}:{pattern['name']}",
                         entity_type=entity,
-                        regex=pattern.regex,
-                        score=pattern.score,
-                        flags=rec.global_regex_flags or 0,
+                        regex=pattern["regex"],
+                        score=pattern["score"],
+                        flags=catalogue["flags"],
                         end_groups=end_groups,
-                        validate=_validator(rec, pattern.score),
+                        validate=_validator(entry, pattern["score"]),
                         context=context,
                     )
                 )
     return specs
 
 
-def _validator(rec: Any, base_score: float) -> Validator | None:
-    from presidio_analyzer import PatternRecognizer
+@cache
+def recognizer(class_path: str) -> Any:
+    """An instance of a presidio recognizer class (``module:Class``); imports presidio."""
+    use_offline_suffix_list()
+    module, _, name = class_path.partition(":")
+    rec = getattr(importlib.import_module(module), name)()
+    rec.global_regex_flags = presidio_catalogue.REGISTRY_FLAGS
+    return rec
 
-    validates = type(rec).validate_result is not PatternRecognizer.validate_result
-    invalidates = type(rec).invalidate_result is not PatternRecognizer.invalidate_result
+
+def warm_validators(entities: Collection[str]) -> None:
+    """Import now what the validators of ``entities`` will need (presidio, phonenumbers)."""
+    for entity in entities:
+        if entity == "PHONE_NUMBER":
+            _phonenumbers()
+        for entry in _entries().get(entity, ()):
+            if entry["validates"] or entry["invalidates"]:
+                recognizer(entry["class"])
+
+
+def _validator(entry: dict[str, Any], base_score: float) -> Validator | None:
+    validates, invalidates = entry["validates"], entry["invalidates"]
     if not (validates or invalidates):
         return None
+    class_path = entry["class"]
 
     def judge(value: str) -> float | None:
+        rec = recognizer(class_path)
         # Presidio's rule: a checksum that passes means certainty, one that fails drops it.
         score = base_score
         if validates:
@@ -168,19 +180,24 @@ def _validator(rec: Any, base_score: float) -> Validator | None:
 _PHONE_SLACK_DIGITS = 3
 
 
-def _phone_spec() -> PatternSpec:
+@cache
+def _phonenumbers() -> Any:
     import phonenumbers
-    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
-    regions = PhoneRecognizer.DEFAULT_SUPPORTED_REGIONS
-    score = PhoneRecognizer.SCORE
+    return phonenumbers
+
+
+def _phone_spec(phone: dict[str, Any]) -> PatternSpec:
+    regions = tuple(phone["regions"])
+    score = float(phone["score"])
 
     def judge(value: str) -> float | None:
         digits = sum(c.isdigit() for c in value)
         if not 7 <= digits <= 15:
             return None
+        matcher = _phonenumbers().PhoneNumberMatcher
         for region in regions:
-            for match in phonenumbers.PhoneNumberMatcher(value, region, leniency=1):
+            for match in matcher(value, region, leniency=1):
                 # phonenumbers may leave out a prefix such as "+41 " in "+41 (0)96 471 07 95".
                 if sum(c.isdigit() for c in match.raw_string) >= digits - _PHONE_SLACK_DIGITS:
                     return score
@@ -192,7 +209,7 @@ def _phone_spec() -> PatternSpec:
         regex=_PHONE_CANDIDATE,
         score=score,
         validate=judge,
-        context=tuple(PhoneRecognizer.CONTEXT),
+        context=tuple(phone["context"]),
     )
 
 

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from policies import presidio_adapter
+from policies import presidio_adapter, presidio_catalogue
 from policies.checks.patterns import PatternSet, PatternStreamMatcher, Prefilter, shape_of
 from policies.checks.pii import PiiCheck, PiiOptions
 from policies.registry import check_class
@@ -274,3 +274,24 @@ def test_stream_prefilter_leaves_prose_to_the_email_pattern_alone() -> None:
     sentence = "the meeting moved to tuesday afternoon, bring the slides and notes "
     data, base = pre.lookup(sentence, 0)
     assert pre.candidates(data, base, 0, final=False) == ({}, len(sentence))
+
+
+def test_shipped_presidio_catalogue_matches_the_installed_presidio() -> None:
+    # After a presidio-analyzer upgrade: python -m policies.presidio_catalogue
+    assert presidio_catalogue.CATALOGUE.read_text(encoding="utf-8") == presidio_catalogue.dumps(
+        presidio_catalogue.export()
+    )
+
+
+def test_pattern_only_pii_checks_start_without_importing_presidio_or_spacy() -> None:
+    code = (
+        "import sys\n"
+        "from policies.checks.pii import PiiCheck, PiiOptions\n"
+        "check = PiiCheck(PiiOptions(entities=('EMAIL_ADDRESS', 'CREDIT_CARD', 'US_SSN', 'IBAN_CODE')))\n"
+        "assert not check.scan('a perfectly ordinary sentence about gardens').fired\n"
+        "assert 'presidio_analyzer' not in sys.modules and 'spacy' not in sys.modules\n"
+        "found = check.scan('card 4111 1111 1111 1111, mail ann@example.com')\n"
+        "assert sorted(s.entity_type for s in found.spans) == ['CREDIT_CARD', 'EMAIL_ADDRESS'], found\n"
+        "assert 'presidio_analyzer' in sys.modules  # the checksum needed its recognizer\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1], timeout=120)
