@@ -32,6 +32,7 @@ from typing import Final
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
+from audit.bulk import prepare_rows
 from audit.chain import Chain, ChainKey
 from audit.db import make_engine
 from audit.models import ChainKind, Ruling
@@ -91,6 +92,7 @@ class AuditWriter:
         self._own_engine = not isinstance(url_or_engine, Engine)
         self.engine = url_or_engine if isinstance(url_or_engine, Engine) else make_engine(url_or_engine)
         self.spool_dir = spool_dir
+        self._dialect = self.engine.dialect.name
         key = key if key is not None else ChainKey.from_env()
         self.requests_chain = Chain.new(ChainKind.requests, key, chain_id=chain_id)
         self.reviews_chain = Chain.new(ChainKind.reviews, key, chain_id=chain_id and f"{chain_id}.reviews")
@@ -270,6 +272,8 @@ class AuditWriter:
             except (ValueError, TypeError, AttributeError, KeyError) as exc:
                 dead_letter(self.rejected_path, None, obj, f"invalid record: {exc}")
                 self._count(durable=1, rejected=1)
+        # Here rather than in the transaction: this thread works while the other waits on the database.
+        prepare_rows(items, self._dialect)
         return items
 
     def _next_batch(self) -> tuple[list[object], bool]:

@@ -7,8 +7,12 @@ Each run writes into a fresh database (a temporary SQLite file; a temporary sche
 PostgreSQL at ``--pg``), submits every record as fast as it can (the producer is never the
 bottleneck: the records are built beforehand, and frozen out of the garbage collector's
 passes, since a real gateway's queue is near empty), and times until ``flush`` says all are
-committed. Also printed: the writer thread's own CPU time per record, split into preparing
-(normalize + hash) and the database round trip, which says where the time goes.
+committed. Also printed: the writer process's CPU time per record during that run (all its
+threads; the PostgreSQL server's own work is not in it), and, measured apart on one thread,
+the CPU time per record of the writer's two stages: preparing (normalize, canonical JSON,
+table rows: the prepare thread) and committing (hash-chain linking, idempotence check,
+inserts: the commit thread). Under load from other processes the wall-clock rate drops
+first; the CPU figures say whether the writer itself got slower.
 
     python -m benchmarks.audit_writer [--records 20000] [--pg URL] [--no-pg] [--repeat 3]
 
@@ -32,6 +36,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
+from audit.bulk import prepare_rows
 from audit.chain import Chain, ChainKey
 from audit.db import make_engine, upgrade
 from audit.models import ChainKind
@@ -49,8 +54,12 @@ class Run:
     backend: str
     records: int
     seconds: float
+    #: the writer process's CPU seconds (all threads) during the timed run
+    cpu_s: float
     prepare_s: float
     commit_s: float
+    #: the 1-minute load average before each timed run
+    loads: tuple[float, ...] = ()
 
     @property
     def rate(self) -> float:
@@ -80,30 +89,32 @@ def pg_url(base: str) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def through_writer(url: str, n: int) -> float:
-    """Wall time for ``n`` records through a running AuditWriter, submit to committed."""
+def through_writer(url: str, n: int) -> tuple[float, float]:
+    """Wall time for ``n`` records through a running AuditWriter, submit to committed, and the
+    process CPU time meanwhile."""
     upgrade(url)
     records = [make_record(i) for i in range(n)]
     gc.freeze()  # the pre-built records are a benchmark artefact: keep them out of GC passes
     with tempfile.TemporaryDirectory() as spool:
         writer = AuditWriter(url, spool_dir=Path(spool), key=KEY, queue_size=n + 1)
         writer.start()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for r in records:
             writer.submit(r)
         if not writer.flush(600):
             raise RuntimeError("writer did not finish")
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         stats = writer.stats
         writer.close()
     gc.unfreeze()
     if stats.committed != n or stats.spooled:
         raise RuntimeError(f"unexpected writer stats {stats}")
-    return elapsed
+    return elapsed, cpu
 
 
 def split(url: str, n: int) -> tuple[float, float]:
-    """Thread CPU seconds for preparing and for committing ``n`` records, without the thread."""
+    """Thread CPU seconds for the writer's two stages on ``n`` records, run one after the other
+    on this thread: what each of the writer's threads does, without the other competing."""
     upgrade(url)
     engine = make_engine(url)
     records = [make_record(i) for i in range(n)]
@@ -111,6 +122,7 @@ def split(url: str, n: int) -> tuple[float, float]:
     requests, reviews = Chain.new(ChainKind.requests, KEY), Chain.new(ChainKind.reviews, KEY)
     t0 = time.thread_time()
     items = [prepare(r) for r in records]
+    prepare_rows(items, engine.dialect.name)
     t1 = time.thread_time()
     for i in range(0, n, 500):
         commit_batch(engine, requests, reviews, items[i : i + 500])
@@ -121,13 +133,18 @@ def split(url: str, n: int) -> tuple[float, float]:
 
 
 def measure(backend: str, make: object, n: int, repeat: int) -> Run:
-    walls = []
+    walls, cpus, loads = [], [], []
     for _ in range(repeat):
         with make() as url:  # type: ignore[operator]
-            walls.append(through_writer(url, n))
+            loads.append(os.getloadavg()[0])
+            wall, cpu = through_writer(url, n)
+            walls.append(wall)
+            cpus.append(cpu)
     with make() as url:  # type: ignore[operator]
         prep, commit = split(url, n)
-    return Run(backend, n, statistics.median(walls), prep, commit)
+    rates = ", ".join(f"{n / w:,.0f}" for w in walls)
+    print(f"{backend}: {rates} records/s; load average before each run: {', '.join(f'{x:.2f}' for x in loads)}")
+    return Run(backend, n, statistics.median(walls), statistics.median(cpus), prep, commit, tuple(loads))
 
 
 def main() -> None:
@@ -149,17 +166,19 @@ def main() -> None:
         f"{os.cpu_count()} CPUs, load average {load_at_start:.2f} at start, {load:.2f} at end\n"
     )
     head = f"{'backend':<11} {'records/s':>10} {'target':>8} {'ratio':>6} {'step rows/s':>12} "
-    head += f"{'prepare µs/rec':>15} {'commit µs/rec':>14}"
+    head += f"{'CPU µs/rec':>11} {'prepare µs/rec':>15} {'commit µs/rec':>14}"
     print(head)
     print("-" * len(head))
     for r in runs:
         target = TARGETS[r.backend]
         print(
             f"{r.backend:<11} {r.rate:>10,.0f} {target:>8,} {r.rate / target:>6.2f} {r.rate * 20:>12,.0f} "
-            f"{r.prepare_s / r.records * 1e6:>15.1f} {r.commit_s / r.records * 1e6:>14.1f}"
+            f"{r.cpu_s / r.records * 1e6:>11.1f} {r.prepare_s / r.records * 1e6:>15.1f} "
+            f"{r.commit_s / r.records * 1e6:>14.1f}"
         )
-    print("\nprepare = normalize + canonical JSON + HMAC; commit = thread CPU in the insert transaction")
-    print("(the database server's own CPU is not in 'commit'; wall time is in records/s)")
+    print("\nCPU = the writer process's CPU time during the timed runs (median), all threads")
+    print("prepare = normalize + canonical JSON + table rows; commit = link (HMAC) + dedupe + inserts + commit")
+    print("(both on one thread, apart; the database server's own CPU is in neither; wall time is in records/s)")
 
 
 if __name__ == "__main__":
