@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from policies import presidio_adapter, presidio_catalogue
-from policies.checks.patterns import PatternSet, PatternStreamMatcher, Prefilter, shape_of
+from policies.checks.pattern_shape import Prefilter, shape_of
+from policies.checks.patterns import PatternSet, PatternStreamMatcher
 from policies.checks.pii import PiiCheck, PiiOptions
 from policies.registry import check_class
 from tests.test_patterns import assert_never_leaks, chunked, drive, redact

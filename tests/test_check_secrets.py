@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from policies.checks.patterns import PatternSet, PatternStreamMatcher, Prefilter, shape_of
+from policies.checks.pattern_shape import Prefilter, shape_of
+from policies.checks.patterns import PatternSet, PatternStreamMatcher
 from policies.checks.pii import PiiCheck, PiiOptions
 from policies.checks.secrets import (
     RULES_FILE,

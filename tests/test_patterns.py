@@ -16,17 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.checks.base import Span, StreamMatcher, StreamScan
-from policies.checks.patterns import (
-    Hit,
-    PatternSet,
-    PatternSpec,
-    PatternStreamMatcher,
-    Prefilter,
-    Shape,
-    check_regex,
-    merge,
-    shape_of,
-)
+from policies.checks.pattern_shape import Prefilter, Shape, shape_of
+from policies.checks.patterns import Hit, PatternSet, PatternSpec, PatternStreamMatcher, check_regex, merge
 
 CONTEXT_CHARS = 64
 
