@@ -11,23 +11,41 @@
 * ``ensure_schema(engine)``: a SQLite database is upgraded in place (a new, empty file
   included); a PostgreSQL database that is behind raises ``SchemaOutOfDate`` naming the
   command to run, because upgrading a shared database is an operator's decision.
+
+Alembic is imported only to migrate: the gateway's start checks the revision with one query,
+and a new, empty SQLite file gets the models' tables and the head revision stamped (what
+Alembic advises for a fresh database; ``tests/test_audit_models.py`` holds models and
+migrations equal). Importing Alembic costs about half a second of start-up.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import URL, make_url
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: the newest migration's revision; a test holds it equal to Alembic's head
+HEAD_REVISION = "0001"
 
 #: Execution options for a transaction that will write (SQLite: ``BEGIN IMMEDIATE``).
 WRITE_OPTIONS: dict[str, Any] = {"warden_begin": "IMMEDIATE"}
@@ -98,6 +116,8 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     if connection is not None:
@@ -106,12 +126,26 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+#: Alembic's own bookkeeping table, as ``alembic`` creates it
+_VERSION_TABLE = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
 
 
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not sa_inspect(conn).has_table("alembic_version"):
+            return None
+        version: str | None = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        return version
 
 
 def upgrade(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
@@ -120,6 +154,8 @@ def upgrade(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
         with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            from alembic import command
+
             command.upgrade(alembic_config(conn), revision)
     finally:
         if engine is not url_or_engine:
@@ -127,12 +163,27 @@ def upgrade(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
 
 
 def ensure_schema(engine: Engine) -> None:
-    current, head = current_revision(engine), head_revision()
+    current, head = current_revision(engine), HEAD_REVISION
     if current == head:
         return
     if engine.dialect.name == "sqlite":
+        if current is None and _create_fresh(engine):
+            return
         upgrade(engine)
         return
     raise SchemaOutOfDate(
         f"audit database is at revision {current or 'none (empty)'}, this Warden needs {head}: run `warden db upgrade`"
     )
+
+
+def _create_fresh(engine: Engine) -> bool:
+    """Tables and the head revision for a database with no tables at all; False otherwise."""
+    from audit.models import Base
+
+    with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+        if sa_inspect(conn).get_table_names():
+            return False
+        Base.metadata.create_all(conn)
+        _VERSION_TABLE.create(conn)
+        conn.execute(_VERSION_TABLE.insert().values(version_num=HEAD_REVISION))
+    return True

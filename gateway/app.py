@@ -162,7 +162,14 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     @app.get("/health")
     async def health() -> Response:
         policies = [{"name": p.name, "version": p.version} for p in gw.policies.all()]
-        return _json({"status": "ok", "policies": policies, "time": time.time()})
+        audit: dict[str, Any] = {"state": gw.audit.state}
+        if gw.audit.error:
+            audit["error"] = gw.audit.error
+        # A gateway whose audit trail cannot be written must not look ready to a load balancer,
+        # even though records wait safely in the spool meanwhile.
+        failed = gw.audit.state == "failed"
+        body = {"status": "degraded" if failed else "ok", "policies": policies, "audit": audit, "time": time.time()}
+        return _json(body, 503 if failed else 200)
 
     @app.get("/metrics")
     async def prometheus() -> Response:

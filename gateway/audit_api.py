@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from gateway.errors import AuditUnavailable
+
 if TYPE_CHECKING:
     from gateway.service import Gateway
 
@@ -15,7 +17,9 @@ if TYPE_CHECKING:
 async def fetch_request(gw: Gateway, request_id: str) -> dict[str, Any] | None:
     from audit.export import get_request
 
-    engine = getattr(gw.audit, "engine", None)
+    engine = gw.audit.engine
     if engine is None:
-        return None
+        if gw.audit.state == "off":
+            return None
+        raise AuditUnavailable(f"The audit trail is not available yet ({gw.audit.state}).")
     return await asyncio.to_thread(get_request, engine, request_id)

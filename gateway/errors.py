@@ -101,6 +101,18 @@ class CheckUnavailable(WardenError):
         return {**super().headers(), "retry-after": str(self.retry_after_s)}
 
 
+class AuditUnavailable(WardenError):
+    """The audit database cannot be read yet (the writer is still starting) or at all."""
+
+    status = 503
+    type = "server_error"
+    code = "audit_unavailable"
+    retryable = True
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "retry-after": "1"}
+
+
 class RateLimited(WardenError):
     """The key is over its requests-per-minute limit."""
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
 
 from audit.record import AuditRecord
 from gateway import metrics
+from gateway.audit_sink import make_sink
 from gateway.auth import KeyStore, Principal
 from gateway.config import GatewayConfig
 from gateway.live import LiveHub
 from gateway.pipeline.session import GuardSession
 from gateway.ratelimit import RateLimiter
 from gateway.upstream.router import Upstreams
+from gateway.warmup import WARMUP
 from policies.compiled import CompiledPolicy
 from policies.reload import PolicyStore
 
@@ -35,7 +36,7 @@ class Gateway:
         self.upstreams = Upstreams(config) if with_upstreams else None
         self.live = LiveHub()
         self.limiter = RateLimiter(config.redis_url)
-        self.audit = _make_sink(config)
+        self.audit = make_sink(config)
         self._warm_thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -47,12 +48,7 @@ class Gateway:
         telemetry.configure(self.config.telemetry.exporter, service_name=self.config.telemetry.service_name)
         if self.config.policy_reload:
             self.policies.watch()
-        engine = getattr(self.audit, "engine", None)
-        if engine is not None:
-            from audit.db import ensure_schema
-
-            ensure_schema(engine)  # SQLite upgrades itself; PostgreSQL needs `warden db upgrade`
-        self.audit.start()
+        self.audit.start()  # in the background: the database is not needed to answer
         # Heavy libraries (litellm, presidio + spaCy) load in the background so the gateway
         # answers /health at once; a request that needs one first waits for its import lock.
         self._warm_thread = threading.Thread(target=self._warm, name="warden-warm", daemon=True)
@@ -81,6 +77,10 @@ class Gateway:
             log.info("API keys reloaded from %s", source)
 
     def _warm(self) -> None:
+        with WARMUP.running():
+            self._warm_all()
+
+    def _warm_all(self) -> None:
         try:
             if self.upstreams is not None and self.upstreams.needs_litellm:
                 from gateway.upstream.litellm_adapter import warm
@@ -137,26 +137,3 @@ class Gateway:
             log.exception("telemetry failed for %s", record.request_id)
         metrics.observe(record)
         self.audit.submit(record)
-
-
-class NullSink:
-    """Auditing switched off in the config: records are counted in metrics only."""
-
-    def start(self) -> None: ...
-
-    def submit(self, record: AuditRecord) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def _make_sink(config: GatewayConfig) -> Any:
-    if not config.audit.enabled:
-        return NullSink()
-    from audit.writer import AuditWriter
-
-    return AuditWriter(
-        config.resolved_database_url(),
-        spool_dir=config.resolve(config.audit.spool_dir),
-        chain_id=config.audit.chain_id,
-        batch_size=config.audit.batch_size,
-    )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import Engine, inspect, select
 
 from audit.db import (
+    HEAD_REVISION,
     SchemaOutOfDate,
     current_revision,
     ensure_schema,
@@ -130,3 +133,48 @@ def test_dashboard_filters_are_served_by_an_index(audit_url: str, name: str) -> 
     finally:
         engine.dispose()
     assert index in plan, plan
+
+
+def test_head_revision_constant_is_alembics_head() -> None:
+    assert head_revision() == HEAD_REVISION
+
+
+def _schema(engine: Engine) -> dict[str, object]:
+    inspector = inspect(engine)
+    return {
+        table: (
+            sorted((c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)),
+            sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table)),
+            sorted(tuple(f["constrained_columns"]) for f in inspector.get_foreign_keys(table)),
+            inspector.get_pk_constraint(table)["constrained_columns"],
+        )
+        for table in inspector.get_table_names()
+    }
+
+
+def test_a_fresh_sqlite_file_gets_the_same_schema_as_the_migrations(tmp_path: Path) -> None:
+    fresh, migrated = make_engine(f"sqlite:///{tmp_path}/fresh.db"), make_engine(f"sqlite:///{tmp_path}/migrated.db")
+    try:
+        ensure_schema(fresh)  # creates the models' tables and stamps the head, without Alembic
+        upgrade(migrated)
+        assert current_revision(fresh) == head_revision()
+        assert _schema(fresh) == _schema(migrated)
+        with fresh.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        upgrade(fresh)  # Alembic takes the stamped file as up to date
+        assert current_revision(fresh) == head_revision()
+    finally:
+        fresh.dispose()
+        migrated.dispose()
+
+
+def test_starting_on_a_current_or_fresh_database_does_not_import_alembic(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from audit.db import ensure_schema, make_engine\n"
+        f"engine = make_engine('sqlite:///{tmp_path}/a.db')\n"
+        "ensure_schema(engine)\n"
+        "ensure_schema(engine)\n"
+        "assert 'alembic' not in sys.modules, 'alembic was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

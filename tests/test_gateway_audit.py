@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +145,48 @@ def test_live_feed_streams_steps(gw: RunningGateway, tmp_path: Path) -> None:
     thread.join(10)
     assert [e["stage"] for e in events][:1] == ["input"]
     assert {e["stage"] for e in events} >= {"input", "upstream", "response"}
+
+
+def test_health_reports_the_audit_writer_once_it_runs(gw: RunningGateway) -> None:
+    gw.flush_audit()
+    r = httpx.get(f"{gw.url}/health")
+    assert r.status_code == 200
+    assert r.json()["audit"] == {"state": "ready"}
+
+
+@pytest.mark.postgres
+def test_a_postgres_schema_behind_this_warden_is_reported_and_nothing_is_lost(
+    simulator: SimulatorHandle, tmp_path: Path
+) -> None:
+    from sqlalchemy import select
+
+    from audit.db import make_engine, upgrade
+    from audit.rows import REQUESTS
+    from tests.audit_db import postgres_schema
+
+    with postgres_schema() as url:  # empty: PostgreSQL is never upgraded implicitly
+        config = write_config(tmp_path, simulator.base_url, database_url=url)
+        with running_gateway(config) as running:
+            running.gateway.audit.wait_started(30)  # type: ignore[union-attr]
+            health = httpx.get(f"{running.url}/health")
+            assert health.status_code == 503
+            assert health.json()["audit"]["state"] == "failed"
+            assert "warden db upgrade" in health.json()["audit"]["error"]
+            # Requests are still answered; their records wait in the writer's spool.
+            reply = running.client().chat.completions.with_raw_response.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hello while the schema is old"}]
+            )
+            request_id = reply.headers["x-warden-request-id"]
+            upgrade(url)  # the operator runs `warden db upgrade`
+            engine = make_engine(url)
+            try:
+                deadline = time.monotonic() + 30
+                found: list[object] = []
+                while not found and time.monotonic() < deadline:
+                    with engine.connect() as conn:
+                        query = select(REQUESTS.c.request_id).where(REQUESTS.c.request_id == request_id)
+                        found = list(conn.execute(query))
+                    time.sleep(0.2)
+                assert found, "the spooled record was not replayed after the upgrade"
+            finally:
+                engine.dispose()

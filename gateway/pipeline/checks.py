@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audit.record import Verdict
+from gateway.warmup import WARMUP
 from policies.checks.base import CheckResult, Span
 from policies.compiled import BoundCheck
 from policies.schema import Action, OnError
@@ -25,6 +26,8 @@ log = logging.getLogger("warden.checks")
 
 # Checks with a timeout run here so the event loop can stop waiting for them; a check
 # that overruns keeps its thread until it returns (Python cannot kill a thread).
+#: the longest a check waits for background start-up work before its timeout counts again
+STARTUP_GRACE_S = 30.0
 _POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="warden-check")
 
 _ACTION_VERDICT = {
@@ -97,15 +100,25 @@ async def run_check(bound: BoundCheck, text: str, messages: Sequence[str] | None
         if bound.spec.timeout_ms is None:
             result = scan(arg)
         else:
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(_POOL, scan, arg)
-            result = await asyncio.wait_for(future, bound.spec.timeout_ms / 1000)
+            result = await _bounded(scan, arg, bound.spec.timeout_ms / 1000)
     except TimeoutError:
         return _failed(bound, f"timed out after {bound.spec.timeout_ms} ms", _ms(start))
     except Exception as exc:  # a check must never take the gateway down; on_error decides
         log.warning("check %s raised %s", bound.name, type(exc).__name__, exc_info=True)
         return _failed(bound, f"{type(exc).__name__}: {exc}"[:500], _ms(start))
     return decide(bound, text, result, _ms(start))
+
+
+async def _bounded(scan: Any, arg: Any, timeout_s: float) -> Any:
+    """``scan(arg)`` in a worker thread, given up after ``timeout_s`` (it cannot be stopped)."""
+    future = asyncio.get_running_loop().run_in_executor(_POOL, scan, arg)
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+    except TimeoutError:
+        # Starved by start-up imports rather than slow itself: a fresh budget once they end.
+        if not WARMUP.busy() or not await WARMUP.settled(STARTUP_GRACE_S):
+            raise
+    return await asyncio.wait_for(future, timeout_s)
 
 
 async def run_checks(

@@ -1,0 +1,146 @@
+"""Where a finished request's audit record goes: the audit writer, started off the start-up path.
+
+Importing SQLAlchemy and psycopg, opening the database and checking its schema take a second
+or more; none of it is needed to answer a request. ``BackgroundAudit`` starts the writer in a
+thread. Records finished before it is up wait in memory, in order, and go to the writer first
+(a record in the writer's own queue is in memory too: durability starts at the spool either
+way). If the database cannot be used (a PostgreSQL schema behind this Warden, say), the error is
+logged and ``/health`` answers 503 with it, so an orchestrator stops routing to this gateway;
+the writer runs anyway and keeps records in its spool until the database takes them. Only if
+the writer itself cannot be made (an invalid URL) do records stay in memory, up to a bound,
+past which ``submit`` waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from typing import Any, Literal
+
+from audit.record import AuditRecord
+from gateway.config import GatewayConfig
+from gateway.warmup import WARMUP
+
+log = logging.getLogger("warden.audit")
+
+State = Literal["off", "starting", "ready", "failed"]
+
+
+class NullSink:
+    """Auditing switched off in the config: records are counted in metrics only."""
+
+    state: State = "off"
+    error: str | None = None
+    engine: Any = None
+
+    def start(self) -> None: ...
+
+    def submit(self, record: AuditRecord) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class BackgroundAudit:
+    def __init__(self, config: GatewayConfig, *, max_pending: int = 10_000) -> None:
+        self._config = config
+        self._writer: Any = None
+        self._pending: deque[AuditRecord] = deque()
+        self._max_pending = max_pending
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._started = False  # the start-up thread is done, whatever came of it
+        self.state: State = "starting"
+        self.error: str | None = None
+
+    @property
+    def engine(self) -> Any:
+        """The audit database's engine once the writer runs (reads of ``/v1/audit``), else None."""
+        return None if self._writer is None else self._writer.engine
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._start, name="warden-audit-start", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            with WARMUP.running():
+                self._start_writer()
+        finally:
+            with self._cond:
+                self._started = True
+                self._cond.notify_all()
+
+    def _start_writer(self) -> None:
+        try:
+            from audit.db import ensure_schema
+            from audit.writer import AuditWriter
+
+            config = self._config
+            writer = AuditWriter(
+                config.resolved_database_url(),
+                spool_dir=config.resolve(config.audit.spool_dir),
+                chain_id=config.audit.chain_id,
+                batch_size=config.audit.batch_size,
+            )
+        except Exception as exc:
+            self._fail(exc, "records wait in memory")
+            return
+        try:
+            # SQLite upgrades itself; a PostgreSQL schema behind this Warden raises, naming
+            # the command to run (upgrading a shared database is an operator's decision).
+            ensure_schema(writer.engine)
+        except Exception as exc:
+            # The writer still runs: its inserts fail, and records go to its spool, which it
+            # replays once the database can take them.
+            self._fail(exc, "records go to the spool until it can be written")
+        writer.start()
+        with self._cond:
+            while self._pending:
+                writer.submit(self._pending.popleft())
+            self._writer = writer
+            if self.state == "starting":
+                self.state = "ready"
+            self._cond.notify_all()
+
+    def _fail(self, exc: Exception, then: str) -> None:
+        log.error("audit database not usable (%s); %s: %s", then, type(exc).__name__, exc)
+        with self._cond:
+            self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
+            self._cond.notify_all()
+
+    def submit(self, record: AuditRecord) -> None:
+        writer = self._writer
+        if writer is None:
+            with self._cond:
+                # Never drop a record: past the bound, the request waits for the writer.
+                while self._writer is None and len(self._pending) >= self._max_pending:
+                    self._cond.wait(1.0)
+                if self._writer is None:
+                    self._pending.append(record)
+                    return
+                writer = self._writer
+        writer.submit(record)
+
+    def wait_started(self, timeout: float) -> bool:
+        """Wait until the writer runs, or could not be made; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._started, timeout)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        if not self.wait_started(timeout) or self._writer is None:
+            return False
+        done: bool = self._writer.flush(timeout)
+        return done
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.join(30)
+        if self._writer is not None:
+            self._writer.close()
+        elif self._pending:
+            log.error("%d audit records were never written: the audit writer could not start", len(self._pending))
+
+
+def make_sink(config: GatewayConfig) -> NullSink | BackgroundAudit:
+    return BackgroundAudit(config) if config.audit.enabled else NullSink()
