@@ -265,3 +265,30 @@ def test_proxy_variables_send_the_origin_through_httpx(monkeypatch: pytest.Monke
     monkeypatch.setenv("NO_PROXY", "api.openai.com")
     assert not proxied("https://api.openai.com/v1")
     assert not Transports().uses_proxy("https://api.openai.com/v1")
+
+
+async def test_an_origin_behind_a_proxy_goes_through_httpx_and_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, _ = await read_request(reader)
+        seen.append(head)
+        writer.write(STREAM_HEAD + chunked(b'data: {"n":1}\n\n', b"data: [DONE]\n\n"))
+        await writer.drain()
+
+    for name in ("HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with serve(proxy) as (proxy_url, _):
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        transports = Transports()
+        base = "http://upstream.invalid:8000/v1"
+        assert transports.uses_proxy(base)
+        response = await transports.post(
+            f"{base}/chat/completions", base_url=base, headers={"content-type": "application/json"}, body=b"{}",
+            connect_timeout=2, read_timeout=5,
+        )  # fmt: skip
+        body = b"".join([data async for data in response.aiter_reads()])
+        await response.aclose()
+        await transports.aclose()
+    assert body == b'data: {"n":1}\n\ndata: [DONE]\n\n'
+    assert seen[0].startswith(b"POST http://upstream.invalid:8000/v1/chat/completions HTTP/1.1")

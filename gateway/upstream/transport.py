@@ -13,14 +13,16 @@ import os
 import ssl
 import urllib.request
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import certifi
-import httpx
 
 from gateway.upstream import http1
 from gateway.upstream.http1 import ConnectFailed, ConnectTimeout, Http1Error, ReadTimeout
+
+if TYPE_CHECKING:  # httpx is imported only when a proxy is in the way (~0.1 s of start-up)
+    import httpx
 
 __all__ = ["ConnectFailed", "ConnectTimeout", "Http1Error", "ReadTimeout", "Transports", "UpstreamResponse"]
 
@@ -55,6 +57,8 @@ class _HttpxResponse:
         self.status_code = response.status_code
 
     async def aread(self) -> bytes:
+        import httpx
+
         try:
             return await self._response.aread()
         except httpx.TimeoutException as exc:
@@ -63,6 +67,8 @@ class _HttpxResponse:
             raise Http1Error(f"{type(exc).__name__}: {exc}") from exc
 
     async def aiter_reads(self) -> AsyncIterator[bytes]:
+        import httpx
+
         try:
             async for data in self._response.aiter_raw():
                 yield data
@@ -86,6 +92,8 @@ class Transports:
         self._proxied: dict[str, bool] = {}
 
     def _client(self) -> httpx.AsyncClient:
+        import httpx
+
         if self._httpx is None:
             self._httpx = httpx.AsyncClient(
                 limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200), verify=self._context
@@ -113,6 +121,8 @@ class Transports:
             return await self._raw.request(
                 "POST", url, headers=headers, body=body, connect_timeout=connect_timeout, read_timeout=read_timeout
             )
+        import httpx
+
         client = self._client()
         request = client.build_request(
             "POST",
