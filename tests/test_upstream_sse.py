@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from gateway.errors import UpstreamError
-from gateway.upstream.sse import SseBatcher
+from gateway.upstream.sse import FIRST_RUN, MAX_RUN, SseBatcher
 
 ENVELOPE = {
     "id": "chatcmpl-9",
@@ -24,6 +24,10 @@ def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> byt
     return b"data: " + orjson.dumps({**ENVELOPE, **extra, "choices": [choice]}) + b"\n\n"
 
 
+def feed(batcher: SseBatcher, data: bytes) -> list[dict[str, Any]]:
+    return list(batcher.feed(data))
+
+
 def texts(batch: list[dict[str, Any]]) -> list[Any]:
     return [c["choices"][0]["delta"] if c.get("choices") else c.get("usage") for c in batch]
 
@@ -32,26 +36,41 @@ def test_a_read_of_text_tokens_becomes_one_chunk_with_the_same_envelope() -> Non
     words = ["Hel", "lo", ' "quoted"', " back\\slash", " ünïcödé ✓", " \n new line"]
     data = event({"role": "assistant", "content": ""}) + b"".join(event({"content": w}) for w in words)
     batcher = SseBatcher()
-    batch = batcher.feed(data)
-    assert texts(batch) == [{"role": "assistant", "content": ""}, {"content": "".join(words)}]
+    batch = feed(batcher, data)
+    # The stream's first run is short (FIRST_RUN tokens), so its first words go out early.
+    assert texts(batch) == [
+        {"role": "assistant", "content": ""},
+        {"content": "".join(words[:FIRST_RUN])},
+        {"content": "".join(words[FIRST_RUN:])},
+    ]
     merged = batch[1]
     assert list(merged) == [*ENVELOPE, "choices"] and {k: merged[k] for k in ENVELOPE} == ENVELOPE
     assert list(merged["choices"][0]) == ["index", "delta", "logprobs", "finish_reason"]
     assert not batcher.done
 
 
+def test_runs_grow_from_a_few_tokens_to_max_run() -> None:
+    batcher = SseBatcher()
+    batch = feed(batcher, b"".join(event({"content": f"w{i} "}) for i in range(200)))
+    sizes = [c["choices"][0]["delta"]["content"].count("w") for c in batch]
+    assert sizes[:5] == [FIRST_RUN, 2 * FIRST_RUN, 4 * FIRST_RUN, 8 * FIRST_RUN, MAX_RUN]
+    assert sum(sizes) == 200 and max(sizes) == MAX_RUN
+    assert "".join(c["choices"][0]["delta"]["content"] for c in batch) == "".join(f"w{i} " for i in range(200))
+
+
 def test_runs_continue_across_reads_and_everything_else_ends_them() -> None:
     batcher = SseBatcher()
-    first = batcher.feed(event({"content": "a"}) + event({"content": "b"}))
+    first = feed(batcher, event({"content": "a"}) + event({"content": "b"}))
     usage = b"data: " + orjson.dumps({**ENVELOPE, "choices": [], "usage": {"total_tokens": 3}}) + b"\n\n"
-    second = batcher.feed(
+    second = feed(
+        batcher,
         event({"content": "c"})
         + event({"content": "d"})
         + event({"reasoning_content": "hmm"})
         + event({"content": "e"})
         + event({}, finish="stop")
         + usage
-        + b"data: [DONE]\n\n"
+        + b"data: [DONE]\n\n",
     )
     assert texts(first) == [{"content": "ab"}]
     assert texts(second) == [
@@ -67,14 +86,15 @@ def test_runs_continue_across_reads_and_everything_else_ends_them() -> None:
 
 def test_chunks_that_differ_in_more_than_text_are_not_merged() -> None:
     batcher = SseBatcher()
-    batch = batcher.feed(
+    batch = feed(
+        batcher,
         event({"content": "x"})
         + event({"content": "y"}, created=6)  # another envelope
         + event({"content": "z", "tool_calls": []})  # more than text
         # starts and ends like the template, but what lies between is not one JSON string
         + event({"content": "PLACEHOLDER"}, created=6).replace(
             b'"PLACEHOLDER"', b'"w"},"logprobs":null,"finish_reason":null}],"extra":[{"a":{"c":""'
-        )
+        ),
     )
     assert [c["choices"][0]["delta"] for c in batch] == [
         {"content": "x"},
@@ -91,7 +111,7 @@ def test_events_split_across_reads_crlf_and_multi_line_data() -> None:
     batcher = SseBatcher()
     out = []
     for i in range(0, len(data), 7):  # seven bytes a read, CRLFs split included
-        out += batcher.feed(data[i : i + 7])
+        out += feed(batcher, data[i : i + 7])
     assert "".join(c["choices"][0]["delta"]["content"] for c in out) == "onetwo"
     multi = b'data: {"id":"x","choices":\ndata: [{"index":0,"delta":{"content":"hi"}}]}\n\n'
     assert texts(SseBatcher().feed(b": keep-alive comment\n\n" + multi)) == [{"content": "hi"}]
@@ -99,11 +119,11 @@ def test_events_split_across_reads_crlf_and_multi_line_data() -> None:
 
 def test_a_malformed_event_is_an_error_after_the_chunks_before_it() -> None:
     batcher = SseBatcher()
-    batch = batcher.feed(event({"content": "good"}) + b"data: {not json\n\n" + event({"content": "lost"}))
+    batch = feed(batcher, event({"content": "good"}) + b"data: {not json\n\n" + event({"content": "lost"}))
     assert texts(batch) == [{"content": "good"}]
     assert isinstance(batcher.error, UpstreamError)
     error = SseBatcher()
-    error.feed(b'data: {"error": {"message": "overloaded"}}\n\n')
+    feed(error, b'data: {"error": {"message": "overloaded"}}\n\n')
     assert error.error is not None and "overloaded" in error.error.message
 
 

@@ -115,9 +115,10 @@ class FastUpstream:
         events = SseBatcher()
         try:
             async for data in response.aiter_reads():
-                batch = events.feed(data)
-                if batch:
-                    yield batch
+                # One merged chunk at a time: its text is checked and sent before the next
+                # one's is looked at (the first few words do not wait for a whole read).
+                for chunk in events.feed(data):
+                    yield [chunk]
                 if events.error is not None:
                     raise events.error  # after what came before the bad event went out
                 if events.done:

@@ -6,8 +6,9 @@ of them differ from the token before only in their text (same ``id``, ``model``,
 ``created``...). For those the batcher does not parse the JSON at all: once a plain text chunk
 has been parsed, its bytes before and after the text value are a *template*, and a later
 payload that starts and ends with exactly those bytes is that chunk with another text. Such
-runs within one read come out as one chunk carrying the joined text, which is what
-``gateway.pipeline.coalesce`` would make of them, minus a JSON parse and a few dicts per token.
+runs within one read come out as one chunk carrying the joined text (the first of a stream
+short, later ones longer: ``FIRST_RUN``, ``MAX_RUN``), which is what ``gateway.pipeline.coalesce``
+would make of them, minus a JSON parse and a few dicts per token.
 
 Exactness: the text between the template's ends is decoded as one JSON string; if it is not
 exactly one (an unescaped quote, a dangling backslash), the payload is parsed normally. So a
@@ -16,6 +17,7 @@ merged chunk is always the chunk the upstream sent, text aside.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,11 +113,19 @@ class Template:
         return chunk
 
 
+#: tokens merged into a stream's first text chunk; each later run may hold twice as many, up
+#: to ``MAX_RUN``. Small first, so the first words are checked and sent before the rest of a
+#: large read is (time to first token); large later, so a fast stream costs little per token.
+FIRST_RUN = 4
+MAX_RUN = 64
+
+
 @dataclass(slots=True)
 class SseBatcher:
-    """Feed it socket reads; it returns each read's complete chunks, text runs merged."""
+    """Feed it socket reads; it gives each read's complete chunks, text runs merged."""
 
     done: bool = False
+    _run_cap: int = FIRST_RUN
     #: raised by the caller after it has passed on the chunks that came before the bad event
     error: UpstreamError | None = None
     _buf: bytes = b""
@@ -123,21 +133,27 @@ class SseBatcher:
     _run: list[str] = field(default_factory=list)
     _run_head: Chunk | None = None
 
-    def feed(self, data: bytes) -> list[Chunk]:
+    def feed(self, data: bytes) -> Iterator[Chunk]:
+        """The complete chunks of ``data``, each as soon as it is known: the first ones are on
+        their way through the checks before the rest of a large read has been looked at."""
         buf = self._buf + data if self._buf else data
         if b"\r" in data:  # CRLF line endings (a split CRLF is mended when its \n arrives)
             buf = buf.replace(b"\r\n", b"\n")
-        batch: list[Chunk] = []
+        self._buf = b""
+        ready: list[Chunk] = []
         start = 0
         while not self.done and self.error is None:
             cut = buf.find(b"\n\n", start)
             if cut < 0:
                 break
-            self._event(buf[start:cut], batch)
+            self._event(buf[start:cut], ready)
             start = cut + 2
+            if ready:
+                yield from ready
+                ready.clear()
         self._buf = buf[start:] if start < len(buf) else b""
-        self._close_run(batch)
-        return batch
+        self._close_run(ready)
+        yield from ready
 
     def _event(self, event: bytes, batch: list[Chunk]) -> None:
         payload = _payload(event)
@@ -147,6 +163,9 @@ class SseBatcher:
         if template is not None and self._run:
             text = template.text_of(payload)
             if text is not None:
+                if len(self._run) >= self._run_cap:
+                    self._close_run(batch)
+                    self._run_head = None
                 self._run.append(text)
                 return
         elif template is not None:
@@ -177,6 +196,7 @@ class SseBatcher:
         assert template is not None
         head, parts = self._run_head, self._run
         self._run_head, self._run = None, []
+        self._run_cap = min(self._run_cap * 2, MAX_RUN)
         if head is not None and len(parts) == 1:
             batch.append(head)
         else:
