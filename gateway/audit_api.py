@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.errors import AuditUnavailable
 
+STARTING_WAIT_S = 5.0
+
 if TYPE_CHECKING:
     from gateway.service import Gateway
 
@@ -18,6 +20,13 @@ async def fetch_request(gw: Gateway, request_id: str) -> dict[str, Any] | None:
     from audit.export import get_request
 
     engine = gw.audit.engine
+    wait_started = getattr(gw.audit, "wait_started", None)
+    if engine is None and wait_started is not None:
+        # Just after a start the writer may still be connecting: a moment's wait beats a 503.
+        await asyncio.to_thread(wait_started, STARTING_WAIT_S)
+        engine = gw.audit.engine
+    if gw.audit.state == "failed":
+        raise AuditUnavailable(f"The audit database cannot be used: {gw.audit.error}")
     if engine is None:
         if gw.audit.state == "off":
             return None

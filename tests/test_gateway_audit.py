@@ -172,6 +172,9 @@ def test_a_postgres_schema_behind_this_warden_is_reported_and_nothing_is_lost(
             assert health.status_code == 503
             assert health.json()["audit"]["state"] == "failed"
             assert "warden db upgrade" in health.json()["audit"]["error"]
+            reviewer = {"authorization": f"Bearer {REVIEWER_KEY}"}
+            lookup = httpx.get(f"{running.base_url}/audit/requests/req_any", headers=reviewer)
+            assert lookup.status_code == 503 and lookup.json()["error"]["code"] == "audit_unavailable"
             # Requests are still answered; their records wait in the writer's spool.
             reply = running.client().chat.completions.with_raw_response.create(
                 model="gpt-4o-mini", messages=[{"role": "user", "content": "hello while the schema is old"}]
