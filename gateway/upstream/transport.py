@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
@@ -51,31 +52,36 @@ def proxied(url: str) -> bool:
     return not urllib.request.proxy_bypass(parts.hostname or "")
 
 
+@contextmanager
+def _httpx_errors() -> Iterator[None]:
+    """httpx's exceptions as the raw pool's, so callers handle one set."""
+    import httpx
+
+    try:
+        yield
+    except httpx.ConnectTimeout as exc:
+        raise ConnectTimeout(str(exc)) from exc
+    except httpx.ConnectError as exc:
+        raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
+    except httpx.TimeoutException as exc:
+        raise ReadTimeout(str(exc)) from exc
+    except httpx.HTTPError as exc:
+        raise Http1Error(f"{type(exc).__name__}: {exc}") from exc
+
+
 class _HttpxResponse:
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
         self.status_code = response.status_code
 
     async def aread(self) -> bytes:
-        import httpx
-
-        try:
+        with _httpx_errors():
             return await self._response.aread()
-        except httpx.TimeoutException as exc:
-            raise ReadTimeout(str(exc)) from exc
-        except httpx.HTTPError as exc:
-            raise Http1Error(f"{type(exc).__name__}: {exc}") from exc
 
     async def aiter_reads(self) -> AsyncIterator[bytes]:
-        import httpx
-
-        try:
+        with _httpx_errors():
             async for data in self._response.aiter_raw():
                 yield data
-        except httpx.TimeoutException as exc:
-            raise ReadTimeout(str(exc)) from exc
-        except httpx.HTTPError as exc:
-            raise Http1Error(f"{type(exc).__name__}: {exc}") from exc
 
     async def aclose(self) -> None:
         await self._response.aclose()
@@ -131,16 +137,8 @@ class Transports:
             headers=headers,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
         )
-        try:
+        with _httpx_errors():
             return _HttpxResponse(await client.send(request, stream=True))
-        except httpx.ConnectTimeout as exc:
-            raise ConnectTimeout(str(exc)) from exc
-        except httpx.ConnectError as exc:
-            raise ConnectFailed(f"{type(exc).__name__}: {exc}") from exc
-        except httpx.TimeoutException as exc:
-            raise ReadTimeout(str(exc)) from exc
-        except httpx.HTTPError as exc:
-            raise Http1Error(f"{type(exc).__name__}: {exc}") from exc
 
     async def aclose(self) -> None:
         await self._raw.aclose()
