@@ -292,3 +292,43 @@ async def test_an_origin_behind_a_proxy_goes_through_httpx_and_the_proxy(monkeyp
         await transports.aclose()
     assert body == b'data: {"n":1}\n\ndata: [DONE]\n\n'
     assert seen[0].startswith(b"POST http://upstream.invalid:8000/v1/chat/completions HTTP/1.1")
+
+
+async def test_a_stream_left_at_done_is_drained_and_its_connection_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(STREAM_HEAD + b"e\r\ndata: [DONE]\n\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.03)  # the end of the chunked body comes in a later packet
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    pool = Http1Pool()
+    async with serve(handler) as (url, connections):
+        for _ in range(3):
+            response = await post(pool, url)
+            assert await response.read_some() == b"data: [DONE]\n\n"
+            response.release_when_done()  # what the fast path does on [DONE]
+            await response.aclose()  # and then, in its finally: must not close it
+            await asyncio.sleep(0.1)
+        assert connections == [1]
+    await pool.aclose()
+
+
+async def test_a_stream_abandoned_mid_way_is_not_reused() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(STREAM_HEAD + b"7\r\npartial\r\n")
+            await writer.drain()
+
+    pool = Http1Pool()
+    async with serve(handler) as (url, connections):
+        for _ in range(2):
+            response = await post(pool, url)
+            assert await response.read_some() == b"partial"
+            await response.aclose()  # a client went away: the upstream call is cut
+        await asyncio.sleep(0.05)
+        assert len(connections) == 2
+    await pool.aclose()

@@ -122,6 +122,7 @@ class FastUpstream:
                 if events.error is not None:
                     raise events.error  # after what came before the bad event went out
                 if events.done:
+                    response.release_when_done()
                     return
         except ReadTimeout as exc:
             raise UpstreamTimeout("Upstream stalled mid-stream.") from exc

@@ -30,6 +30,9 @@ import httptools
 #: pause the socket when this much body is waiting for a slow reader
 HIGH_WATER = 256 * 1024
 MAX_IDLE_PER_ORIGIN = 64
+#: how long, and how much, a finished stream's connection is read for its message to end
+DRAIN_S = 1.0
+DRAIN_BYTES = 64 * 1024
 
 
 class Http1Error(Exception):
@@ -247,11 +250,22 @@ class Response:
         self._closed = True
         self._pool.release(self._conn)
 
+    def release_when_done(self) -> None:
+        """The caller has what it wanted (a stream's ``[DONE]``) but the message may not have
+        ended yet (the last chunk of chunked encoding often comes in a later packet). Closing
+        now would cost the next request a new connection (a TLS handshake, for a cloud API),
+        so the rest is read in the background, briefly, and the connection pooled if it ends."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.drain_later(self._conn, self._timeout)
+
 
 class Http1Pool:
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None, max_idle: int = MAX_IDLE_PER_ORIGIN) -> None:
         self._ssl = ssl_context
         self._idle: dict[Origin, deque[_Connection]] = {}
+        self._draining: set[asyncio.Task[None]] = set()
         self._max_idle = max_idle
         self._closed = False
 
@@ -285,6 +299,21 @@ class Http1Pool:
             if not conn.lost and conn.transport is not None and not conn.transport.is_closing():
                 return conn
         return None
+
+    def drain_later(self, conn: _Connection, read_s: float) -> None:
+        task = asyncio.get_running_loop().create_task(self._drain(conn, min(read_s, DRAIN_S)))
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    async def _drain(self, conn: _Connection, read_s: float) -> None:
+        left = DRAIN_BYTES
+        try:
+            async with asyncio.timeout(read_s):
+                while left > 0 and (data := await conn.read_some(read_s)):
+                    left -= len(data)
+        except (TimeoutError, Http1Error):
+            pass
+        self.release(conn)  # pooled if the message ended, else closed
 
     def release(self, conn: _Connection) -> None:
         if self._closed or not conn.reusable:
@@ -333,6 +362,8 @@ class Http1Pool:
 
     async def aclose(self) -> None:
         self._closed = True
+        for task in list(self._draining):
+            task.cancel()
         for idle in self._idle.values():
             while idle:
                 idle.pop().close()

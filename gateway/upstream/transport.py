@@ -37,6 +37,10 @@ class UpstreamResponse(Protocol):
 
     async def aclose(self) -> None: ...
 
+    def release_when_done(self) -> None:
+        """The caller is done reading; the connection may be kept once its message ends."""
+        ...
+
 
 def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
@@ -85,6 +89,9 @@ class _HttpxResponse:
 
     async def aclose(self) -> None:
         await self._response.aclose()
+
+    def release_when_done(self) -> None:
+        return None  # httpx decides about its connections in aclose()
 
 
 class Transports:
