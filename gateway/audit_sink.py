@@ -42,6 +42,9 @@ class NullSink:
 
 
 class BackgroundAudit:
+    #: seconds between looks at a database that could not be used
+    recheck_s: float = 5.0
+
     def __init__(self, config: GatewayConfig, *, max_pending: int = 10_000) -> None:
         self._config = config
         self._writer: Any = None
@@ -49,7 +52,8 @@ class BackgroundAudit:
         self._max_pending = max_pending
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._started = False  # the start-up thread is done, whatever came of it
+        self._started = False  # the writer runs, or could not be made
+        self._stopping = threading.Event()
         self.state: State = "starting"
         self.error: str | None = None
 
@@ -63,17 +67,20 @@ class BackgroundAudit:
         self._thread.start()
 
     def _start(self) -> None:
+        schema_ok = False
         try:
             with WARMUP.running():
-                self._start_writer()
+                schema_ok = self._make_writer()
         finally:
             with self._cond:
                 self._started = True
                 self._cond.notify_all()
+        if self._writer is not None and not schema_ok:
+            self._watch_schema(self._writer.engine)
 
-    def _start_writer(self) -> None:
+    def _make_writer(self) -> bool:
+        """Start the writer; whether its database can be used."""
         try:
-            from audit.db import ensure_schema
             from audit.writer import AuditWriter
 
             config = self._config
@@ -85,23 +92,43 @@ class BackgroundAudit:
             )
         except Exception as exc:
             self._fail(exc, "records wait in memory")
-            return
-        try:
-            # SQLite upgrades itself; a PostgreSQL schema behind this Warden raises, naming
-            # the command to run (upgrading a shared database is an operator's decision).
-            ensure_schema(writer.engine)
-        except Exception as exc:
-            # The writer still runs: its inserts fail, and records go to its spool, which it
-            # replays once the database can take them.
-            self._fail(exc, "records go to the spool until it can be written")
+            return False
+        schema_ok = self._check_schema(writer.engine)
         writer.start()
         with self._cond:
             while self._pending:
                 writer.submit(self._pending.popleft())
             self._writer = writer
-            if self.state == "starting":
+            if schema_ok:
                 self.state = "ready"
             self._cond.notify_all()
+        return schema_ok
+
+    def _watch_schema(self, engine: Any) -> None:
+        """Look again now and then until the database can be used (the server is back,
+        `warden db upgrade` ran): the writer replays its spool by itself, /health recovers."""
+        while not self._stopping.wait(self.recheck_s):
+            if self._check_schema(engine, quiet=True):
+                log.info("audit database usable again")
+                with self._cond:
+                    self.state, self.error = "ready", None
+                    self._cond.notify_all()
+                return
+
+    def _check_schema(self, engine: Any, *, quiet: bool = False) -> bool:
+        from audit.db import ensure_schema
+
+        try:
+            # SQLite upgrades itself; a PostgreSQL schema behind this Warden raises, naming
+            # the command to run (upgrading a shared database is an operator's decision).
+            ensure_schema(engine)
+        except Exception as exc:
+            # The writer still runs: its inserts fail, and records go to its spool, which it
+            # replays once the database can take them.
+            if not quiet:
+                self._fail(exc, "records go to the spool until it can be written")
+            return False
+        return True
 
     def _fail(self, exc: Exception, then: str) -> None:
         log.error("audit database not usable (%s); %s: %s", then, type(exc).__name__, exc)
@@ -134,6 +161,7 @@ class BackgroundAudit:
         return done
 
     def close(self) -> None:
+        self._stopping.set()
         if self._thread is not None:
             self._thread.join(30)
         if self._writer is not None:

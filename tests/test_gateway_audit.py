@@ -156,13 +156,16 @@ def test_health_reports_the_audit_writer_once_it_runs(gw: RunningGateway) -> Non
 
 @pytest.mark.postgres
 def test_a_postgres_schema_behind_this_warden_is_reported_and_nothing_is_lost(
-    simulator: SimulatorHandle, tmp_path: Path
+    simulator: SimulatorHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sqlalchemy import select
 
     from audit.db import make_engine, upgrade
     from audit.rows import REQUESTS
+    from gateway.audit_sink import BackgroundAudit
     from tests.audit_db import postgres_schema
+
+    monkeypatch.setattr(BackgroundAudit, "recheck_s", 0.2)
 
     with postgres_schema() as url:  # empty: PostgreSQL is never upgraded implicitly
         config = write_config(tmp_path, simulator.base_url, database_url=url)
@@ -191,5 +194,9 @@ def test_a_postgres_schema_behind_this_warden_is_reported_and_nothing_is_lost(
                         found = list(conn.execute(query))
                     time.sleep(0.2)
                 assert found, "the spooled record was not replayed after the upgrade"
+                # And /health recovers by itself: the gateway looks at the database again.
+                while httpx.get(f"{running.url}/health").status_code != 200 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert httpx.get(f"{running.url}/health").json()["audit"] == {"state": "ready"}
             finally:
                 engine.dispose()
