@@ -90,6 +90,7 @@ def use_offline_suffix_list() -> Any:
     return _offline_extractor[0]
 
 
+@cache
 def _entries() -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
     for entry in presidio_catalogue.load()["recognizers"]:

@@ -21,7 +21,6 @@ from pydantic import BaseModel, ValidationError
 from audit.record import Stage, Status, Verdict
 from gateway.api_models import ChatRequest, CompletionRequest, EmbeddingRequest, strip_routing
 from gateway.errors import BadRequest, PolicyBlocked, UpstreamError, WardenError, http_status
-from gateway.pipeline.coalesce import coalesce
 from gateway.pipeline.response import Kind, ResponseGuard
 from gateway.pipeline.segments import Segments, chat_segments, prompt_segments
 from gateway.pipeline.session import GuardSession
@@ -172,8 +171,8 @@ async def guarded_chunks(
     """Upstream chunks in, guarded chunks out; records the upstream step and closes the
     session exactly once however the stream ends (done, blocked, failed, client gone).
 
-    Chunks travel in batches: everything one network read brought in goes out in one
-    write, which is most of the gateway's per-token cost under load.
+    Chunks travel in batches, and a batch goes out in one write. The fast path's batches
+    are single chunks that each carry a run of tokens (``gateway.upstream.sse``).
 
     An upstream failure is re-raised after it is recorded: the caller decides how the
     client hears of it. Held-back text is then dropped, not flushed: it may be the start
@@ -194,7 +193,7 @@ async def guarded_chunks(
             if first_ms is None:
                 first_ms = (time.perf_counter() - started) * 1000
             out: Batch = []
-            for chunk in coalesce(batch):
+            for chunk in batch:
                 out += await guard.process_chunk(chunk)
                 if guard.stopped:
                     break

@@ -18,7 +18,7 @@ class Upstream(Protocol):
         ...
 
     def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
-        """Chunks as OpenAI JSON objects, in batches of what arrived together (never empty);
+        """Chunks as OpenAI JSON objects, in batches (never empty) that leave in one write;
         raises ``UpstreamError`` before or during the stream. Closing the iterator
         (``aclose``) cancels the upstream call."""
         ...

@@ -7,8 +7,8 @@ of them differ from the token before only in their text (same ``id``, ``model``,
 has been parsed, its bytes before and after the text value are a *template*, and a later
 payload that starts and ends with exactly those bytes is that chunk with another text. Such
 runs within one read come out as one chunk carrying the joined text (the first of a stream
-short, later ones longer: ``FIRST_RUN``, ``MAX_RUN``), which is what ``gateway.pipeline.coalesce``
-would make of them, minus a JSON parse and a few dicts per token.
+short, later ones longer: ``FIRST_RUN``, ``MAX_RUN``), so the pipeline checks, serializes
+and writes per run instead of per token, and no JSON is parsed for most tokens.
 
 Exactness: the text between the template's ends is decoded as one JSON string; if it is not
 exactly one (an unescaped quote, a dangling backslash), the payload is parsed normally. So a
@@ -160,19 +160,11 @@ class SseBatcher:
         if not payload:
             return
         template = self._template
-        if template is not None and self._run:
-            text = template.text_of(payload)
-            if text is not None:
-                if len(self._run) >= self._run_cap:
-                    self._close_run(batch)
-                    self._run_head = None
-                self._run.append(text)
-                return
-        elif template is not None:
-            text = template.text_of(payload)
-            if text is not None:
-                self._run_head, self._run = None, [text]
-                return
+        if template is not None and (text := template.text_of(payload)) is not None:
+            if len(self._run) >= self._run_cap:
+                self._close_run(batch)
+            self._run.append(text)  # a run begun here has no parsed head: ``build`` makes one
+            return
         self._close_run(batch)
         if payload == b"[DONE]":
             self.done = True

@@ -37,10 +37,29 @@ def load_lexicon() -> dict[str, float]:
     return {str(k): float(v) for k, v in data["terms"].items()}
 
 
-def lexicon_score(normalized: str, terms: dict[str, float]) -> tuple[float, tuple[str, ...]]:
-    """Noisy-OR of the weights of distinct lexicon phrases (1 to 4 words) in the text."""
+def phrase_starts(terms: dict[str, float]) -> dict[str, int]:
+    """First word of each phrase of 2+ words -> the most words a phrase starting with it has."""
+    longest: dict[str, int] = {}
+    for term in terms:
+        parts = term.split(" ")
+        if 1 < len(parts) <= _MAX_WORDS:
+            longest[parts[0]] = max(longest.get(parts[0], 0), len(parts))
+    return longest
+
+
+@cache
+def _shipped_starts() -> dict[str, int]:
+    return phrase_starts(load_lexicon())
+
+
+def lexicon_score(
+    normalized: str, terms: dict[str, float], starts: dict[str, int] | None = None
+) -> tuple[float, tuple[str, ...]]:
+    """Noisy-OR of the weights of distinct lexicon phrases (1 to 4 words) in the text.
+
+    ``starts`` is ``phrase_starts(terms)``, passed in when ``terms`` is used more than once."""
     words = [w for w in (w.strip(_STRIP) for w in normalized.split()) if w]
-    longest = _phrase_starts(terms)
+    longest = phrase_starts(terms) if starts is None else starts
     found: dict[str, float] = {}
     for i, word in enumerate(words):
         weight = terms.get(word)
@@ -60,33 +79,13 @@ def lexicon_score(normalized: str, terms: dict[str, float]) -> tuple[float, tupl
     return 1.0 - miss, ((f"lexicon_terms={len(found)}",) if found else ())
 
 
-#: id(terms) -> (terms, index); holding ``terms`` keeps its id from being reused
-_STARTS: dict[int, tuple[dict[str, float], dict[str, int]]] = {}
-
-
-def _phrase_starts(terms: dict[str, float]) -> dict[str, int]:
-    """First word of each phrase of 2+ words -> the most words a phrase starting with it has."""
-    known = _STARTS.get(id(terms))
-    if known is not None and known[0] is terms:
-        return known[1]
-    longest: dict[str, int] = {}
-    for term in terms:
-        parts = term.split(" ")
-        if 1 < len(parts) <= _MAX_WORDS:
-            longest[parts[0]] = max(longest.get(parts[0], 0), len(parts))
-    if len(_STARTS) > 8:
-        _STARTS.clear()
-    _STARTS[id(terms)] = (terms, longest)
-    return longest
-
-
 class ToxicityCheck(DetectorCheck):
     name: ClassVar[str] = "toxicity"
     model_name: ClassVar[str] = "toxicity"
 
     def warm(self) -> None:
         super().warm()
-        load_lexicon()
+        _shipped_starts()
 
     def cues(self, normalized: str) -> tuple[float, tuple[str, ...]]:
-        return lexicon_score(normalized, load_lexicon())
+        return lexicon_score(normalized, load_lexicon(), _shipped_starts())
