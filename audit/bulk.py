@@ -2,14 +2,16 @@
 
 SQLAlchemy Core's ``executemany`` costs more per row than SQLite itself takes to store it,
 so rows are built as tuples straight from the prepared objects and handed to the driver:
-``cursor.executemany`` on SQLite, ``COPY ... FROM STDIN`` on PostgreSQL (psycopg 3). Other
+multi-row ``INSERT`` statements on SQLite, ``COPY ... FROM STDIN`` on PostgreSQL (psycopg 3). Other
 backends fall back to Core inserts. ``benchmarks/audit_writer.py`` measures the difference.
 The writer builds each record's rows in its prepare thread (``prepare_rows``), so the commit
 only adds the chain fields.
 
 PostgreSQL gets binary COPY: psycopg's text COPY costs ~4x the client CPU, and the server
-parses binary timestamps and floats for less. ``detail`` travels as ``text``: the binary
-form of ``json`` is its text, so the stored JSON is byte for byte what was hashed.
+parses binary timestamps and floats for less.
+
+A request's steps document is the slice of its canonical bytes that holds the steps
+(``Prepared.steps_json``), stored as text: byte for byte what was hashed.
 
 SQLite stores timestamps the way SQLAlchemy's ``DateTime`` does (naive UTC,
 ``YYYY-MM-DD HH:MM:SS.ffffff``), so the models read these rows back unchanged.
@@ -42,10 +44,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import sqlite
 
-from audit.db import json_dumps
 from audit.models import ChainKind
 from audit.prepared import Prepared
-from audit.rows import REQUESTS, REVIEWS, SPANS, STEPS
+from audit.rows import ACTED, REQUESTS, REVIEWS, SPANS, index_of
 
 Row = tuple[Any, ...]
 DateConv = Callable[[datetime | None], Any]
@@ -55,12 +56,9 @@ REQUEST_COLUMNS = (
     "key_id", "client_addr", "endpoint", "model_requested", "model_served", "stream",
     "policy_name", "policy_version", "input_text", "output_text", "verdict", "status",
     "http_status", "finish_reason", "prompt_tokens", "completion_tokens", "latency_ms", "ttft_ms",
-    "trace_id", "error",
+    "trace_id", "error", "steps",
 )  # fmt: skip
-STEP_COLUMNS = (
-    "request_id", "seq", "stage", "name", "verdict", "score", "latency_ms", "enforced", "detail",
-    "text", "at",
-)  # fmt: skip
+ACTED_COLUMNS = ("request_id", "seq", "stage", "name", "verdict", "score", "enforced")
 SPAN_COLUMNS = (
     "request_id", "step_seq", "idx", "entity_type", "span_start", "span_end", "score", "fingerprint",
 )  # fmt: skip
@@ -100,7 +98,7 @@ def _same_dt(value: datetime | None) -> datetime | None:
 
 
 #: a request's rows, made ahead (in the writer's prepare thread) for one SQL dialect:
-#: (dialect, request columns after ``hash``, step rows, span rows, integers fit ``int4``)
+#: (dialect, request columns after ``hash``, acted-step rows, span rows, integers fit ``int4``)
 RecordRows = tuple[str, Row, list[Row], list[Row], bool]
 
 _INT4: Final = 2**31
@@ -108,52 +106,30 @@ _INT4: Final = 2**31
 
 def record_rows(p: Prepared, dialect: str) -> RecordRows:
     o = p.obj
-    steps = p.steps()
     rid = o["request_id"]
     if dialect == "sqlite":
-        dts = _sqlite_dts([o["started_at"], o["finished_at"], *[s["at"] for s in steps]])
-        started, finished, ats = dts[0], dts[1], dts[2:]
+        started, finished = _sqlite_dts([o["started_at"], o["finished_at"]])
     else:
-        started, finished, ats = o["started_at"], o["finished_at"], [s["at"] for s in steps]
+        started, finished = o["started_at"], o["finished_at"]
     tail = (
         started, finished, o["tenant"], o["key_id"], o["client_addr"], o["endpoint"],
         o["model_requested"], o["model_served"], o["stream"], o["policy_name"],
         o["policy_version"], o["input_text"], o["output_text"], o["verdict"], o["status"],
         o["http_status"], o["finish_reason"], o["prompt_tokens"], o["completion_tokens"],
-        o["latency_ms"], o["ttft_ms"], o["trace_id"], o["error"],
+        o["latency_ms"], o["ttft_ms"], o["trace_id"], o["error"], p.steps_json().decode(),
     )  # fmt: skip
-    details = p.details or [json_dumps(s["detail"]) for s in steps]
-    step_rows = [
-        (
-            rid,
-            s["seq"],
-            s["stage"],
-            s["name"],
-            s["verdict"],
-            s["score"],
-            s["latency_ms"],
-            s["enforced"],
-            d,
-            s["text"],
-            at,
-        )
-        for s, d, at in zip(steps, details, ats, strict=True)
-    ]
-    span_rows = [
-        (rid, s["seq"], i, sp["entity_type"], sp["start"], sp["end"], sp["score"], sp["fingerprint"])
-        for s in steps
-        if s["spans"]
-        for i, sp in enumerate(s["spans"])
-    ]
+    acted, spans = index_of(p.steps())
+    acted_rows = [(rid, *row) for row in acted]
+    span_rows = [(rid, *row) for row in spans]
     fits = True
     if dialect == "postgresql":
         # psycopg's binary int4 dumper wraps larger values silently; such a record goes by text
         # COPY, where the server refuses it (as it always has).
         ints = [o["http_status"], o["prompt_tokens"] or 0, o["completion_tokens"] or 0]
-        ints += [s["seq"] for s in steps]
+        ints += [row[1] for row in acted_rows]
         ints += [n for row in span_rows for n in row[1:3] + row[4:6]]
         fits = min(ints) >= -_INT4 and max(ints) < _INT4
-    return dialect, tail, step_rows, span_rows, fits
+    return dialect, tail, acted_rows, span_rows, fits
 
 
 def prepare_rows(items: Sequence[Prepared], dialect: str) -> None:
@@ -178,7 +154,7 @@ def request_rows(items: Sequence[Prepared], dialect: str) -> list[Row]:
     ]
 
 
-def step_rows(items: Sequence[Prepared], dialect: str) -> list[Row]:
+def acted_rows(items: Sequence[Prepared], dialect: str) -> list[Row]:
     return [row for p in items for row in _rows(p, dialect)[2]]
 
 
@@ -201,7 +177,7 @@ def insert_records(conn: Connection, items: Sequence[Prepared]) -> None:
     dialect = conn.dialect.name
     binary = all(_rows(p, dialect)[4] for p in items)
     _insert(conn, REQUESTS, REQUEST_COLUMNS, request_rows(items, dialect), binary=binary)
-    _insert(conn, STEPS, STEP_COLUMNS, step_rows(items, dialect), binary=binary)
+    _insert(conn, ACTED, ACTED_COLUMNS, acted_rows(items, dialect), binary=binary)
     _insert(conn, SPANS, SPAN_COLUMNS, span_rows(items, dialect), binary=binary)
 
 

@@ -28,12 +28,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from audit.canonical import canonical_record, canonical_review
 from audit.keys import derive, env_key, key_id
 from audit.models import ChainKind
 from audit.prepared import Prepared
-from audit.record import AuditRecord
-from audit.review import ReviewRecord
 
 GENESIS = "0" * 64
 #: leaves room for the ``.reviews`` suffix within the 64-character column
@@ -71,14 +68,6 @@ class ChainKey:
 
 def link_hash(key: ChainKey, prev_hash: str, canonical: bytes) -> str:
     return key.digest(prev_hash.encode("ascii") + canonical)
-
-
-def record_hash(key: ChainKey, record: AuditRecord) -> str:
-    return link_hash(key, record.prev_hash or GENESIS, canonical_record(record))
-
-
-def review_hash(key: ChainKey, review: ReviewRecord) -> str:
-    return link_hash(key, review.prev_hash or GENESIS, canonical_review(review))
 
 
 def checkpoint_mac(key: ChainKey, chain_id: str, seq: int, hash_: str, before: datetime) -> str:

@@ -21,11 +21,11 @@ from datetime import datetime
 from typing import IO, Any
 
 import orjson
-from sqlalchemy import Engine, Select, func, literal_column, or_, select, tuple_
+from sqlalchemy import Engine, Select, func, or_, select, tuple_
 
 from audit.canonical import span_obj
 from audit.record import AuditRecord, StepRecord, Verdict
-from audit.rows import REQUESTS, STEPS, load_page, load_record, utc
+from audit.rows import ACTED, REQUESTS, load_page, load_record, utc
 
 PAGE = 500
 
@@ -136,9 +136,7 @@ def _where(q: Select[Any], f: RecordFilter) -> Select[Any]:
     if f.verdict is not None:
         q = q.where(r.verdict == Verdict(f.verdict).value)
     if f.check is not None:
-        # The literal matches the partial index's own condition, so the index is usable.
-        acted = STEPS.c.verdict != literal_column("'pass'")
-        q = q.where(r.request_id.in_(select(STEPS.c.request_id).where(STEPS.c.name == f.check, acted)))
+        q = q.where(r.request_id.in_(select(ACTED.c.request_id).where(ACTED.c.name == f.check)))
     if f.text:
         pattern = f"%{f.text}%"
         q = q.where(or_(r.input_text.like(pattern), r.output_text.like(pattern)))
@@ -169,7 +167,7 @@ def iter_audit_records(
             rows = list(conn.execute(q).mappings())
             if not rows:
                 return
-            page = list(load_page(conn, rows))
+            page = list(load_page(rows))
         yield from page
         after = (rows[-1]["started_at"], rows[-1]["request_id"])
         if left is not None:

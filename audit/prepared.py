@@ -5,8 +5,9 @@ for a stored record, with every value *normalized* so that what comes back from 
 database re-hashes to the same bytes: timestamps in UTC, ``-0.0`` and non-finite floats
 folded, NUL characters (PostgreSQL refuses them in text) and lone surrogates replaced,
 ``detail`` serialized once to canonical JSON (kept as an ``orjson.Fragment``), enums to their
-strings. The object is what gets
-hashed, inserted (``audit.bulk``) and spooled, so no value is converted twice.
+strings. The object is what gets hashed, inserted (``audit.bulk``: the steps go in as the
+slice of the canonical bytes that holds them, ``Prepared.steps_json``) and spooled, so no
+value is converted twice.
 Normalizing is idempotent: a stored record prepared again gives the same object.
 
 ``prepare`` is on the writer's hot path, so it first tries ``_fast_record_obj``: the same
@@ -93,7 +94,9 @@ def _safe_int(token: str) -> int | str:
     return n if -_INT64 <= n < 2 * _INT64 else token
 
 
-_DETAIL_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS
+#: datetimes in UTC as ``Z``, as in the rest of the record: the fast path dumps a detail as part
+#: of the whole record (``_fast_steps``), and the two must give the same bytes
+_DETAIL_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z
 _EMPTY = orjson.Fragment(b"{}")
 
 
@@ -115,22 +118,16 @@ def detail_json(value: Any) -> bytes:
 
 def _span(s: SpanRecord) -> dict[str, Any]:
     return {
-        "entity_type": _str(s.entity_type),
-        "start": int(s.start),
         "end": int(s.end),
-        "score": _float(s.score) or 0.0,
+        "entity_type": _str(s.entity_type),
         "fingerprint": _text(s.fingerprint),
+        "score": _float(s.score) or 0.0,
+        "start": int(s.start),
     }
 
 
-def _step(s: StepRecord, details: list[str]) -> dict[str, Any]:
-    if s.detail:
-        raw = detail_json(s.detail)
-        details.append(raw.decode())
-        detail: orjson.Fragment = orjson.Fragment(raw)
-    else:
-        details.append("{}")
-        detail = _EMPTY
+def _step(s: StepRecord) -> dict[str, Any]:
+    detail = orjson.Fragment(detail_json(s.detail)) if s.detail else _EMPTY
     return {
         "seq": int(s.seq),
         "stage": _enum(Stage, s.stage),
@@ -146,9 +143,8 @@ def _step(s: StepRecord, details: list[str]) -> dict[str, Any]:
     }
 
 
-def prepare_record_obj(r: AuditRecord, details: list[str] | None = None) -> dict[str, Any]:
-    """The record's canonical object; each step's detail JSON text is appended to ``details``."""
-    details = [] if details is None else details
+def prepare_record_obj(r: AuditRecord) -> dict[str, Any]:
+    """The record's canonical object, normalized."""
     return {
         "v": FORMAT_VERSION,
         "request_id": _str(r.request_id),
@@ -177,7 +173,7 @@ def prepare_record_obj(r: AuditRecord, details: list[str] | None = None) -> dict
         "ttft_ms": _float(r.ttft_ms),
         "trace_id": _text(r.trace_id),
         "error": _text(r.error),
-        "steps": [_step(s, details) for s in r.steps],
+        "steps": [_step(s) for s in r.steps],
     }
 
 
@@ -221,9 +217,9 @@ def _f_opt(value: float | None) -> float | None:
     return value + 0.0  # folds -0.0, which SQLite would give back as 0.0
 
 
-def _fast_steps(steps: list[StepRecord], details: list[str]) -> list[dict[str, Any]]:
+def _fast_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    append, add_detail = out.append, details.append
+    append = out.append
     for s in steps:
         score, latency, name, text, at = s.score, s.latency_ms, s.name, s.text, s.at
         # The checks are inlined (no call per field): this loop runs for every step.
@@ -237,30 +233,29 @@ def _fast_steps(steps: list[StepRecord], details: list[str]) -> list[dict[str, A
             raise _Unusual
         if at is not None and at.tzinfo is not UTC:
             raise _Unusual
-        if s.detail:
-            raw = detail_json(s.detail)
-            add_detail(raw.decode())
-            detail: orjson.Fragment = orjson.Fragment(raw)
-        else:
-            add_detail("{}")
-            detail = _EMPTY
+        detail = s.detail
+        if type(detail) is not dict:
+            raise _Unusual
+        # The detail goes in as it is: the record's one canonical dump sorts its keys, and
+        # anything in it that JSON cannot hold as it is (non-string keys, sets, huge integers)
+        # makes that dump fail, which sends the record down the careful path.
         append({
-            "seq": int(s.seq),
-            "stage": _STAGES[s.stage],
-            "name": name,
-            "verdict": _VERDICTS[s.verdict],
-            "score": score,
-            "spans": [_span(x) for x in s.spans] if s.spans else (),
-            "latency_ms": latency + 0.0,
-            "enforced": bool(s.enforced),
-            "detail": detail,
-            "text": text,
             "at": at,
+            "detail": detail,
+            "enforced": bool(s.enforced),
+            "latency_ms": latency + 0.0,
+            "name": name,
+            "score": score,
+            "seq": int(s.seq),
+            "spans": [_span(x) for x in s.spans] if s.spans else (),
+            "stage": _STAGES[s.stage],
+            "text": text,
+            "verdict": _VERDICTS[s.verdict],
         })  # fmt: skip
     return out
 
 
-def _fast_record_obj(r: AuditRecord, details: list[str]) -> dict[str, Any]:
+def _fast_record_obj(r: AuditRecord) -> dict[str, Any]:
     """``prepare_record_obj(r)`` for a record that needs no normalizing, else ``_Unusual``.
 
     Strings are only type-checked here: NUL characters and lone surrogates show in the
@@ -270,34 +265,34 @@ def _fast_record_obj(r: AuditRecord, details: list[str]) -> dict[str, Any]:
     if started_at.tzinfo is not UTC:
         raise _Unusual
     return {
-        "v": FORMAT_VERSION,
-        "request_id": _s(r.request_id),
         "chain_id": None,
-        "seq": None,
-        "started_at": started_at,
-        "finished_at": _utc_opt(r.finished_at),
-        "tenant": _s(r.tenant),
-        "key_id": _s(r.key_id),
         "client_addr": _s_opt(r.client_addr),
+        "completion_tokens": _int(r.completion_tokens),
         "endpoint": _s(r.endpoint),
+        "error": _s_opt(r.error),
+        "finish_reason": _s_opt(r.finish_reason),
+        "finished_at": _utc_opt(r.finished_at),
+        "http_status": int(r.http_status),
+        "input_text": _s_opt(r.input_text),
+        "key_id": _s(r.key_id),
+        "latency_ms": _f_opt(r.latency_ms),
         "model_requested": _s(r.model_requested),
         "model_served": _s_opt(r.model_served),
-        "stream": bool(r.stream),
+        "output_text": _s_opt(r.output_text),
         "policy_name": _s(r.policy_name),
         "policy_version": _s(r.policy_version),
-        "input_text": _s_opt(r.input_text),
-        "output_text": _s_opt(r.output_text),
-        "verdict": _VERDICTS[r.verdict],
-        "status": _STATUSES[r.status],
-        "http_status": int(r.http_status),
-        "finish_reason": _s_opt(r.finish_reason),
         "prompt_tokens": _int(r.prompt_tokens),
-        "completion_tokens": _int(r.completion_tokens),
-        "latency_ms": _f_opt(r.latency_ms),
-        "ttft_ms": _f_opt(r.ttft_ms),
+        "request_id": _s(r.request_id),
+        "seq": None,
+        "started_at": started_at,
+        "status": _STATUSES[r.status],
+        "steps": _fast_steps(r.steps),
+        "stream": bool(r.stream),
+        "tenant": _s(r.tenant),
         "trace_id": _s_opt(r.trace_id),
-        "error": _s_opt(r.error),
-        "steps": _fast_steps(r.steps, details),
+        "ttft_ms": _f_opt(r.ttft_ms),
+        "v": FORMAT_VERSION,
+        "verdict": _VERDICTS[r.verdict],
     }
 
 
@@ -320,6 +315,8 @@ def prepare_review_obj(r: ReviewRecord) -> dict[str, Any]:
 # first match of each is therefore the top-level field.
 _CHAIN_NULL: Final = b'"chain_id":null,'
 _SEQ_NULL: Final = b',"seq":null,'
+_STEPS_AT: Final = b',"steps":['
+_STREAM_AT: Final = b'],"stream":'
 
 
 @dataclass(slots=True)
@@ -331,8 +328,6 @@ class Prepared:
     obj: dict[str, Any]
     prev_hash: str | None = None
     hash: str | None = None
-    #: each step's detail as stored JSON text, when already serialized (not after a spool)
-    details: list[str] | None = None
     #: canonical bytes of ``obj`` with ``chain_id`` and ``seq`` null (made on first use)
     body: bytes | None = None
     #: rows in the form the database's bulk insert wants, made ahead by ``audit.bulk``
@@ -372,7 +367,16 @@ class Prepared:
         """
         self.unlinked()
         self.obj["steps"] = None
-        self.details = None
+
+    def steps_json(self) -> bytes:
+        """The steps array of ``unlinked()``, as it stands there: the stored steps document.
+
+        The top-level keys sort ``... "status", "steps", "stream", "tenant", ...``; everything
+        before ``steps`` is a scalar and everything after it too, and quotes inside strings
+        are escaped, so the first ``,"steps":[`` and the last ``],"stream":`` bound it.
+        """
+        body = self.unlinked()
+        return body[body.index(_STEPS_AT) + len(_STEPS_AT) - 1 : body.rindex(_STREAM_AT) + 1]
 
     def steps(self) -> list[dict[str, Any]]:
         steps: list[dict[str, Any]] | None = self.obj["steps"]
@@ -411,9 +415,8 @@ _NUL_ESCAPE: Final = b"\\u0000"
 
 
 def _prepare_request(r: AuditRecord) -> Prepared:
-    details: list[str] = []
     try:
-        obj = _fast_record_obj(r, details)
+        obj = _fast_record_obj(r)
         body = canonical(obj)
     except (_Unusual, KeyError, TypeError, ValueError, AttributeError):  # orjson's errors are TypeErrors
         pass
@@ -421,10 +424,9 @@ def _prepare_request(r: AuditRecord) -> Prepared:
         # A false alarm (a detail holding an escaped NUL, or a literal backslash before
         # "u0000") only costs the careful path.
         if _NUL_ESCAPE not in body:
-            return Prepared(ChainKind.requests, obj, details=details, body=body)
-    details = []
-    obj = prepare_record_obj(r, details)
-    return Prepared(ChainKind.requests, obj, details=details, body=canonical(obj))
+            return Prepared(ChainKind.requests, obj, body=body)
+    obj = prepare_record_obj(r)
+    return Prepared(ChainKind.requests, obj, body=canonical(obj))
 
 
 def prepare(item: AuditRecord | ReviewRecord) -> Prepared:

@@ -20,7 +20,7 @@ from sqlalchemy import Column, Connection, Engine, Table, delete, func, insert, 
 
 from audit.chain import ChainKey, checkpoint_mac
 from audit.db import WRITE_OPTIONS
-from audit.rows import CHECKPOINTS, REQUESTS, REVIEWS, SPANS, STEPS, utc
+from audit.rows import ACTED, CHECKPOINTS, REQUESTS, REVIEWS, SPANS, utc
 from audit.verify import (
     KINDS,
     ChainSpec,
@@ -142,6 +142,6 @@ def _delete_upto(engine: Engine, table: Table, chain_id: str, seq: int) -> int:
                 return total
             if table is REQUESTS:
                 conn.execute(delete(SPANS).where(SPANS.c.request_id.in_(ids)))
-                conn.execute(delete(STEPS).where(STEPS.c.request_id.in_(ids)))
+                conn.execute(delete(ACTED).where(ACTED.c.request_id.in_(ids)))
             conn.execute(delete(table).where(id_col.in_(ids)))
             total += len(ids)

@@ -1,4 +1,9 @@
-"""Audit records to table rows and back, and loading records with their steps in pages."""
+"""Stored audit rows back to records, and loading records in pages.
+
+A request row carries its steps as one document (``audit.models``); the index rows in
+``audit_acted_steps`` and ``audit_spans`` are derived from it (``index_of``) and are not
+needed to read a record.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, RowMapping, Select, select
 
+from audit.canonical import canonical, record_obj, step_from_obj
 from audit.models import Base, Ruling
-from audit.record import AuditRecord, SpanRecord, Stage, Status, StepRecord, Verdict
+from audit.record import AuditRecord, Status, Verdict
 from audit.review import ReviewRecord
 
 REQUESTS = Base.metadata.tables["audit_requests"]
-STEPS = Base.metadata.tables["audit_steps"]
+ACTED = Base.metadata.tables["audit_acted_steps"]
 SPANS = Base.metadata.tables["audit_spans"]
 REVIEWS = Base.metadata.tables["audit_reviews"]
 CHAINS = Base.metadata.tables["audit_chains"]
@@ -26,49 +33,6 @@ _REQUEST_FIELDS = (
     "policy_name", "policy_version", "input_text", "output_text", "http_status", "finish_reason",
     "prompt_tokens", "completion_tokens", "latency_ms", "ttft_ms", "trace_id", "error",
 )  # fmt: skip
-
-
-def request_row(r: AuditRecord) -> dict[str, Any]:
-    row = {name: getattr(r, name) for name in _REQUEST_FIELDS}
-    row["verdict"] = r.verdict.value
-    row["status"] = r.status.value
-    return row
-
-
-def step_rows(r: AuditRecord) -> list[dict[str, Any]]:
-    return [
-        {
-            "request_id": r.request_id,
-            "seq": s.seq,
-            "stage": s.stage.value,
-            "name": s.name,
-            "verdict": s.verdict.value,
-            "score": s.score,
-            "latency_ms": s.latency_ms,
-            "enforced": s.enforced,
-            "detail": s.detail,
-            "text": s.text,
-            "at": s.at,
-        }
-        for s in r.steps
-    ]
-
-
-def span_rows(r: AuditRecord) -> list[dict[str, Any]]:
-    return [
-        {
-            "request_id": r.request_id,
-            "step_seq": s.seq,
-            "idx": i,
-            "entity_type": sp.entity_type,
-            "span_start": sp.start,
-            "span_end": sp.end,
-            "score": sp.score,
-            "fingerprint": sp.fingerprint,
-        }
-        for s in r.steps
-        for i, sp in enumerate(s.spans)
-    ]
 
 
 def review_row(r: ReviewRecord) -> dict[str, Any]:
@@ -97,12 +61,11 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def record_from_rows(
-    req: RowMapping, steps: Sequence[RowMapping], spans: Mapping[int, list[SpanRecord]]
-) -> AuditRecord:
-    """Rebuild a record exactly as stored (no normalizing), so verify sees any edit.
+def record_from_row(req: RowMapping, *, steps: bool = True) -> AuditRecord:
+    """Rebuild a record as stored (no normalizing); ``steps=False`` leaves its steps out.
 
-    Raises ``ValueError`` when a stored value is not a valid enum member.
+    Raises ``ValueError`` when a stored value is not a valid enum member or the steps are not
+    JSON.
     """
     return AuditRecord(
         request_id=req["request_id"],
@@ -129,27 +92,63 @@ def record_from_rows(
         ttft_ms=req["ttft_ms"],
         trace_id=req["trace_id"],
         error=req["error"],
-        steps=[
-            StepRecord(
-                seq=s["seq"],
-                stage=Stage(s["stage"]),
-                name=s["name"],
-                verdict=Verdict(s["verdict"]),
-                score=s["score"],
-                spans=spans.get(s["seq"], []),
-                latency_ms=s["latency_ms"],
-                enforced=s["enforced"],
-                detail=s["detail"],
-                text=s["text"],
-                at=utc(s["at"]),
-            )
-            for s in steps
-        ],
+        steps=[step_from_obj(s) for s in orjson.loads(req["steps"])] if steps else [],
         chain_id=req["chain_id"],
         seq=req["seq"],
         prev_hash=req["prev_hash"],
         hash=req["hash"],
     )
+
+
+def stored_canonical(req: RowMapping) -> bytes:
+    """The canonical bytes of a stored record (what its hash covers), from its row alone.
+
+    The steps document goes in verbatim, so any change to it, even one that parses to the
+    same steps, changes these bytes.
+    """
+    obj = record_obj(record_from_row(req, steps=False), with_hashes=False)
+    obj["steps"] = orjson.Fragment(req["steps"].encode())
+    return canonical(obj)
+
+
+#: an acted-step index row, without the request id: (seq, stage, name, verdict, score, enforced)
+ActedKey = tuple[int, str, str, str, float | None, bool]
+#: a span index row, without the request id:
+#: (step_seq, idx, entity_type, span_start, span_end, score, fingerprint)
+SpanKey = tuple[int, int, str, int, int, float, str | None]
+
+
+def index_of(steps: Sequence[Mapping[str, Any]]) -> tuple[list[ActedKey], list[SpanKey]]:
+    """The index rows a record's steps (as canonical objects) must have."""
+    acted: list[ActedKey] = [
+        (s["seq"], s["stage"], s["name"], verdict, s["score"], s["enforced"])
+        for s in steps
+        if (verdict := s["verdict"]) != "pass"
+    ]
+    spans: list[SpanKey] = [
+        (s["seq"], i, sp["entity_type"], sp["start"], sp["end"], sp["score"], sp["fingerprint"])
+        for s in steps
+        if s["spans"]
+        for i, sp in enumerate(s["spans"])
+    ]
+    return acted, spans
+
+
+def stored_index(conn: Connection, request_ids: Sequence[str]) -> dict[str, tuple[list[ActedKey], list[SpanKey]]]:
+    """The index rows stored for these requests, in the order ``index_of`` gives them."""
+    out: dict[str, tuple[list[ActedKey], list[SpanKey]]] = defaultdict(lambda: ([], []))
+    if not request_ids:
+        return out
+    ids = list(request_ids)
+    a = ACTED.c
+    q = select(a.request_id, a.seq, a.stage, a.name, a.verdict, a.score, a.enforced).where(a.request_id.in_(ids))
+    for rid, *row in conn.execute(q.order_by(a.request_id, a.seq)):
+        out[rid][0].append((row[0], row[1], row[2], row[3], row[4], bool(row[5])))
+    p = SPANS.c
+    cols = (p.request_id, p.step_seq, p.idx, p.entity_type, p.span_start, p.span_end, p.score, p.fingerprint)
+    for rid, *row in conn.execute(select(*cols).where(p.request_id.in_(ids)).order_by(p.request_id, p.step_seq, p.idx)):
+        out[rid][1].append((row[0], row[1], row[2], row[3], row[4], row[5], row[6]))
+    return out
 
 
 def review_from_row(row: RowMapping) -> ReviewRecord:
@@ -167,46 +166,16 @@ def review_from_row(row: RowMapping) -> ReviewRecord:
     )
 
 
-def load_children(
-    conn: Connection, request_ids: Sequence[str]
-) -> tuple[dict[str, list[RowMapping]], dict[str, dict[int, list[SpanRecord]]]]:
-    """Steps (in order) and spans of the given requests, grouped by request id."""
-    steps: dict[str, list[RowMapping]] = defaultdict(list)
-    spans: dict[str, dict[int, list[SpanRecord]]] = defaultdict(lambda: defaultdict(list))
-    if not request_ids:
-        return steps, spans
-    ids = list(request_ids)
-    q_steps = select(STEPS).where(STEPS.c.request_id.in_(ids)).order_by(STEPS.c.request_id, STEPS.c.seq)
-    for row in conn.execute(q_steps).mappings():
-        steps[row["request_id"]].append(row)
-    q_spans = (
-        select(SPANS).where(SPANS.c.request_id.in_(ids)).order_by(SPANS.c.request_id, SPANS.c.step_seq, SPANS.c.idx)
-    )
-    for row in conn.execute(q_spans).mappings():
-        spans[row["request_id"]][row["step_seq"]].append(
-            SpanRecord(
-                entity_type=row["entity_type"],
-                start=row["span_start"],
-                end=row["span_end"],
-                score=row["score"],
-                fingerprint=row["fingerprint"],
-            )
-        )
-    return steps, spans
-
-
-def load_page(conn: Connection, request_rows: Sequence[RowMapping]) -> Iterator[AuditRecord]:
-    steps, spans = load_children(conn, [r["request_id"] for r in request_rows])
+def load_page(request_rows: Sequence[RowMapping]) -> Iterator[AuditRecord]:
     for req in request_rows:
-        rid = req["request_id"]
-        yield record_from_rows(req, steps.get(rid, []), spans.get(rid, {}))
+        yield record_from_row(req)
 
 
 def load_record(conn: Connection, request_id: str) -> AuditRecord | None:
     req = conn.execute(select(REQUESTS).where(REQUESTS.c.request_id == request_id)).mappings().first()
     if req is None:
         return None
-    return next(load_page(conn, [req]))
+    return record_from_row(req)
 
 
 def select_requests() -> Select[Any]:

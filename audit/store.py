@@ -59,11 +59,30 @@ class BatchOutcome:
     conflicts: list[Prepared] = field(default_factory=list)
 
 
-def commit_batch(engine: Engine, requests: Chain, reviews: Chain, items: Sequence[Prepared]) -> BatchOutcome:
+def commit_batch(
+    engine: Engine, requests: Chain, reviews: Chain, items: Sequence[Prepared], *, dedupe: bool = True
+) -> BatchOutcome:
+    """Write ``items`` in one transaction.
+
+    ``dedupe=False`` is for records that cannot be stored yet (fresh off the queue): it skips
+    the lookup of their ids, and only if the database then refuses the batch is it written
+    again with the lookup, so a duplicate is still told from a conflict.
+    """
+    try:
+        return _commit(engine, requests, reviews, items, dedupe=dedupe)
+    except Rejected:
+        if dedupe:
+            raise
+        return _commit(engine, requests, reviews, items, dedupe=True)
+
+
+def _commit(
+    engine: Engine, requests: Chain, reviews: Chain, items: Sequence[Prepared], *, dedupe: bool
+) -> BatchOutcome:
     saved = requests.snapshot(), reviews.snapshot()
     try:
         with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
-            outcome = _write(conn, requests, reviews, items)
+            outcome = _write(conn, requests, reviews, items, dedupe=dedupe)
     except (SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
         requests.restore(saved[0])
         reviews.restore(saved[1])
@@ -80,12 +99,17 @@ def commit_batch(engine: Engine, requests: Chain, reviews: Chain, items: Sequenc
     return outcome
 
 
-def _write(conn: Connection, requests: Chain, reviews: Chain, items: Sequence[Prepared]) -> BatchOutcome:
+def _write(
+    conn: Connection, requests: Chain, reviews: Chain, items: Sequence[Prepared], *, dedupe: bool
+) -> BatchOutcome:
     outcome = BatchOutcome()
     records = [i for i in items if i.kind is ChainKind.requests]
     revs = [i for i in items if i.kind is ChainKind.reviews]
-    fresh_records = _fresh(conn, REQUESTS, "request_id", records, requests, outcome)
-    fresh_reviews = _fresh(conn, REVIEWS, "review_id", revs, reviews, outcome)
+    if dedupe:
+        fresh_records = _fresh(conn, REQUESTS, "request_id", records, requests, outcome)
+        fresh_reviews = _fresh(conn, REVIEWS, "review_id", revs, reviews, outcome)
+    else:
+        fresh_records, fresh_reviews = records, revs
     if fresh_records:
         _sync(conn, requests)
         for r in fresh_records:

@@ -1,12 +1,14 @@
 """Check every chain in the audit database: ``verify(engine) -> VerifyResult``.
 
 Each chain is walked in ``seq`` order from its latest prune checkpoint (or from 1), in pages,
-inside one read snapshot. For each record the hash is recomputed from the stored record and
-its stored steps and spans, and compared; ``prev_hash`` must be the previous record's hash
+inside one read snapshot. For each record the hash is recomputed from the stored row, its
+steps document included verbatim, and compared; its index rows (acted steps, spans) must be
+what its steps say; ``prev_hash`` must be the previous record's hash
 and ``seq`` must not skip. At the end the chain's stored head (``audit_chains.last_seq`` /
 ``head_hash``, moved in the same transaction as every batch) must match the last record.
 
-What that catches: an edited record, step or span (hash), a deleted record (gap, or a
+What that catches: an edited record, step or span (hash; an edited, deleted or added index
+row: index), a deleted record (gap, or a
 shortened tail against the head), an inserted record (hash: the canonical form includes
 ``chain_id`` and ``seq``, so it cannot be slotted in without re-hashing, which needs the key),
 reordered records or steps (hash). Without ``WARDEN_AUDIT_KEY`` someone who can write the
@@ -20,13 +22,25 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, select
+import orjson
+from sqlalchemy import Connection, Engine, Table, exists, select
 
-from audit.chain import GENESIS, HMAC_SHA256, ChainKey, checkpoint_mac, record_hash, review_hash
+from audit.canonical import canonical_review
+from audit.chain import GENESIS, HMAC_SHA256, ChainKey, checkpoint_mac, link_hash
 from audit.models import ChainKind
-from audit.record import AuditRecord
-from audit.review import ReviewRecord
-from audit.rows import CHAINS, CHECKPOINTS, REQUESTS, REVIEWS, load_page, review_from_row, utc
+from audit.rows import (
+    ACTED,
+    CHAINS,
+    CHECKPOINTS,
+    REQUESTS,
+    REVIEWS,
+    SPANS,
+    index_of,
+    review_from_row,
+    stored_canonical,
+    stored_index,
+    utc,
+)
 
 PAGE = 1000
 
@@ -43,6 +57,8 @@ class ProblemKind(StrEnum):
     key_mismatch = "key_mismatch"
     unkeyed_chain = "unkeyed_chain"
     bad_checkpoint = "bad_checkpoint"
+    index_mismatch = "index_mismatch"
+    orphan_index = "orphan_index"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +106,18 @@ class Checkpoint:
     hash: str
 
 
-Item = AuditRecord | ReviewRecord
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A chained row as verify checks it."""
+
+    id: str
+    seq: int
+    prev_hash: str
+    hash: str
+    #: the canonical bytes its hash covers, as stored
+    body: bytes
+    #: why its index rows are not what its steps say, if they are not
+    index_problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,18 +127,35 @@ class ChainSpec:
     kind: ChainKind
     table: Table
     id_col: str
-    load: Callable[[Connection, Sequence[Any]], Iterator[Item]]
-    hash: Callable[[ChainKey, Any], str]
+    load: Callable[[Connection, Sequence[Any]], Iterator[Stored]]
 
 
-def _load_reviews(_conn: Connection, rows: Sequence[Any]) -> Iterator[Item]:
+def _load_requests(conn: Connection, rows: Sequence[Any]) -> Iterator[Stored]:
+    index = stored_index(conn, [row["request_id"] for row in rows])
     for row in rows:
-        yield review_from_row(row)
+        body = stored_canonical(row)
+        steps = orjson.loads(row["steps"])
+        if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+            raise ValueError("steps are not a list of objects")
+        problem = None
+        acted, spans = index_of(steps)
+        stored_acted, stored_spans = index[row["request_id"]]
+        if acted != stored_acted:
+            problem = "its acted-steps index rows do not match its steps"
+        elif spans != stored_spans:
+            problem = "its span rows do not match its steps"
+        yield Stored(row["request_id"], row["seq"], row["prev_hash"], row["hash"], body, problem)
+
+
+def _load_reviews(_conn: Connection, rows: Sequence[Any]) -> Iterator[Stored]:
+    for row in rows:
+        review = review_from_row(row)
+        yield Stored(row["review_id"], row["seq"], row["prev_hash"], row["hash"], canonical_review(review))
 
 
 KINDS = (
-    ChainSpec(ChainKind.requests, REQUESTS, "request_id", load_page, record_hash),
-    ChainSpec(ChainKind.reviews, REVIEWS, "review_id", _load_reviews, review_hash),
+    ChainSpec(ChainKind.requests, REQUESTS, "request_id", _load_requests),
+    ChainSpec(ChainKind.reviews, REVIEWS, "review_id", _load_reviews),
 )
 
 
@@ -143,6 +187,7 @@ def verify(engine: Engine, *, key: ChainKey | None = None, max_problems: int = 1
                 chains_checked += 1
                 walk_chain(conn, spec, chain_id, chains.get(chain_id), checkpoints.get(chain_id), key, report)
             counts[spec.kind] = report.checked - before
+        find_orphans(conn, report)
     return VerifyResult(
         ok=not report.problems and not report.truncated,
         records_checked=counts[ChainKind.requests],
@@ -151,6 +196,18 @@ def verify(engine: Engine, *, key: ChainKey | None = None, max_problems: int = 1
         problems=tuple(report.problems),
         truncated=report.truncated,
     )
+
+
+def find_orphans(conn: Connection, report: Report) -> None:
+    """Index rows whose request is not stored (they have no foreign key, see ``audit.models``)."""
+    for table, what in ((ACTED, "acted-step"), (SPANS, "span")):
+        stored = exists().where(REQUESTS.c.request_id == table.c.request_id)
+        q = select(table.c.request_id).where(~stored).distinct().order_by(table.c.request_id)
+        for rid in conn.execute(q.limit(report.max_problems)).scalars():
+            report.add(
+                ProblemKind.orphan_index, "", None, rid,
+                f"{what} index rows for request {rid}, which is not stored",
+            )  # fmt: skip
 
 
 def _snapshot(engine: Engine) -> Connection:
@@ -240,9 +297,7 @@ def walk_chain(
     last_seq = expected - 1
     for item in _items(conn, spec, chain_id, expected - 1, upto, report):
         report.checked += 1
-        rid = getattr(item, spec.id_col)
-        seq = item.seq
-        assert seq is not None
+        rid, seq = item.id, item.seq
         if seq != expected:
             report.add(
                 ProblemKind.gap, chain_id, seq, rid,
@@ -253,10 +308,15 @@ def walk_chain(
                 ProblemKind.broken_link, chain_id, seq, rid,
                 f"chain {chain_id} seq {seq} ({rid}): prev_hash is not the previous record's hash",
             )  # fmt: skip
-        if spec.hash(ckey, item) != item.hash:
+        if link_hash(ckey, item.prev_hash or GENESIS, item.body) != item.hash:
             report.add(
                 ProblemKind.hash_mismatch, chain_id, seq, rid,
                 f"chain {chain_id} seq {seq} ({rid}): record or its steps changed since written",
+            )  # fmt: skip
+        elif item.index_problem:
+            report.add(
+                ProblemKind.index_mismatch, chain_id, seq, rid,
+                f"chain {chain_id} seq {seq} ({rid}): {item.index_problem}",
             )  # fmt: skip
         prev, expected, last_seq = item.hash or "", seq + 1, seq
     if chain is None or upto is not None:
@@ -280,7 +340,7 @@ def walk_chain(
 
 def _items(
     conn: Connection, spec: ChainSpec, chain_id: str, after: int, upto: int | None, report: Report
-) -> Iterator[Item]:
+) -> Iterator[Stored]:
     t = spec.table
     while True:
         q = select(t).where(t.c.chain_id == chain_id, t.c.seq > after)
@@ -292,19 +352,19 @@ def _items(
         after = rows[-1]["seq"]
         try:
             items = list(spec.load(conn, rows))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             items = list(_one_by_one(conn, spec, chain_id, rows, report))
         yield from items
 
 
 def _one_by_one(
     conn: Connection, spec: ChainSpec, chain_id: str, rows: Sequence[Any], report: Report
-) -> Iterator[Item]:
+) -> Iterator[Stored]:
     """A page with an unreadable row: load rows singly to name the bad one."""
     for row in rows:
         try:
             items = list(spec.load(conn, [row]))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             report.add(
                 ProblemKind.unreadable, chain_id, row["seq"], row[spec.id_col],
                 f"chain {chain_id} seq {row['seq']} ({row[spec.id_col]}): unreadable ({exc})",

@@ -14,7 +14,12 @@ table rows: the prepare thread) and committing (hash-chain linking, idempotence 
 inserts: the commit thread). Under load from other processes the wall-clock rate drops
 first; the CPU figures say whether the writer itself got slower.
 
-    python -m benchmarks.audit_writer [--records 20000] [--pg URL] [--no-pg] [--repeat 3]
+    python -m benchmarks.audit_writer [--records 20000] [--pg URL] [--no-pg] [--repeat 3] [--pg-writers 2]
+
+PostgreSQL is also measured with ``--pg-writers`` writer processes at once (as several
+gateway processes write, each in its own chain), each submitting ``--records``: their
+combined rate. One writer's records pass through one interpreter lock, so a process can use
+about one core; the PostgreSQL server itself needs little.
 
 The machine is shared: the load average at the start is printed beside the figures.
 """
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import multiprocessing
 import os
 import statistics
 import tempfile
@@ -60,6 +66,8 @@ class Run:
     commit_s: float
     #: the 1-minute load average before each timed run
     loads: tuple[float, ...] = ()
+    #: writer processes at once (records is their total)
+    writers: int = 1
 
     @property
     def rate(self) -> float:
@@ -112,6 +120,51 @@ def through_writer(url: str, n: int) -> tuple[float, float]:
     return elapsed, cpu
 
 
+def _writer_process(url: str, n: int, start: object, out: object) -> None:
+    """One of several writer processes: submit ``n`` records once all are ready; report times."""
+    records = [make_record(i) for i in range(n)]
+    gc.freeze()
+    with tempfile.TemporaryDirectory() as spool:
+        writer = AuditWriter(url, spool_dir=Path(spool), key=KEY, queue_size=n + 1)
+        writer.start()
+        start.wait()  # type: ignore[attr-defined]
+        began = time.monotonic()  # one clock for all processes
+        for r in records:
+            writer.submit(r)
+        done = writer.flush(600)
+        ended = time.monotonic()
+        committed = writer.stats.committed
+        writer.close()
+    out.put((began, ended, committed if done else -1))  # type: ignore[attr-defined]
+
+
+def through_writers(url: str, n: int, writers: int) -> float:
+    """Wall time for ``writers`` processes to commit ``n`` records each, first start to last end."""
+    upgrade(url)
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Barrier(writers), ctx.Queue()
+    procs = [ctx.Process(target=_writer_process, args=(url, n, start, out)) for _ in range(writers)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=900) for _ in procs]
+    for p in procs:
+        p.join()
+    if any(committed != n for _, _, committed in results):
+        raise RuntimeError(f"a writer process did not commit all its records: {results}")
+    return max(end for _, end, _ in results) - min(began for began, _, _ in results)
+
+
+def measure_writers(make: object, n: int, repeat: int, writers: int) -> Run:
+    walls, loads = [], []
+    for _ in range(repeat):
+        with make() as url:  # type: ignore[operator]
+            loads.append(os.getloadavg()[0])
+            walls.append(through_writers(url, n, writers))
+    rates = ", ".join(f"{n * writers / w:,.0f}" for w in walls)
+    print(f"postgresql, {writers} writer processes: {rates} records/s")
+    return Run("postgresql", n * writers, statistics.median(walls), 0.0, 0.0, 0.0, tuple(loads), writers)
+
+
 def split(url: str, n: int) -> tuple[float, float]:
     """Thread CPU seconds for the writer's two stages on ``n`` records, run one after the other
     on this thread: what each of the writer's threads does, without the other competing."""
@@ -153,30 +206,37 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--pg-writers", type=int, default=2, help="writer processes for the combined run (0: none)")
     args = parser.parse_args()
     load_at_start = os.getloadavg()[0]
 
     runs = [measure("sqlite", sqlite_url, args.records, args.repeat)]
     if not args.no_pg:
         runs.append(measure("postgresql", lambda: pg_url(args.pg), args.records, args.repeat))
+        if args.pg_writers > 1:
+            runs.append(measure_writers(lambda: pg_url(args.pg), args.records, args.repeat, args.pg_writers))
 
     load = os.getloadavg()[0]
     print(
         f"\naudit writer, {args.records} records of 20 steps each, median of {args.repeat} runs; "
         f"{os.cpu_count()} CPUs, load average {load_at_start:.2f} at start, {load:.2f} at end\n"
     )
-    head = f"{'backend':<11} {'records/s':>10} {'target':>8} {'ratio':>6} {'step rows/s':>12} "
+    head = f"{'backend':<16} {'records/s':>10} {'target':>8} {'ratio':>6} {'steps/s':>12} "
     head += f"{'CPU µs/rec':>11} {'prepare µs/rec':>15} {'commit µs/rec':>14}"
     print(head)
     print("-" * len(head))
     for r in runs:
         target = TARGETS[r.backend]
-        print(
-            f"{r.backend:<11} {r.rate:>10,.0f} {target:>8,} {r.rate / target:>6.2f} {r.rate * 20:>12,.0f} "
-            f"{r.cpu_s / r.records * 1e6:>11.1f} {r.prepare_s / r.records * 1e6:>15.1f} "
-            f"{r.commit_s / r.records * 1e6:>14.1f}"
-        )
-    print("\nCPU = the writer process's CPU time during the timed runs (median), all threads")
+        label = r.backend if r.writers == 1 else f"{r.backend} x{r.writers}"
+        line = f"{label:<16} {r.rate:>10,.0f} {target:>8,} {r.rate / target:>6.2f} {r.rate * 20:>12,.0f} "
+        if r.writers == 1:
+            line += f"{r.cpu_s / r.records * 1e6:>11.1f} {r.prepare_s / r.records * 1e6:>15.1f} "
+            line += f"{r.commit_s / r.records * 1e6:>14.1f}"
+        else:
+            line += f"{'-':>11} {'-':>15} {'-':>14}"
+        print(line)
+    print(f"\n{'postgresql x' + str(args.pg_writers):<16} = that many writer processes at once, one chain each")
+    print("CPU = the writer process's CPU time during the timed runs (median), all threads")
     print("prepare = normalize + canonical JSON + table rows; commit = link (HMAC) + dedupe + inserts + commit")
     print("(both on one thread, apart; the database server's own CPU is in neither; wall time is in records/s)")
 

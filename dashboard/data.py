@@ -40,11 +40,11 @@ from sqlalchemy import (
 from audit.models import Base
 from audit.record import AuditRecord
 from audit.review import ReviewRecord
-from audit.rows import REQUESTS, REVIEWS, STEPS, load_page, load_record, review_from_row, utc
+from audit.rows import ACTED, REQUESTS, REVIEWS, load_page, load_record, review_from_row, utc
 
 USERS = Base.metadata.tables["users"]
 POLICY_VERSIONS = Base.metadata.tables["policy_versions"]
-R, S, V = REQUESTS.c, STEPS.c, REVIEWS.c
+R, S, V = REQUESTS.c, ACTED.c, REVIEWS.c
 
 #: request verdicts that need a reviewer's ruling
 REVIEWABLE = ("flag", "block", "error")
@@ -85,8 +85,8 @@ def _is_check_step() -> ColumnElement[bool]:
 
 
 def _acted(check_names: Sequence[str] = ()) -> ColumnElement[bool]:
-    """A step of the current request where a check did something (uses ``ix_audit_steps_acted``)."""
-    cond = and_(S.request_id == R.request_id, S.verdict != "pass", _is_check_step())
+    """A step of the current request where a check did something (the acted-steps index)."""
+    cond = and_(S.request_id == R.request_id, _is_check_step())
     if check_names:
         cond = and_(cond, S.name.in_(check_names))
     return exists().where(cond)
@@ -197,11 +197,7 @@ def _summaries(engine: Engine, q: Select[Any]) -> list[RequestSummary]:
 def _acted_names(conn: Any, ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
     if not ids:
         return {}
-    q = (
-        select(S.request_id, S.name)
-        .where(S.request_id.in_(ids), S.verdict != "pass", _is_check_step())
-        .order_by(S.request_id, S.seq)
-    )
+    q = select(S.request_id, S.name).where(S.request_id.in_(ids), _is_check_step()).order_by(S.request_id, S.seq)
     found: dict[str, list[str]] = defaultdict(list)
     for rid, name in conn.execute(q):
         if name not in found[rid]:
@@ -246,7 +242,7 @@ def iter_records(engine: Engine, f: Filters, *, max_rows: int, chunk: int = 500)
             if not rows:
                 return
             after = (rows[-1]["started_at"], rows[-1]["request_id"])
-            for record in load_page(conn, rows):
+            for record in load_page(rows):
                 sent += 1
                 yield record
 
@@ -281,9 +277,7 @@ def filter_options(engine: Engine, start: datetime | None = None, end: datetime 
             )
         )
         checks = tuple(
-            conn.execute(
-                select(S.name).where(S.verdict != "pass", _is_check_step()).distinct().order_by(S.name).limit(500)
-            ).scalars()
+            conn.execute(select(S.name).where(_is_check_step()).distinct().order_by(S.name).limit(500)).scalars()
         )
     return FilterOptions(tenants_t, models, versions, checks)
 
@@ -369,12 +363,12 @@ def overview(engine: Engine, f: Filters, *, bucket_s: int, top: int = 10) -> Ove
         total = sum(p.requests for p in series)
         every = max(1, -(-total // PERCENTILE_SAMPLE))
         pw = [*w, R.seq % every == 0] if every > 1 else w
-        steps_in_range = and_(S.request_id == R.request_id, S.verdict != "pass", _is_check_step(), *w)
+        steps_in_range = and_(S.request_id == R.request_id, _is_check_step(), *w)
         monitor = {
             v: int(n)
             for v, n in conn.execute(
                 select(S.verdict, func.count(func.distinct(S.request_id)))
-                .select_from(STEPS.join(REQUESTS, S.request_id == R.request_id))
+                .select_from(ACTED.join(REQUESTS, S.request_id == R.request_id))
                 .where(steps_in_range, S.enforced.is_(False))
                 .group_by(S.verdict)
             )
@@ -383,7 +377,7 @@ def overview(engine: Engine, f: Filters, *, bucket_s: int, top: int = 10) -> Ove
             CheckCount(name, stage, verdict, bool(enforced), int(n))
             for name, stage, verdict, enforced, n in conn.execute(
                 select(S.name, S.stage, S.verdict, S.enforced, func.count().label("n"))
-                .select_from(STEPS.join(REQUESTS, S.request_id == R.request_id))
+                .select_from(ACTED.join(REQUESTS, S.request_id == R.request_id))
                 .where(steps_in_range)
                 .group_by(S.name, S.stage, S.verdict, S.enforced)
                 .order_by(func.count().desc(), S.name)
@@ -522,7 +516,6 @@ def _ruled_steps(f: Filters) -> tuple[Any, list[ColumnElement[bool]]]:
         rv.c.request_id == R.request_id,
         _latest_review_filter(rv),
         S.request_id == R.request_id,
-        S.verdict != "pass",
         _is_check_step(),
         *where(replace(f, start=None, end=None)),
     ]
@@ -546,7 +539,7 @@ def check_quality(engine: Engine, f: Filters) -> list[QualityRow]:
     rv, clauses = _ruled_steps(f)
     q = (
         select(S.name, S.stage, R.policy_version, *_ruling_counts(rv))
-        .select_from(STEPS.join(REQUESTS, S.request_id == R.request_id).join(rv, rv.c.request_id == R.request_id))
+        .select_from(ACTED.join(REQUESTS, S.request_id == R.request_id).join(rv, rv.c.request_id == R.request_id))
         .where(*clauses)
         .group_by(S.name, S.stage, R.policy_version)
         .order_by(S.name, S.stage, R.policy_version)
@@ -563,7 +556,7 @@ def quality_trend(engine: Engine, f: Filters, *, bucket_s: int) -> list[QualityP
     confirmed, fps, _ = _ruling_counts(rv)
     q = (
         select(bucket, S.name, confirmed, fps)
-        .select_from(STEPS.join(REQUESTS, S.request_id == R.request_id).join(rv, rv.c.request_id == R.request_id))
+        .select_from(ACTED.join(REQUESTS, S.request_id == R.request_id).join(rv, rv.c.request_id == R.request_id))
         .where(*clauses)
         .group_by(bucket, S.name)
         .order_by(bucket)
@@ -591,7 +584,7 @@ def ruled_steps(engine: Engine, check: str, stage: str, f: Filters, *, limit: in
     rv, clauses = _ruled_steps(f)
     q = (
         select(R.request_id, rv.c.ruling, S.stage, S.score, S.seq, R.input_text, R.output_text)
-        .select_from(STEPS.join(REQUESTS, S.request_id == R.request_id).join(rv, rv.c.request_id == R.request_id))
+        .select_from(ACTED.join(REQUESTS, S.request_id == R.request_id).join(rv, rv.c.request_id == R.request_id))
         .where(*clauses, S.name == check, S.stage == stage)
         .order_by(rv.c.at.desc())
         .limit(limit)
@@ -664,7 +657,7 @@ def recent_records(engine: Engine, *, since: datetime | None, limit: int = 20) -
     if since is not None:
         q = q.where(R.started_at >= _utc_naive(since))
     with engine.connect() as conn:
-        return list(load_page(conn, list(conn.execute(q).mappings())))
+        return list(load_page(list(conn.execute(q).mappings())))
 
 
 # -- policy versions -----------------------------------------------------------------------

@@ -115,54 +115,106 @@ def edit_verdict(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | No
     return ProblemKind.hash_mismatch, rid(c, 5)
 
 
+def edit_steps(e: Engine, request_id: str, change: Callable[[list[dict[str, object]]], None]) -> None:
+    """Change a record's stored steps document, leaving it well-formed canonical JSON."""
+    with e.begin() as conn:
+        doc = conn.execute(text("SELECT steps FROM audit_requests WHERE request_id = :r"), {"r": request_id}).scalar()
+        steps = orjson.loads(doc)
+        change(steps)
+        new = orjson.dumps(steps, option=orjson.OPT_SORT_KEYS).decode()
+        conn.execute(text("UPDATE audit_requests SET steps = :s WHERE request_id = :r"), {"s": new, "r": request_id})
+
+
 def edit_step(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
-    sql(e, "UPDATE audit_steps SET verdict = 'pass' WHERE request_id = :r AND seq = 4", r=rid(c, 2))
+    edit_steps(e, rid(c, 2), lambda steps: steps[3].update(verdict="pass"))
     return ProblemKind.hash_mismatch, rid(c, 2)
 
 
 def edit_step_text(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
-    sql(e, "UPDATE audit_steps SET text = 'I reasoned well' WHERE request_id = :r AND seq = 9", r=rid(c, 6))
+    edit_steps(e, rid(c, 6), lambda steps: steps[8].update(text="I reasoned well"))
     return ProblemKind.hash_mismatch, rid(c, 6)
 
 
+def reformat_steps(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
+    """The same steps, spelled differently: still a change to what was written."""
+    sql(
+        e,
+        "UPDATE audit_requests SET steps = replace(steps, '\"seq\":', '\"seq\": ') WHERE request_id = :r",
+        r=rid(c, 5),
+    )
+    return ProblemKind.hash_mismatch, rid(c, 5)
+
+
 def edit_span(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
-    sql(e, "UPDATE audit_spans SET span_end = 99 WHERE request_id = :r", r=rid(c, 4))
+    edit_steps(e, rid(c, 4), lambda steps: steps[0]["spans"][0].update(end=99))  # type: ignore[index]
     return ProblemKind.hash_mismatch, rid(c, 4)
 
 
+def edit_span_row(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
+    sql(e, "UPDATE audit_spans SET span_end = 99 WHERE request_id = :r", r=rid(c, 4))
+    return ProblemKind.index_mismatch, rid(c, 4)
+
+
+def hide_a_flag_from_the_check_filter(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
+    sql(e, "DELETE FROM audit_acted_steps WHERE request_id = :r AND seq = 4", r=rid(c, 3))
+    return ProblemKind.index_mismatch, rid(c, 3)
+
+
+def edit_acted_row(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
+    sql(e, "UPDATE audit_acted_steps SET verdict = 'block' WHERE request_id = :r AND seq = 4", r=rid(c, 7))
+    return ProblemKind.index_mismatch, rid(c, 7)
+
+
+def add_acted_row(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
+    sql(
+        e,
+        "INSERT INTO audit_acted_steps (request_id, seq, stage, name, verdict, score, enforced)"
+        " VALUES (:r, 2, 'input', 'check_1', 'block', 1.0, true)",
+        r=rid(c, 6),
+    )
+    return ProblemKind.index_mismatch, rid(c, 6)
+
+
 def delete_record(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
-    for table in ("audit_spans", "audit_steps", "audit_requests"):
+    for table in ("audit_spans", "audit_acted_steps", "audit_requests"):
         sql(e, f"DELETE FROM {table} WHERE request_id = :r", r=rid(c, 3))  # noqa: S608
     return ProblemKind.gap, rid(c, 4)
 
 
 def delete_last_record(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
-    for table in ("audit_spans", "audit_steps", "audit_requests"):
+    for table in ("audit_spans", "audit_acted_steps", "audit_requests"):
         sql(e, f"DELETE FROM {table} WHERE request_id = :r", r=rid(c, N))  # noqa: S608
     return ProblemKind.missing_tail, None
 
 
+def index_rows_for_no_record(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
+    sql(
+        e,
+        "INSERT INTO audit_acted_steps (request_id, seq, stage, name, verdict, score, enforced)"
+        " VALUES ('ghost', 1, 'input', 'pii', 'block', 1.0, true)",
+    )
+    return ProblemKind.orphan_index, "ghost"
+
+
 def delete_step(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
-    sql(e, "DELETE FROM audit_steps WHERE request_id = :r AND seq = 20", r=rid(c, 7))
+    edit_steps(e, rid(c, 7), lambda steps: steps.pop())
     return ProblemKind.hash_mismatch, rid(c, 7)
 
 
 def insert_step(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
-    sql(
-        e,
-        "INSERT INTO audit_steps (request_id, seq, stage, name, verdict, latency_ms, enforced, detail)"
-        " VALUES (:r, 21, 'output', 'late', 'pass', 0, true, '{}')",
-        r=rid(c, 2),
-    )
+    late = {"seq": 21, "stage": "output", "name": "late", "verdict": "pass", "score": None, "spans": []}
+    late |= {"latency_ms": 0.0, "enforced": True, "detail": {}, "text": None, "at": None}
+    edit_steps(e, rid(c, 2), lambda steps: steps.append(late))
     return ProblemKind.hash_mismatch, rid(c, 2)
 
 
 def reorder_steps(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
-    r = rid(c, 4)
-    sql(e, "UPDATE audit_steps SET seq = 100 WHERE request_id = :r AND seq = 2", r=r)
-    sql(e, "UPDATE audit_steps SET seq = 2 WHERE request_id = :r AND seq = 3", r=r)
-    sql(e, "UPDATE audit_steps SET seq = 3 WHERE request_id = :r AND seq = 100", r=r)
-    return ProblemKind.hash_mismatch, r
+    def swap(steps: list[dict[str, object]]) -> None:
+        steps[1]["seq"], steps[2]["seq"] = steps[2]["seq"], steps[1]["seq"]
+        steps[1], steps[2] = steps[2], steps[1]
+
+    edit_steps(e, rid(c, 4), swap)
+    return ProblemKind.hash_mismatch, rid(c, 4)
 
 
 def reorder_records(e: Engine, c: list[AuditRecord]) -> tuple[ProblemKind, str | None]:
@@ -178,7 +230,7 @@ def _copy_record(conn: Connection, src: str, new: str, seq: int) -> None:
             "INSERT INTO audit_requests SELECT :new, chain_id, :seq, prev_hash, hash, started_at, finished_at,"
             " tenant, key_id, client_addr, endpoint, model_requested, model_served, stream, policy_name,"
             " policy_version, input_text, output_text, verdict, status, http_status, finish_reason,"
-            " prompt_tokens, completion_tokens, latency_ms, ttft_ms, trace_id, error"
+            " prompt_tokens, completion_tokens, latency_ms, ttft_ms, trace_id, error, steps"
             " FROM audit_requests WHERE request_id = :src"
         ),
         {"new": new, "seq": seq, "src": src},
@@ -226,7 +278,13 @@ TAMPERS = [
     edit_verdict,
     edit_step,
     edit_step_text,
+    reformat_steps,
     edit_span,
+    edit_span_row,
+    hide_a_flag_from_the_check_filter,
+    edit_acted_row,
+    add_acted_row,
+    index_rows_for_no_record,
     delete_record,
     delete_last_record,
     delete_step,
@@ -293,7 +351,7 @@ def test_prune_keeps_verify_passing(engine: Engine, chain: list[AuditRecord], tm
     assert get_record(engine, rid(chain, 6)) is not None
     # Pruning again changes nothing; deleting the oldest kept record is still caught.
     assert prune(engine, cutoff, key=KEY).records_deleted == 0
-    for table in ("audit_spans", "audit_steps", "audit_requests"):
+    for table in ("audit_spans", "audit_acted_steps", "audit_requests"):
         sql(engine, f"DELETE FROM {table} WHERE request_id = :r", r=rid(chain, 6))  # noqa: S608
     assert_caught(verify(engine, key=KEY), ProblemKind.gap, rid(chain, 7))
 
@@ -320,7 +378,7 @@ def test_a_forged_checkpoint_is_reported(engine: Engine, chain: list[AuditRecord
         mac="0" * 64,
     )
     for seq in (1, 2, 3):
-        for table in ("audit_spans", "audit_steps", "audit_requests"):
+        for table in ("audit_spans", "audit_acted_steps", "audit_requests"):
             sql(engine, f"DELETE FROM {table} WHERE request_id = :r", r=rid(chain, seq))  # noqa: S608
     result = verify(engine, key=KEY)
     assert result.problems[0].kind is ProblemKind.bad_checkpoint

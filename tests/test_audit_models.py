@@ -37,7 +37,8 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         tables = set(inspect(engine).get_table_names())
-        assert {"audit_requests", "audit_steps", "audit_spans", "audit_reviews", "audit_chains"} <= tables
+        assert {"audit_requests", "audit_acted_steps", "audit_spans", "audit_reviews", "audit_chains"} <= tables
+        assert "audit_steps" not in tables
         assert {"audit_checkpoints", "users", "policy_versions"} <= tables
     finally:
         engine.dispose()
@@ -112,7 +113,7 @@ FILTERS = {
     "model": (RecordFilter(model="m"), "ix_audit_requests_model_started"),
     "verdict": (RecordFilter(verdict="flag"), "ix_audit_requests_verdict_started"),  # type: ignore[arg-type]
     "policy": (RecordFilter(policy_version="v"), "ix_audit_requests_policy_started"),
-    "check": (RecordFilter(check="pii"), "ix_audit_steps_acted"),
+    "check": (RecordFilter(check="pii"), "ix_audit_acted_steps_name"),
 }
 
 

@@ -88,7 +88,10 @@ USUAL: dict[str, Change] = {
     "odd floats": _all(_set("latency_ms", 1e20), _step(3, "score", 5e-324)),
     "zero microseconds": _set("started_at", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
     "datetime in detail": _step(3, "detail", {"when": datetime(2026, 1, 2, tzinfo=UTC), "x": [1.5, None]}),
-    "quotes and escapes": _set("input_text", 'he said "\\u0041" \n\t and ,"seq":null, and "chain_id":null,'),
+    "quotes and escapes": _set(
+        "input_text", 'he said "\\u0041" \n\t and ,"seq":null, and "chain_id":null, ,"steps":[ ],"stream":'
+    ),
+    "keys like the record's in detail": _step(3, "detail", {"steps": [1], "stream": True, "seq": None}),
 }
 
 
@@ -99,9 +102,7 @@ def changed(change: Change, n: int = 1) -> AuditRecord:
 
 
 def careful(r: AuditRecord) -> Prepared:
-    details: list[str] = []
-    obj = prepare_record_obj(r, details)
-    return Prepared(ChainKind.requests, obj, details=details)
+    return Prepared(ChainKind.requests, prepare_record_obj(r))
 
 
 def rows(p: Prepared, dialect: str) -> bulk.RecordRows:
@@ -113,7 +114,9 @@ def test_prepare_gives_what_the_careful_normalizer_gives(name: str) -> None:
     r = changed({**USUAL, **UNUSUAL}[name])
     fast, slow = prepare(r), careful(r)
     assert fast.canonical() == canonical(slow.obj)
-    assert fast.details == slow.details
+    # the stored steps document is the canonical steps array, byte for byte
+    assert fast.steps_json() in fast.canonical()
+    assert orjson.loads(fast.steps_json()) == orjson.loads(canonical(slow.obj))["steps"]
     for dialect in ("sqlite", "postgresql"):
         assert rows(fast, dialect) == rows(slow, dialect)
     assert fast.spool_line() == slow.spool_line()
@@ -122,7 +125,7 @@ def test_prepare_gives_what_the_careful_normalizer_gives(name: str) -> None:
 @pytest.mark.parametrize("name", list(USUAL))
 def test_usual_records_take_the_fast_path(name: str) -> None:
     r = changed(USUAL[name])
-    assert canonical(_fast_record_obj(r, [])) == canonical(prepare_record_obj(r))
+    assert canonical(_fast_record_obj(r)) == canonical(prepare_record_obj(r))
 
 
 #: NUL and lone surrogates pass the fast path's checks (the canonical dump catches them, see
@@ -133,7 +136,7 @@ REJECTED = ["naive datetime", "other time zone", "nan", "infinite step score", "
 @pytest.mark.parametrize("name", [*REJECTED, "int for a str"])
 def test_values_the_fast_path_does_not_normalize_send_the_record_down_the_careful_path(name: str) -> None:
     with pytest.raises(_Unusual):
-        _fast_record_obj(changed(UNUSUAL[name]), [])
+        _fast_record_obj(changed(UNUSUAL[name]))
 
 
 @pytest.mark.parametrize("chain_id", ["0123abcd", 'odd "chain" \\ id', "ünï"])
@@ -210,9 +213,10 @@ def test_fast_and_careful_records_store_and_verify_alike(engine: Engine, tmp_pat
     # and an edit to a record that took the careful path is still caught
     victim = records[len(USUAL)]
     with engine.begin() as conn:
+        # step 2's detail is {"n": 1, ...}
         conn.execute(
-            text("UPDATE audit_steps SET detail = :d WHERE request_id = :r AND seq = 2"),
-            {"d": '{"n":1}', "r": victim.request_id},
+            text("UPDATE audit_requests SET steps = replace(steps, :old, :new) WHERE request_id = :r"),
+            {"old": '"n":1,', "new": '"n":7,', "r": victim.request_id},
         )
     problem = verify(engine, key=KEY).problems[0]
     assert (problem.kind, problem.record_id) == (ProblemKind.hash_mismatch, victim.request_id)
@@ -225,10 +229,12 @@ def test_batches_of_any_size_are_inserted_whole(engine: Engine, tmp_path: Path) 
     records[2].steps[700].stage = Stage.reasoning
     write(engine, tmp_path, records)
     with engine.connect() as conn:
-        counts: dict[str, int] = dict(
-            conn.execute(text("SELECT request_id, count(*) FROM audit_steps GROUP BY request_id")).tuples().all()
+        docs = dict(conn.execute(text("SELECT request_id, steps FROM audit_requests")).tuples().all())
+        acted: dict[str, int] = dict(
+            conn.execute(text("SELECT request_id, count(*) FROM audit_acted_steps GROUP BY request_id")).tuples().all()
         )
         spans = conn.execute(text("SELECT count(*) FROM audit_spans")).scalar_one()
-    assert counts == {r.request_id: len(r.steps) for r in records if r.steps}
+    assert {rid: len(orjson.loads(doc)) for rid, doc in docs.items()} == {r.request_id: len(r.steps) for r in records}
+    assert acted == {r.request_id: n for r in records if (n := sum(s.verdict is not Verdict.passed for s in r.steps))}
     assert spans == sum(1 for r in records if r.steps)
     assert verify(engine, key=KEY).ok

@@ -36,7 +36,7 @@ def db_url(request: pytest.FixtureRequest, dash: Dash, tmp_path: Path) -> Iterat
         upgrade(url)
         source = make_engine(dash.database_url)
         with source.connect() as conn:
-            records = list(load_page(conn, list(conn.execute(select(REQUESTS)).mappings())))
+            records = list(load_page(list(conn.execute(select(REQUESTS)).mappings())))
         source.dispose()
         writer = AuditWriter(url, spool_dir=tmp_path / "pg-spool")
         writer.start()
