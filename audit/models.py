@@ -31,6 +31,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -47,6 +48,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from audit.record import StepRecord
 
 HASH_LEN = 64
 
@@ -162,6 +165,12 @@ class RequestRow(Base):
         order_by="[SpanRow.step_seq, SpanRow.idx]",
         viewonly=True,
     )
+
+    def step_records(self) -> list[StepRecord]:
+        """The steps, typed, in order."""
+        from audit.canonical import step_from_obj  # audit.canonical imports this module
+
+        return [step_from_obj(s) for s in orjson.loads(self.steps)]
 
 
 class ActedStepRow(Base):

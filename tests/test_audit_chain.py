@@ -9,15 +9,16 @@ from pathlib import Path
 import orjson
 import pytest
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session
 
 from audit.canonical import canonical, canonical_record, record_obj
 from audit.chain import ChainKey, link_hash
 from audit.db import make_engine
 from audit.export import get_record
-from audit.models import Ruling
+from audit.models import RequestRow, Ruling
 from audit.prepared import prepare_record_obj
 from audit.prune import prune
-from audit.record import AuditRecord
+from audit.record import AuditRecord, Verdict
 from audit.verify import ProblemKind, VerifyResult, verify
 from audit.writer import AuditWriter
 from tests.audit_db import audit_url, database_url, make_record
@@ -79,6 +80,15 @@ def test_a_twenty_step_record_round_trips_exactly(engine: Engine, tmp_path: Path
     assert stored.steps[5].text == original.steps[5].text
     assert stored.started_at == original.started_at
     assert stored.steps[3].detail == {"n": 3, "ratio": 1 / 3, "tags": ["a", "b"], "nested": {"z": 1, "a": None}}
+    # the ORM models read the same: typed steps from the document, the index rows beside them
+    with Session(engine) as session:
+        row = session.get(RequestRow, original.request_id)
+        assert row is not None
+        assert row.step_records() == stored.steps
+        assert [(a.seq, a.name, a.verdict) for a in row.acted_steps] == [
+            (s.seq, s.name, s.verdict.value) for s in original.steps if s.verdict is not Verdict.passed
+        ]
+        assert [(p.step_seq, p.fingerprint) for p in row.spans] == [(1, "f" * 32)]
 
 
 def test_awkward_values_are_normalized_so_they_still_verify(engine: Engine, tmp_path: Path) -> None:
