@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -408,3 +410,12 @@ def test_pruning_everything_leaves_verifiable_chains(engine: Engine, chain: list
     assert (after.ok, after.records_checked, after.reviews_checked) == (True, 0, 0), after.problems
     sql(engine, "DELETE FROM audit_checkpoints WHERE seq = 2")  # the reviews' checkpoint
     assert verify(engine, key=KEY).problems[0].kind is ProblemKind.missing_tail
+
+
+@pytest.mark.parametrize("size", [0, 1, 2046, 2047, 2048, 4095, 10_000])
+def test_chain_digests_are_plain_sha256_and_hmac_sha256_whatever_the_size(size: int) -> None:
+    """The digest is fed in pieces (to keep the interpreter lock); stored chains must still verify."""
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert ChainKey.from_key(None).digest(data) == hashlib.sha256(data).hexdigest()
+    assert KEY.secret is not None
+    assert KEY.digest(data) == hmac.digest(KEY.secret, data, "sha256").hex()
