@@ -220,8 +220,11 @@ def _f_opt(value: float | None) -> float | None:
 def _fast_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     append = out.append
+    stages, verdicts = _STAGES, _VERDICTS
     for s in steps:
-        score, latency, name, text, at = s.score, s.latency_ms, s.name, s.text, s.at
+        score, latency, name, text, at, seq, enforced = (
+            s.score, s.latency_ms, s.name, s.text, s.at, s.seq, s.enforced,
+        )  # fmt: skip
         # The checks are inlined (no call per field): this loop runs for every step.
         if score is not None:
             if type(score) is not float or not -_INF < score < _INF:
@@ -229,11 +232,13 @@ def _fast_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
             score += 0.0
         if type(latency) is not float or not -_INF < latency < _INF:
             raise _Unusual
-        if type(name) is not str or (text is not None and type(text) is not str):
+        if type(name) is not str or (text is not None and type(text) is not str) or type(seq) is not int:
             raise _Unusual
         if at is not None and at.tzinfo is not UTC:
             raise _Unusual
-        detail = s.detail
+        if enforced is not True and enforced is not False:
+            raise _Unusual
+        detail, spans = s.detail, s.spans
         if type(detail) is not dict:
             raise _Unusual
         # The detail goes in as it is: the record's one canonical dump sorts its keys, and
@@ -242,15 +247,15 @@ def _fast_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
         append({
             "at": at,
             "detail": detail,
-            "enforced": bool(s.enforced),
+            "enforced": enforced,
             "latency_ms": latency + 0.0,
             "name": name,
             "score": score,
-            "seq": int(s.seq),
-            "spans": [_span(x) for x in s.spans] if s.spans else (),
-            "stage": _STAGES[s.stage],
+            "seq": seq,
+            "spans": [_span(x) for x in spans] if spans else (),
+            "stage": stages[s.stage],
             "text": text,
-            "verdict": _VERDICTS[s.verdict],
+            "verdict": verdicts[s.verdict],
         })  # fmt: skip
     return out
 
