@@ -27,28 +27,6 @@ REVIEWS = Base.metadata.tables["audit_reviews"]
 CHAINS = Base.metadata.tables["audit_chains"]
 CHECKPOINTS = Base.metadata.tables["audit_checkpoints"]
 
-_REQUEST_FIELDS = (
-    "request_id", "chain_id", "seq", "prev_hash", "hash", "started_at", "finished_at", "tenant",
-    "key_id", "client_addr", "endpoint", "model_requested", "model_served", "stream",
-    "policy_name", "policy_version", "input_text", "output_text", "http_status", "finish_reason",
-    "prompt_tokens", "completion_tokens", "latency_ms", "ttft_ms", "trace_id", "error",
-)  # fmt: skip
-
-
-def review_row(r: ReviewRecord) -> dict[str, Any]:
-    return {
-        "review_id": r.review_id,
-        "chain_id": r.chain_id,
-        "seq": r.seq,
-        "prev_hash": r.prev_hash,
-        "hash": r.hash,
-        "request_id": r.request_id,
-        "reviewer": r.reviewer,
-        "ruling": r.ruling.value,
-        "note": r.note,
-        "at": r.at,
-    }
-
 
 def utc(value: datetime | None) -> datetime | None:
     """Stored timestamps are UTC; SQLite gives them back naive."""
