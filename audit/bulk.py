@@ -29,7 +29,6 @@ from typing import Any, Final
 import orjson
 from psycopg import sql
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -243,8 +242,6 @@ def _pg_type(column: Column[Any]) -> str | None:
     t = column.type
     if isinstance(t, DateTime):
         return "timestamptz" if t.timezone else "timestamp"
-    if isinstance(t, JSON):
-        return "text"  # see the module docstring
     if isinstance(t, Boolean):
         return "bool"
     if isinstance(t, BigInteger):

@@ -6,12 +6,11 @@ that the models and the migrations agree. Inserts on the hot path go through SQL
 
 Choices worth knowing:
 
-* ``detail`` is ``JSON``, which is text JSON on PostgreSQL too (not JSONB): JSONB rewrites
-  numbers (``1e20`` comes back as an integer), and a record must re-hash to the same bytes
-  after a round trip through the database.
 * Timestamps are stored in UTC. SQLite keeps them naive; readers treat naive as UTC.
 * A record's steps are one document: ``audit_requests.steps`` holds them, in order, as the
-  exact canonical JSON their hash covers (text, so it comes back byte for byte). A request
+  exact canonical JSON their hash covers. It is ``Text``, not ``JSON``/``JSONB``: JSONB
+  rewrites numbers (``1e20`` comes back as an integer), and verify hashes the document as
+  stored, so it must come back byte for byte. A request
   has ~20 steps; as rows they cost the database ~20 inserts, index entries and foreign-key
   checks per request, which held the writer to a third of its target on PostgreSQL.
   Reading a request back is one row, too.
@@ -29,11 +28,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 import orjson
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -84,7 +81,6 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
         datetime: DateTime(timezone=True),
-        dict[str, Any]: JSON(),
         str: String(),
         int: Integer(),
         float: Double(),

@@ -4,10 +4,10 @@
 for a stored record, with every value *normalized* so that what comes back from either
 database re-hashes to the same bytes: timestamps in UTC, ``-0.0`` and non-finite floats
 folded, NUL characters (PostgreSQL refuses them in text) and lone surrogates replaced,
-``detail`` serialized once to canonical JSON (kept as an ``orjson.Fragment``), enums to their
-strings. The object is what gets hashed, inserted (``audit.bulk``: the steps go in as the
-slice of the canonical bytes that holds them, ``Prepared.steps_json``) and spooled, so no
-value is converted twice.
+``detail`` serialized to canonical JSON (an ``orjson.Fragment``; the fast path below leaves it
+to the record's one dump), enums to their strings. The object is what gets hashed, inserted
+(``audit.bulk``: the steps go in as the slice of the canonical bytes that holds them,
+``Prepared.steps_json``) and spooled, so no value is converted twice.
 Normalizing is idempotent: a stored record prepared again gives the same object.
 
 ``prepare`` is on the writer's hot path, so it first tries ``_fast_record_obj``: the same
@@ -101,10 +101,10 @@ _EMPTY = orjson.Fragment(b"{}")
 
 
 def detail_json(value: Any) -> bytes:
-    """``value`` as canonical JSON (sorted keys): what is stored, and what the hash covers.
+    """``value`` as canonical JSON (sorted keys), for the careful path.
 
-    Parsing it back and dumping it sorted gives the same bytes, so verify, which starts from
-    the stored JSON, hashes exactly what the writer hashed.
+    Parsing it back and dumping it sorted gives the same bytes, so a record read back (from
+    the spool, or from the database by a reader) dumps to what the writer hashed.
     """
     try:
         return orjson.dumps(value, default=str, option=_DETAIL_OPTS)

@@ -233,6 +233,23 @@ def test_conflicting_and_malformed_records_are_kept_aside(engine: Engine, tmp_pa
     assert any("bogus" in r["error"] for r in rejected)
 
 
+def test_a_record_submitted_again_after_it_was_stored_counts_as_a_duplicate(engine: Engine, tmp_path: Path) -> None:
+    """Records off the queue skip the id lookup; the database's refusal brings it back."""
+    writer = AuditWriter(engine, spool_dir=tmp_path, key=KEY)
+    writer.start()
+    records = [make_record(i) for i in range(3)]
+    for r in records:
+        writer.submit(r)
+    assert writer.flush(30)
+    writer.submit(records[1])
+    writer.submit(make_record(3))  # a fresh one in the same batch still goes in
+    assert writer.flush(30)
+    stats = writer.stats
+    writer.close()
+    assert (stats.committed, stats.duplicates, stats.rejected) == (4, 1, 0)
+    assert not writer.rejected_path.exists()
+
+
 def test_writers_in_threads_keep_separate_gapless_chains(engine: Engine, tmp_path: Path) -> None:
     writers = [AuditWriter(engine, spool_dir=tmp_path, key=KEY, batch_size=16) for _ in range(3)]
     batches = [[make_record(i) for i in range(w * 100, w * 100 + 100)] for w in range(3)]
