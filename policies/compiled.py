@@ -12,6 +12,7 @@ import regex
 
 from policies.checks.base import Check, Span
 from policies.registry import check_class
+from policies.roles import Role
 from policies.schema import Action, CheckSpec, Mode, OnError, Policy
 
 
@@ -61,6 +62,11 @@ class BoundCheck:
     @property
     def action(self) -> Action:
         return self.spec.action
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        """The message roles this check reads in the input stage."""
+        return frozenset(self.spec.roles) if self.spec.roles is not None else self.check.default_roles
 
     @property
     def enforced(self) -> bool:

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from policies.checks.base import CheckOptions
+from policies.roles import Role
 
 
 class Action(StrEnum):
@@ -60,7 +61,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-COMMON_KEYS = frozenset({"check", "validator", "name", "action", "mode", "allow", "timeout_ms", "on_error"})
+COMMON_KEYS = frozenset({"check", "validator", "name", "action", "mode", "allow", "timeout_ms", "on_error", "roles"})
 
 
 class CheckSpec(Strict):
@@ -71,6 +72,8 @@ class CheckSpec(Strict):
     allow: tuple[str, ...] = ()
     timeout_ms: int | None = Field(default=None, gt=0, le=600_000)
     on_error: OnError | None = None
+    #: the message roles an input check reads; unset: the check's own default
+    roles: tuple[Role, ...] | None = Field(default=None, min_length=1)
     options: CheckOptions = Field(default_factory=CheckOptions)
 
     @field_validator("allow")
@@ -160,6 +163,17 @@ class Policy(Strict):
     @property
     def version(self) -> str:
         return self._version
+
+    @model_validator(mode="after")
+    def _roles_only_on_input(self) -> Policy:
+        for stage, specs in (("stream", self.stream.checks), ("output", self.output), ("reasoning", self.reasoning)):
+            for spec in specs:
+                if spec.roles is not None:
+                    raise ValueError(
+                        f"{stage} check {spec.name or spec.check!r}: 'roles' applies to input checks only "
+                        "(the other stages read the model's answer)"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _stream_checks_find_spans(self) -> Policy:

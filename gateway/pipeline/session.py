@@ -17,8 +17,8 @@ from typing import Any
 from audit.fingerprint import fingerprint
 from audit.record import AuditRecord, SpanRecord, Stage, Status, StepRecord, Verdict
 from gateway.errors import CheckUnavailable, PolicyBlocked
-from gateway.pipeline.checks import CheckOutcome, run_checks
-from gateway.pipeline.segments import Segments, mask_spans
+from gateway.pipeline.checks import CheckOutcome, run_check, run_checks
+from gateway.pipeline.segments import Segments, View, mask_spans
 from policies.checks.base import Span
 from policies.compiled import BoundCheck, CompiledPolicy
 from policies.schema import Action, OnBlock, StoreText
@@ -35,6 +35,25 @@ def new_request_id() -> str:
 def span_record(span: Span, value: str) -> SpanRecord:
     """A span as the audit keeps it: where and what kind, and only a keyed fingerprint of ``value``."""
     return SpanRecord(span.entity_type, span.start, span.end, round(span.score, 4), fingerprint(value))
+
+
+def _in_request(outcome: CheckOutcome, view: View, bound: BoundCheck) -> CheckOutcome:
+    """``outcome`` of a check that read ``view``, with spans in whole-request offsets and the
+    message (index and role) its verdict came from in the detail."""
+    part = outcome.detail.pop("part", None)
+    piece = None
+    if isinstance(part, int) and 0 <= part < len(view.pieces):
+        piece = view.pieces[part]
+    elif outcome.spans:
+        piece = view.piece_at(outcome.spans[0].start)
+    if piece is not None:
+        outcome.detail["role"] = piece.role
+        if piece.message is not None:
+            outcome.detail["message"] = piece.message
+    if bound.spec.roles is not None:
+        outcome.detail["roles"] = sorted(bound.roles)
+    outcome.spans = view.to_request(outcome.spans)
+    return outcome
 
 
 @dataclass(slots=True)
@@ -172,7 +191,11 @@ class GuardSession:
         """Input stage + safety preamble. Mutates the body behind ``segments`` (redaction)
         and ``constrain`` (the message list to prepend the preamble to)."""
         text = segments.text
-        outcomes = await self.run_stage(Stage.input, self.policy.input, text, [s.text for s in segments.items])
+        outcomes = []
+        for bound in self.policy.input:
+            outcome = await self._input_check(bound, segments)
+            self.add_outcome(Stage.input, text, outcome)
+            outcomes.append(outcome)
         redactions = [s for o in outcomes if o.spans and o.bound.action is Action.redact for s in o.spans]
         self.record.input_text = self.stored(text, redactions)
         try:
@@ -189,6 +212,14 @@ class GuardSession:
             constrain.insert(0, {"role": "system", "content": preamble})
             self.add_step(Stage.input, "constrain", Verdict.passed, detail={"system_prompt_chars": len(preamble)})
         return InputDecision()
+
+    async def _input_check(self, bound: BoundCheck, segments: Segments) -> CheckOutcome:
+        """Run one input check on the roles it reads; spans and attribution in request terms."""
+        view = segments.view(bound.roles)
+        if not view.pieces:
+            return CheckOutcome(bound, Verdict.passed, None, (), 0.0, {"read": "no text in its roles"})
+        outcome = await run_check(bound, view.text, view.texts)
+        return _in_request(outcome, view, bound)
 
     # -- timing and end ------------------------------------------------------------------
 

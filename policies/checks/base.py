@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from policies.roles import ALL_ROLES, Role
+
 
 @dataclass(frozen=True, slots=True)
 class Span:
@@ -93,6 +95,9 @@ class Check(ABC):
     Options: ClassVar[type[CheckOptions]] = CheckOptions
     #: the entity type used for redaction when a span names none
     default_entity: ClassVar[str] = "REDACTED"
+    #: the message roles this check reads in the input stage unless the policy says
+    #: otherwise (``roles:``); see ``policies.roles``
+    default_roles: ClassVar[frozenset[Role]] = ALL_ROLES
 
     def __init__(self, options: CheckOptions) -> None:
         self.options = options
@@ -103,7 +108,9 @@ class Check(ABC):
 
     def scan_messages(self, messages: Sequence[str]) -> CheckResult:
         """Judge a request's texts together (the input stage calls this); span offsets are
-        into the texts joined by a blank line. Override to count messages (see ``length``)."""
+        into the texts joined by a blank line. Override to count messages (see ``length``)
+        or to judge each text alone; such a result names the text that decided as
+        ``detail["part"]`` (its index in ``messages``)."""
         return self.scan("\n\n".join(messages))
 
     def stream_matcher(self) -> StreamMatcher | None:

@@ -24,6 +24,7 @@ import hashlib
 import math
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -211,6 +212,19 @@ class DetectorCheck(Check):
     def cues(self, normalized: str) -> tuple[float, tuple[str, ...]]:
         """Score and names of the hand-written signals found in ``normalized`` text."""
         return 0.0, ()
+
+    def scan_messages(self, messages: Sequence[str]) -> CheckResult:
+        """Each text judged alone (an attack is one message, and the record names it); the
+        highest score decides."""
+        best: CheckResult | None = None
+        part = 0
+        for index, text in enumerate(messages):
+            result = self.scan(text)
+            if best is None or result.score > best.score:
+                best, part = result, index
+        if best is None:
+            return CheckResult.clean()
+        return CheckResult(best.fired, best.score, best.spans, {**best.detail, "part": part})
 
     def scan(self, text: str) -> CheckResult:
         if not text.strip():

@@ -21,12 +21,15 @@ from typing import ClassVar
 
 from policies.checks.classifier import DetectorCheck
 from policies.checks.heuristics import cue_score
+from policies.roles import Role
 
 _FAMILIES = frozenset({"jailbreak"})
 
 
 class JailbreakCheck(DetectorCheck):
     name: ClassVar[str] = "jailbreak"
+    #: a request made to the model; the operator\'s system prompt and quoted data are not
+    default_roles: ClassVar[frozenset[Role]] = frozenset({"user"})
     model_name: ClassVar[str] = "jailbreak"
 
     def cues(self, normalized: str) -> tuple[float, tuple[str, ...]]:
