@@ -9,6 +9,7 @@ raised or timed out counts as.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from typing import Any
 
 from audit.record import Verdict
 from gateway.warmup import WARMUP
-from policies.checks.base import CheckResult, Span
+from policies.checks.base import CheckResult, RequestContext, Span
 from policies.compiled import BoundCheck
 from policies.schema import Action, OnError
 
@@ -90,12 +91,16 @@ def _failed(bound: BoundCheck, error: str, latency_ms: float) -> CheckOutcome:
     )
 
 
-async def run_check(bound: BoundCheck, text: str, messages: Sequence[str] | None = None) -> CheckOutcome:
+async def run_check(
+    bound: BoundCheck, text: str, messages: Sequence[str] | None = None, context: RequestContext | None = None
+) -> CheckOutcome:
     """Run one check on ``text``; with ``messages`` (the input stage), on those texts, whose
-    blank-line join is ``text``."""
+    blank-line join is ``text``; with ``context`` (an answer), knowing its request."""
     start = time.perf_counter()
-    scan = bound.check.scan if messages is None else bound.check.scan_messages
+    scan: Any = bound.check.scan if messages is None else bound.check.scan_messages
     arg: Any = text if messages is None else messages
+    if context is not None and messages is None:
+        scan = functools.partial(bound.check.scan_answer, context=context)
     try:
         if bound.spec.timeout_ms is None:
             result = scan(arg)
@@ -122,9 +127,12 @@ async def _bounded(scan: Any, arg: Any, timeout_s: float) -> Any:
 
 
 async def run_checks(
-    checks: Sequence[BoundCheck], text: str, messages: Sequence[str] | None = None
+    checks: Sequence[BoundCheck],
+    text: str,
+    messages: Sequence[str] | None = None,
+    context: RequestContext | None = None,
 ) -> list[CheckOutcome]:
-    return [await run_check(bound, text, messages) for bound in checks]
+    return [await run_check(bound, text, messages, context) for bound in checks]
 
 
 def _ms(start: float) -> float:

@@ -159,8 +159,8 @@ class ResponseGuard:
             policy = self.session.policy
             choice = Choice(
                 index,
-                ChannelScanner(policy.stream, policy.holdback_chars),
-                ChannelScanner(policy.stream, policy.holdback_chars),
+                ChannelScanner(policy.stream, policy.holdback_chars, self.session.context),
+                ChannelScanner(policy.stream, policy.holdback_chars, self.session.context),
             )
             self.choices[index] = choice
         return choice
@@ -213,7 +213,7 @@ class ResponseGuard:
         scanner = choice.tools.get(index)
         if scanner is None:
             policy = self.session.policy
-            scanner = choice.tools[index] = ChannelScanner(policy.stream, policy.holdback_chars)
+            scanner = choice.tools[index] = ChannelScanner(policy.stream, policy.holdback_chars, self.session.context)
         return self._released(choice, scanner.feed(text, final), "tool_call")
 
     def _tool_delta(self, choice: Choice, call: dict[str, Any]) -> dict[str, Any]:

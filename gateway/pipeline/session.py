@@ -19,8 +19,9 @@ from audit.record import AuditRecord, SpanRecord, Stage, Status, StepRecord, Ver
 from gateway.errors import CheckUnavailable, PolicyBlocked
 from gateway.pipeline.checks import CheckOutcome, run_check, run_checks
 from gateway.pipeline.segments import Segments, View, mask_spans
-from policies.checks.base import Span
+from policies.checks.base import NO_CONTEXT, RequestContext, Span
 from policies.compiled import BoundCheck, CompiledPolicy
+from policies.roles import OPERATOR_ROLES
 from policies.schema import Action, OnBlock, StoreText
 
 StepListener = Callable[[str, StepRecord], None]
@@ -68,6 +69,8 @@ class GuardSession:
     policy: CompiledPolicy
     record: AuditRecord
     listener: StepListener | None = None
+    #: what the answer-side checks may know of the request (set by the input stage)
+    context: RequestContext = NO_CONTEXT
     started: float = field(default_factory=time.perf_counter)
     _first_token_at: float | None = None
 
@@ -165,7 +168,8 @@ class GuardSession:
     async def run_stage(
         self, stage: Stage, checks: Sequence[BoundCheck], text: str, messages: Sequence[str] | None = None
     ) -> list[CheckOutcome]:
-        outcomes = await run_checks(checks, text, messages)
+        context = self.context if messages is None else None
+        outcomes = await run_checks(checks, text, messages, context)
         for outcome in outcomes:
             self.add_outcome(stage, text, outcome)
         return outcomes
@@ -191,6 +195,10 @@ class GuardSession:
         """Input stage + safety preamble. Mutates the body behind ``segments`` (redaction)
         and ``constrain`` (the message list to prepend the preamble to)."""
         text = segments.text
+        # Taken before redaction: a leak of the system prompt is a leak of what it said.
+        self.context = RequestContext(
+            tuple(s.text for s in segments.items if s.role in OPERATOR_ROLES and s.text.strip())
+        )
         outcomes = []
         for bound in self.policy.input:
             outcome = await self._input_check(bound, segments)

@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from policies.checks.base import Span, StreamMatcher
+from policies.checks.base import NO_CONTEXT, RequestContext, Span, StreamMatcher
 from policies.compiled import BoundCheck
 from policies.schema import Action
 
@@ -59,6 +59,7 @@ _Found = tuple[Span, BoundCheck]
 class ChannelScanner:
     checks: Sequence[BoundCheck]
     holdback: int
+    context: RequestContext = NO_CONTEXT
     matchers: list[tuple[BoundCheck, StreamMatcher]] = field(default_factory=list)
     hits: list[StreamHit] = field(default_factory=list)
     scan_ms: float = 0.0
@@ -73,7 +74,7 @@ class ChannelScanner:
 
     def __post_init__(self) -> None:
         for bound in self.checks:
-            matcher = bound.check.stream_matcher() if bound.changes_text else None
+            matcher = bound.check.stream_matcher(self.context) if bound.changes_text else None
             if matcher is not None:
                 self.matchers.append((bound, matcher))
 

@@ -7,7 +7,7 @@ decision, made in ``gateway.pipeline`` — never inside a check.
 Two entry points:
 
 * ``scan(text)`` — judge a finished piece of text (a prompt, an answer, a reasoning step).
-* ``stream_matcher()`` — for checks that find *spans* (PII, secrets, patterns), a
+* ``stream_matcher(context)`` — for checks that find *spans* (PII, secrets, patterns), a
   per-stream matcher that works on a growing buffer and says both which spans are
   complete and where a span that is still being written could begin, so the stream
   stage can hold back exactly that tail. Checks that judge whole texts return ``None``
@@ -69,6 +69,18 @@ class StreamScan:
     hold_from: int
 
 
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """What a check judging the answer may know of its request: the operator's own
+    instructions (system and developer messages, as the client sent them). Lives only as
+    long as the request; nothing here is stored."""
+
+    system_texts: tuple[str, ...] = ()
+
+
+NO_CONTEXT = RequestContext()
+
+
 class StreamMatcher(ABC):
     """Per-stream incremental matcher; one instance per stream, never shared."""
 
@@ -113,8 +125,14 @@ class Check(ABC):
         ``detail["part"]`` (its index in ``messages``)."""
         return self.scan("\n\n".join(messages))
 
-    def stream_matcher(self) -> StreamMatcher | None:
-        """A fresh matcher for one stream, or ``None`` if this check needs whole texts."""
+    def scan_answer(self, text: str, context: RequestContext) -> CheckResult:
+        """Judge a finished answer knowing its request (``prompt_leak`` needs the system
+        prompt); most checks need only the text."""
+        return self.scan(text)
+
+    def stream_matcher(self, context: RequestContext = NO_CONTEXT) -> StreamMatcher | None:
+        """A fresh matcher for one stream of the request ``context`` describes, or ``None``
+        if this check needs whole texts."""
         return None
 
     @classmethod

@@ -16,7 +16,7 @@ from typing import ClassVar
 import regex
 from pydantic import Field, field_validator
 
-from policies.checks.base import Check, CheckOptions, CheckResult, StreamMatcher
+from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
 from policies.checks.patterns import PatternSet, PatternSpec, PatternStreamMatcher, to_result
 
 
@@ -67,5 +67,5 @@ class DenyTermsCheck(Check):
     def scan(self, text: str) -> CheckResult:
         return to_result(self._patterns.find(text))
 
-    def stream_matcher(self) -> StreamMatcher:
+    def stream_matcher(self, context: RequestContext = NO_CONTEXT) -> StreamMatcher:
         return PatternStreamMatcher(self._patterns)

@@ -22,7 +22,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from policies import presidio_adapter
-from policies.checks.base import Check, CheckOptions, CheckResult, StreamMatcher
+from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
 from policies.checks.patterns import PatternSet, PatternStreamMatcher, merge, to_result
 
 DEFAULT_ENTITIES = (
@@ -79,7 +79,7 @@ class PiiCheck(Check):
         extra = {"ner_unavailable": list(engines.unavailable)} if engines.unavailable else None
         return to_result(merge(hits), extra)
 
-    def stream_matcher(self) -> StreamMatcher:
+    def stream_matcher(self, context: RequestContext = NO_CONTEXT) -> StreamMatcher:
         return PatternStreamMatcher(self._get_engines().patterns)
 
     def _get_engines(self) -> _Engines:

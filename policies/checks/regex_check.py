@@ -18,7 +18,7 @@ from typing import ClassVar, Literal
 import regex
 from pydantic import Field, field_validator, model_validator
 
-from policies.checks.base import Check, CheckOptions, CheckResult, StreamMatcher
+from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
 from policies.checks.patterns import PatternSet, PatternSpec, PatternStreamMatcher, check_regex, to_result
 
 RegexFlag = Literal["ignorecase", "multiline", "dotall"]
@@ -80,5 +80,5 @@ class RegexCheck(Check):
     def scan(self, text: str) -> CheckResult:
         return to_result(self._patterns.find(text))
 
-    def stream_matcher(self) -> StreamMatcher:
+    def stream_matcher(self, context: RequestContext = NO_CONTEXT) -> StreamMatcher:
         return PatternStreamMatcher(self._patterns)

@@ -24,7 +24,7 @@ from typing import ClassVar
 import regex
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from policies.checks.base import Check, CheckOptions, CheckResult, StreamMatcher
+from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
 from policies.checks.patterns import (
     PatternSet,
     PatternSpec,
@@ -160,5 +160,5 @@ class SecretsCheck(Check):
     def scan(self, text: str) -> CheckResult:
         return to_result(self._patterns.find(text))
 
-    def stream_matcher(self) -> StreamMatcher:
+    def stream_matcher(self, context: RequestContext = NO_CONTEXT) -> StreamMatcher:
         return PatternStreamMatcher(self._patterns)
