@@ -2,6 +2,16 @@
 
     python -m benchmarks.detection                       # validation rows, default options
     python -m benchmarks.detection --split all --policy policies/default.yaml --json out.json
+    python -m benchmarks.detection --loso-only           # only the leave-one-out tables
+
+First, the figures that matter: **leave-one-out**, on sources the models never saw. For
+``prompt_injection`` and ``indirect_injection`` (n-gram tier, cues and the semantic encoder
+combined as at run time, cascade included) every row is scored by models trained without
+its family, and the stacker and threshold that judge a family are fitted on the other
+families (``policies/models/semantic/tiers.json``, written by
+``policies.training.operating_point``); for the other heads, each source left out of
+training in turn (``policies/models/manifest.json``). Per source: recall on attacks,
+false-positive rate on benign rows; then the worst source and the pooled figure.
 
 Checks are built the way the gateway builds them: a policy entry is validated by
 ``policies.schema.CheckSpec`` and the check is ``check_class(name)(spec.options)``, then
@@ -162,17 +172,87 @@ def render(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
+MANIFEST = Path(__file__).resolve().parents[1] / "policies" / "models" / "manifest.json"
+TIERS = Path(__file__).resolve().parents[1] / "policies" / "models" / "semantic" / "tiers.json"
+#: n-gram heads reported from the manifest's leave-one-source-out figures (model + cues)
+_MANIFEST_HEADS = {"jailbreak": "jailbreak", "harmful_request": "harmful_request", "toxicity": "toxicity"}
+
+
+def loso_tables() -> tuple[str, dict[str, object]]:
+    """Leave-one-out figures per check: per source, worst source and pooled."""
+    lines: list[str] = []
+    payload: dict[str, object] = {}
+    if TIERS.exists():
+        report = json.loads(TIERS.read_text())["report"]
+        for check, entry in report.items():
+            lines += _loso_lines(
+                check, "leave one family out (all tiers, as at run time)", entry["leave_one_family_out"]
+            )
+            payload[check] = entry
+            test = entry.get("held_out_test_only") or {}
+            if test:
+                lines += _loso_lines(check, "held-out test instructions (never trained on)", test)
+    manifest = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {"models": {}}
+    for check, head in _MANIFEST_HEADS.items():
+        model = manifest["models"].get(head) or {}
+        figures = model.get("leave_one_source_out_with_cues") or model.get("leave_one_source_out") or {}
+        per_source = {
+            source: {k: m[k] for k in ("n", "recall", "fpr") if m.get(k) is not None} for source, m in figures.items()
+        }
+        if per_source:
+            lines += _loso_lines(check, "leave one source out (n-gram model + cues)", per_source)
+            payload[check] = {"leave_one_source_out": per_source}
+    return "\n".join(lines), payload
+
+
+def _loso_lines(check: str, title: str, per_source: dict[str, dict[str, float | int]]) -> list[str]:
+    head = f"{check}: {title}"
+    lines = ["", head, "-" * len(head), f"{'source':<40} {'n':>6} {'recall':>7} {'FPR':>7}"]
+    attacks = benign = caught = fired = 0.0
+    for source, m in sorted(per_source.items()):
+        recall, fpr, n = m.get("recall"), m.get("fpr"), int(m.get("n", 0))
+        lines.append(f"{source:<40} {n:>6} {_fmt(_f(recall)):>7} {_fmt(_f(fpr)):>7}")
+        if recall is not None:
+            attacks += n
+            caught += float(recall) * n
+        if fpr is not None:
+            benign += n
+            fired += float(fpr) * n
+    recalls = {s: float(m["recall"]) for s, m in per_source.items() if m.get("recall") is not None}
+    fprs = {s: float(m["fpr"]) for s, m in per_source.items() if m.get("fpr") is not None}
+    if recalls:
+        worst = min(recalls, key=recalls.__getitem__)
+        lines.append(f"{'worst attack source: ' + worst:<47} {recalls[worst]:>7.3f}")
+        lines.append(f"{'pooled attack recall':<47} {caught / attacks:>7.3f}")
+    if fprs:
+        worst = max(fprs, key=fprs.__getitem__)
+        lines.append(f"{'worst benign source: ' + worst:<55} {fprs[worst]:>7.3f}")
+        lines.append(f"{'pooled false-positive rate':<55} {fired / benign:>7.3f}")
+    return lines
+
+
+def _f(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=DEFAULT_OUT, help="where to write the JSON results")
     parser.add_argument("--policy", type=Path, default=None, help="take check options from this policy")
     parser.add_argument("--split", choices=("validation", "all"), default="validation")
     parser.add_argument("--checks", nargs="*", default=list(DATASETS))
+    parser.add_argument("--loso-only", action="store_true", help="print only the leave-one-out tables")
     args = parser.parse_args(argv)
+    loso_text, loso = loso_tables()
+    print("Leave-one-out: sources the models never saw" + loso_text)
+    if args.loso_only:
+        return
     results = measure(build_checks(args.policy, args.checks), args.split)
+    print()
     print(render(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {
+        "leave_one_out": loso,
         "split": args.split,
         "policy": str(args.policy) if args.policy else None,
         "results": [

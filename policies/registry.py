@@ -16,6 +16,8 @@ BUILTIN_CHECKS: dict[str, str] = {
     "pii": "policies.checks.pii:PiiCheck",
     "secrets": "policies.checks.secrets:SecretsCheck",
     "prompt_injection": "policies.checks.prompt_injection:PromptInjectionCheck",
+    "indirect_injection": "policies.checks.indirect_injection:IndirectInjectionCheck",
+    "prompt_leak": "policies.checks.prompt_leak:PromptLeakCheck",
     "jailbreak": "policies.checks.jailbreak:JailbreakCheck",
     "harmful_request": "policies.checks.harmful_request:HarmfulRequestCheck",
     "deny_terms": "policies.checks.deny_terms:DenyTermsCheck",

@@ -14,8 +14,7 @@ hidden in the middle of a long document is not diluted by the text around it.
 The artefact is an ``.npz`` holding the weights as float16 plus the bias and the
 featuriser settings; it loads in a few milliseconds and is cached per path.
 
-:class:`DetectorCheck` is the shared shape of the checks built on a model: the score is
-the higher of the model's probability and the check's hand-written cues.
+The checks built on these models are in ``detector.py``.
 """
 
 from __future__ import annotations
@@ -24,17 +23,12 @@ import hashlib
 import math
 import re
 import unicodedata
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field
-
-from policies.checks.base import Check, CheckOptions, CheckResult
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -57,9 +51,14 @@ class FeatureConfig:
     max_n: int = 5
 
 
+#: zero-width and other format characters: invisible, so an attack can hide between them
+_INVISIBLE = re.compile(r"[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
 def normalize(text: str) -> str:
-    """NFKC, case-folded, runs of whitespace as one space, padded so edges form n-grams."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
+    """NFKC, case-folded, invisible characters dropped, runs of whitespace as one space,
+    padded so edges form n-grams."""
+    folded = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).casefold()
     return " " + _SPACES.sub(" ", folded).strip() + " "
 
 
@@ -177,65 +176,3 @@ def model_path(name: str) -> Path:
 
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class DetectorOptions(CheckOptions):
-    """Options shared by the classifier checks.
-
-    ``threshold``: the score at which the check fires. Each model's bias is set in training
-    so that 0.5 is its measured operating point (see ``policies/models/manifest.json``);
-    raise it for fewer false positives, lower it for more recall.
-    """
-
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    #: use the trained model (off: cues / lexicon only)
-    model: bool = True
-    #: use the hand-written cues or lexicon (off: the model only)
-    heuristics: bool = True
-
-
-class DetectorCheck(Check):
-    """A check whose score is max(trained model, hand-written cues); subclasses pick both."""
-
-    Options: ClassVar[type[CheckOptions]] = DetectorOptions
-    model_name: ClassVar[str]
-
-    def __init__(self, options: CheckOptions) -> None:
-        if not isinstance(options, DetectorOptions):
-            raise TypeError(f"{type(self).__name__} needs DetectorOptions, got {type(options).__name__}")
-        super().__init__(options)
-        self._options = options
-
-    def warm(self) -> None:
-        load_model(model_path(self.model_name))
-
-    def cues(self, normalized: str) -> tuple[float, tuple[str, ...]]:
-        """Score and names of the hand-written signals found in ``normalized`` text."""
-        return 0.0, ()
-
-    def scan_messages(self, messages: Sequence[str]) -> CheckResult:
-        """Each text judged alone (an attack is one message, and the record names it); the
-        highest score decides."""
-        best: CheckResult | None = None
-        part = 0
-        for index, text in enumerate(messages):
-            result = self.scan(text)
-            if best is None or result.score > best.score:
-                best, part = result, index
-        if best is None:
-            return CheckResult.clean()
-        return CheckResult(best.fired, best.score, best.spans, {**best.detail, "part": part})
-
-    def scan(self, text: str) -> CheckResult:
-        if not text.strip():
-            return CheckResult.clean()
-        opts = self._options
-        model_score = load_model(model_path(self.model_name)).score(text) if opts.model else 0.0
-        cue_score, names = self.cues(normalize(text)) if opts.heuristics else (0.0, ())
-        # Fire on the score as reported, so a reviewer can reproduce the decision from the record.
-        score = round(max(model_score, cue_score), 4)
-        return CheckResult(
-            fired=score >= opts.threshold,
-            score=score,
-            detail={"model_score": round(model_score, 4), "cues": list(names)},
-        )

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from policies.checks.classifier import DetectorCheck
+from policies.checks.detector import DetectorCheck
 from policies.roles import Role
 
 
 class HarmfulRequestCheck(DetectorCheck):
     name: ClassVar[str] = "harmful_request"
-    #: a request made to the model; the operator\'s system prompt and quoted data are not
+    #: a request made to the model; the operator's system prompt and quoted data are not
     default_roles: ClassVar[frozenset[Role]] = frozenset({"user"})
     model_name: ClassVar[str] = "harmful_request"

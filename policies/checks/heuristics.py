@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
-Family = Literal["injection", "jailbreak"]
+Family = Literal["injection", "jailbreak", "indirect"]
 
 STRONG, MEDIUM, WEAK = 0.95, 0.8, 0.4
 
@@ -142,6 +142,29 @@ CUES: tuple[Cue, ...] = (
         r"\b(?:abaikan|lupakan)(?: semua)? (?:instruksi|perintah|petunjuk|aturan|pertanyaan)"
         r" (?:sebelumnya|di atas|tadi)",
         triggers=("abaikan", "lupakan")),
+    # --- indirect: text in a document or tool result that speaks to the model ----------
+    Cue("addressed_to_ai", "indirect", MEDIUM,
+        r"\b(?:note|message|instructions?|attention|important|reminder|directive)s? (?:to|for) (?:the |any |all )?"
+        r"(?:ai|a\.i\.|assistants?|ai assistants?|language models?|llms?|chatbots?|models?|agents?|bots?|gpts?)\b",
+        triggers=("note", "message", "instruction", "attention", "important", "reminder", "directive")),
+    Cue("ai_vocative", "indirect", MEDIUM,
+        r"(?:^ ?|[\n.!?>:\-] ?)(?:hey |dear |attention |hi )?(?:ai|ai assistant|assistant|chatgpt|claude|gemini|gpt|"
+        r"llm|language model|ai model|ai agent)\s?[,:] ",
+        triggers=("ai", "assistant", "chatgpt", "claude", "gemini", "gpt", "llm", "model", "agent")),
+    Cue("if_you_are_an_ai", "indirect", MEDIUM,
+        r"\bif you(?:['’]re| are) (?:an? )?(?:ai|language model|llm|ai assistant|assistant|chatbot|gpt|bot|agent)\b",
+        triggers=("if you",)),
+    Cue("hide_from_user", "indirect", MEDIUM,
+        r"\b(?:do not|don['’]t|never|without) (?:tell(?:ing)?|inform(?:ing)?|mention(?:ing)? (?:this|it) to|"
+        r"reveal(?:ing)? (?:this|it) to|alert(?:ing)?|show(?:ing)? (?:this|it) to) the user\b",
+        triggers=("the user",)),
+    Cue("when_processing_this", "indirect", WEAK,
+        r"\bwhen (?:you )?(?:summari[sz]|read|process|answer|respond|reply)\w*(?: to)? (?:this|the|these)\b.{0,80}?"
+        r"\b(?:tell|say|include|respond|reply|add|insert|recommend|visit|send|call|output)\b",
+        triggers=("when",)),
+    Cue("exfiltration_image", "indirect", WEAK,
+        r"!\[[^\]]*\]\(https?://[^)\s]*[?&][^)\s=]*=",
+        triggers=("](http",)),
     # --- jailbreak: switch the model into an unrestricted persona ---------------------
     Cue("do_anything_now", "jailbreak", STRONG,
         r"\bdo anything now\b|\bdan mode\b|\bdan,? which stands for\b",

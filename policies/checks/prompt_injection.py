@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from policies.checks.classifier import DetectorCheck
+from policies.checks.detector import DetectorCheck
 from policies.checks.heuristics import cue_score
 from policies.roles import Role
 
@@ -35,7 +35,7 @@ _FAMILIES = frozenset({"injection", "jailbreak"})
 
 class PromptInjectionCheck(DetectorCheck):
     name: ClassVar[str] = "prompt_injection"
-    #: a request made to the model; the operator\'s system prompt and quoted data are not
+    #: a request made to the model; the operator's system prompt and quoted data are not
     default_roles: ClassVar[frozenset[Role]] = frozenset({"user"})
     model_name: ClassVar[str] = "prompt_attack"
 

@@ -19,7 +19,8 @@ import json
 from functools import cache
 from typing import ClassVar
 
-from policies.checks.classifier import MODELS_DIR, DetectorCheck
+from policies.checks.classifier import MODELS_DIR
+from policies.checks.detector import DetectorCheck
 
 LEXICON_FILE = MODELS_DIR / "toxicity_lexicon.json"
 _STRIP = ".,;:!?\"'()[]{}<>“”‘’*_-~`"
@@ -82,6 +83,8 @@ def lexicon_score(
 class ToxicityCheck(DetectorCheck):
     name: ClassVar[str] = "toxicity"
     model_name: ClassVar[str] = "toxicity"
+    #: evidence would repeat the slurs in the audit record
+    explain: ClassVar[bool] = False
 
     def warm(self) -> None:
         super().warm()

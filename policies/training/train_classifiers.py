@@ -253,7 +253,14 @@ def run(
     results = run_jobs(keys, jobs)
     print(f"fitted {len(keys)} models in {time.monotonic() - started:.0f}s", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Heads not retrained this run keep their entries (``--heads`` retrains some of them).
+    previous = out_dir / MANIFEST
     models: dict[str, object] = {}
+    old_data: dict[str, object] = {}
+    if previous.exists():
+        old = json.loads(previous.read_text())
+        models = {k: v for k, v in old.get("models", {}).items() if k not in {h.name for h in heads}}
+        old_data = old.get("data", {})
     for head in heads:
         _, _, examples = _STATE.pop(head.name)
         model = results[(head.name, None)]
@@ -284,7 +291,7 @@ def run(
             "cap_per_source": {head.name: head.cap_per_source for head in heads},
         },
         "limit_rows_per_source": limit,
-        "data": data_files(root, names),
+        "data": {**old_data, **data_files(root, names)},
         "models": models,
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")

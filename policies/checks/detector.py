@@ -1,0 +1,125 @@
+"""The shared shape of the checks built on the trained detectors (``DetectorCheck``).
+
+A detector check combines an n-gram model (``classifier.py``), hand-written cues
+(``heuristics.py``) and, where the check has one, the semantic encoder (``encoder.py``,
+combined as ``tiers.py`` says). It reports a score, fires at the policy's threshold, and
+records its evidence: the tier that decided, the cues, and the phrases that weighed most
+(``evidence.py``), so a reviewer can see why a text was blocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from policies.checks.base import Check, CheckOptions, CheckResult
+from policies.checks.classifier import _sigmoid, load_model, model_path, normalize
+from policies.checks.encoder import available as encoder_available
+from policies.checks.encoder import load_semantic
+from policies.checks.evidence import top_phrases
+from policies.checks.tiers import load_stackers, logit_of, sigmoid
+
+
+class DetectorOptions(CheckOptions):
+    """Options shared by the classifier checks.
+
+    ``threshold``: the score at which the check fires. Each model's bias is set in training
+    so that 0.5 is its measured operating point (see ``policies/models/manifest.json``);
+    raise it for fewer false positives, lower it for more recall.
+    """
+
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: use the trained model (off: cues / lexicon only)
+    model: bool = True
+    #: use the hand-written cues or lexicon (off: the model only)
+    heuristics: bool = True
+    #: ask the semantic encoder when the first tier cannot decide (checks that have one)
+    semantic: bool = True
+
+
+class DetectorCheck(Check):
+    """A detector built from an n-gram model, hand-written cues and, where the check has one
+    (``policies/models/semantic/tiers.json``), the semantic encoder; see ``tiers.py`` for how
+    they combine. Without a semantic tier the score is max(model, cues)."""
+
+    Options: ClassVar[type[CheckOptions]] = DetectorOptions
+    #: the n-gram model's artefact; None: the check has none (cues and the encoder only)
+    model_name: ClassVar[str | None]
+    #: record the phrases that weighed most (off where they would repeat what the check
+    #: exists to keep out of records, such as slurs)
+    explain: ClassVar[bool] = True
+
+    def __init__(self, options: CheckOptions) -> None:
+        if not isinstance(options, DetectorOptions):
+            raise TypeError(f"{type(self).__name__} needs DetectorOptions, got {type(options).__name__}")
+        super().__init__(options)
+        self._options = options
+        stacker = load_stackers().get(self.name) if options.semantic else None
+        self._stacker = stacker if stacker is not None and encoder_available() else None
+
+    def warm(self) -> None:
+        if self.model_name is not None:
+            load_model(model_path(self.model_name))
+        if self._stacker is not None:
+            load_semantic()
+
+    def cues(self, normalized: str) -> tuple[float, tuple[str, ...]]:
+        """Score and names of the hand-written signals found in ``normalized`` text."""
+        return 0.0, ()
+
+    def scan_messages(self, messages: Sequence[str]) -> CheckResult:
+        """Each text judged alone (an attack is one message, and the record names it); the
+        highest score decides."""
+        best: CheckResult | None = None
+        part = 0
+        for index, text in enumerate(messages):
+            result = self.scan(text)
+            if best is None or result.score > best.score:
+                best, part = result, index
+        if best is None:
+            return CheckResult.clean()
+        return CheckResult(best.fired, best.score, best.spans, {**best.detail, "part": part})
+
+    def scan(self, text: str) -> CheckResult:
+        if not text.strip():
+            return CheckResult.clean()
+        opts = self._options
+        model = load_model(model_path(self.model_name)) if opts.model and self.model_name is not None else None
+        ngram_logit = model.max_logit(text) if model is not None else 0.0
+        model_score = _sigmoid(ngram_logit) if model is not None else 0.0
+        cue_score, names = self.cues(normalize(text)) if opts.heuristics else (0.0, ())
+        detail: dict[str, Any] = {
+            "model_score": round(model_score, 4),
+            "cues": list(names),
+            "threshold": opts.threshold,
+        }
+        if self._stacker is None:
+            score = max(model_score, cue_score)
+            detail["tier"] = "cues" if cue_score > model_score else "ngram"
+        else:
+            score = self._stacked(text, ngram_logit, cue_score, detail)
+        # Fire on the score as reported, so a reviewer can reproduce the decision from the record.
+        score = round(score, 4)
+        fired = score >= opts.threshold
+        if self.explain and model is not None and (fired or score >= opts.threshold / 2):
+            detail["evidence"] = {"ngrams": top_phrases(model, text), "cues": list(names)}
+        return CheckResult(fired=fired, score=score, detail=detail)
+
+    def _stacked(self, text: str, ngram_logit: float, cue_score: float, detail: dict[str, Any]) -> float:
+        """The tiers combined; the encoder is run only when the first tier cannot decide."""
+        stacker = self._stacker
+        assert stacker is not None
+        threshold = logit_of(self._options.threshold)
+        lo, hi = stacker.bounds(ngram_logit, cue_score)
+        if hi < threshold:
+            detail["tier"] = "ngram"
+            return sigmoid(hi)  # at most this, whatever the encoder would say
+        if lo >= threshold:
+            detail["tier"] = "ngram"
+            return sigmoid(lo)
+        semantic = load_semantic().logits(text, stacker.head)
+        detail["tier"] = "semantic"
+        detail["semantic_score"] = round(sigmoid(semantic), 4)
+        return sigmoid(stacker.logit(ngram_logit, cue_score, semantic))

