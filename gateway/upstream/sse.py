@@ -10,9 +10,18 @@ runs within one read come out as one chunk carrying the joined text (the first o
 short, later ones longer: ``FIRST_RUN``, ``MAX_RUN``), so the pipeline checks, serializes
 and writes per run instead of per token, and no JSON is parsed for most tokens.
 
+The template is found in the upstream's own bytes, not rebuilt from the parsed chunk, so it
+fits every server's way of writing a chunk: any key order (llama.cpp sorts them), spaces
+after ``:`` and ``,`` (Python's ``json.dumps``), escapes (``\u00e9``, Go's ``\u003c``), a
+delta that repeats ``"role":"assistant"`` with every token (Ollama, TGI), and fields such as
+``system_fingerprint`` or ``"logprobs":null``. A chunk whose other fields carry per-token
+data (logprobs, usage, finish_reason, a second text) never starts a template.
+
 Exactness: the text between the template's ends is decoded as one JSON string; if it is not
-exactly one (an unescaped quote, a dangling backslash), the payload is parsed normally. So a
-merged chunk is always the chunk the upstream sent, text aside.
+exactly one (an unescaped quote, a dangling backslash), the payload is parsed normally. The
+first time a template would merge, it is checked once by parsing it with a probe text in the
+text's place, so a key that only looks like the delta's text cannot be mistaken for it. So a
+merged chunk is always the chunk the upstream sent, text aside, fields in the same order.
 """
 
 from __future__ import annotations
@@ -53,8 +62,14 @@ def parse_payload(payload: bytes) -> Chunk:
     return chunk
 
 
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
 def _text_field(chunk: Chunk) -> str | None:
-    """The delta's only key, when the chunk is plain text for one choice and nothing else."""
+    """The delta's text key, when the chunk is plain text for one choice and nothing else
+    that a merge could lose: besides the text, the delta may hold only its ``role`` and
+    empty fields (``"tool_calls":[]``, ``"reasoning_content":null``, another empty text)."""
     choices = chunk.get("choices")
     if type(choices) is not list or len(choices) != 1 or chunk.get("usage") is not None:
         return None
@@ -62,37 +77,101 @@ def _text_field(chunk: Chunk) -> str | None:
     if type(choice) is not dict or choice.get("finish_reason") is not None or choice.get("logprobs") is not None:
         return None
     delta = choice.get("delta")
-    if type(delta) is not dict or len(delta) != 1:
+    if type(delta) is not dict:
         return None
-    key = next(iter(delta))
-    return key if key in _TEXT_FIELDS and type(delta[key]) is str else None
+    found: str | None = None
+    for key, value in delta.items():
+        if key in _TEXT_FIELDS and type(value) is str and (found is None or delta[found] == ""):
+            if found is not None and value == "":
+                continue
+            found = key
+        elif not (key == "role" and type(value) is str) and not _empty(value):
+            return None
+    if found is None:
+        return None
+    # a second, non-empty text field would be repeated by a merge: no template
+    if any(k != found and k in _TEXT_FIELDS and not _empty(v) for k, v in delta.items()):
+        return None
+    return found
 
 
-@dataclass(frozen=True, slots=True)
+_SPACE = b" \t\r\n"
+_PROBE = "\u2063warden\u2063"  # invisible separator: no upstream sends this as a whole token
+
+
+def _string_end(payload: bytes, start: int) -> int:
+    """Index of the quote that closes the JSON string whose text begins at ``start``, or -1."""
+    at = start
+    while (quote := payload.find(b'"', at)) >= 0:
+        back = quote
+        while back > start and payload[back - 1] == 0x5C:  # backslash
+            back -= 1
+        if (quote - back) % 2 == 0:
+            return quote
+        at = quote + 1
+    return -1
+
+
+def _value_span(payload: bytes, name: str) -> tuple[int, int] | None:
+    """Where the string value of the only ``"name"`` key in ``payload`` lies (quotes excluded)."""
+    key = b'"' + name.encode() + b'"'
+    at = payload.find(key)
+    # The key must occur once: a text cannot hold it (quotes inside a string are escaped), so
+    # a second one is another field of that name, and which is the delta's is not known here.
+    if at < 0 or payload.find(key, at + 1) >= 0:
+        return None
+    at += len(key)
+    size = len(payload)
+    while at < size and payload[at] in _SPACE:
+        at += 1
+    if payload[at : at + 1] != b":":
+        return None
+    at += 1
+    while at < size and payload[at] in _SPACE:
+        at += 1
+    if payload[at : at + 1] != b'"':
+        return None
+    end = _string_end(payload, at + 1)
+    return None if end < 0 else (at + 1, end)
+
+
+@dataclass(slots=True)
 class Template:
     prefix: bytes
     suffix: bytes
     skeleton: Chunk
     field: str
+    #: checked once with a probe text, the first time a payload matches (see ``confirm``)
+    confirmed: bool = False
 
     @staticmethod
     def of(payload: bytes, chunk: Chunk) -> Template | None:
         name = _text_field(chunk)
         if name is None:
             return None
-        key = b'"' + name.encode() + b'":'
-        value = orjson.dumps(chunk["choices"][0]["delta"][name])
-        at = payload.find(key + value)
-        # The key must occur once (its text cannot hold it: quotes inside are escaped), and the
-        # upstream must have escaped the text as orjson does; otherwise no template.
-        if at < 0 or payload.count(key) != 1:
+        span = _value_span(payload, name)
+        if span is None:
             return None
-        start = at + len(key) + 1
-        end = at + len(key) + len(value) - 1
+        start, end = span
+        try:
+            if orjson.loads(payload[start - 1 : end + 1]) != chunk["choices"][0]["delta"][name]:
+                return None
+        except orjson.JSONDecodeError:
+            return None
         # A private copy: the chunk itself goes downstream, where it is not ours any more.
         choice = chunk["choices"][0]
         skeleton = {**chunk, "choices": [{**choice, "delta": dict(choice["delta"])}]}
         return Template(payload[:start], payload[end:], skeleton, name)
+
+    def confirm(self) -> bool:
+        """Is the span between prefix and suffix really the delta's text? Parse the template
+        once with a probe text there: the chunk must come back as the skeleton, probe as text."""
+        self.confirmed = True
+        try:
+            probe = orjson.loads(self.prefix + orjson.dumps(_PROBE)[1:-1] + self.suffix)
+        except orjson.JSONDecodeError:
+            return False
+        return bool(probe == self.build(_PROBE))
 
     def text_of(self, payload: bytes) -> str | None:
         """The text of ``payload`` when it is this template with another text, else None."""
@@ -106,8 +185,11 @@ class Template:
         return text if type(text) is str else None
 
     def build(self, text: str) -> Chunk:
+        """The skeleton with ``text``: fresh dicts down to the delta, keys in the upstream's order."""
         choice = dict(self.skeleton["choices"][0])
-        choice["delta"] = {self.field: text}
+        delta = dict(choice["delta"])
+        delta[self.field] = text
+        choice["delta"] = delta
         chunk = dict(self.skeleton)
         chunk["choices"] = [choice]
         return chunk
@@ -160,7 +242,11 @@ class SseBatcher:
         if not payload:
             return
         template = self._template
-        if template is not None and (text := template.text_of(payload)) is not None:
+        if (
+            template is not None
+            and (text := template.text_of(payload)) is not None
+            and (template.confirmed or template.confirm())
+        ):
             if len(self._run) >= self._run_cap:
                 self._close_run(batch)
             self._run.append(text)  # a run begun here has no parsed head: ``build`` makes one
@@ -188,8 +274,8 @@ class SseBatcher:
         assert template is not None
         head, parts = self._run_head, self._run
         self._run_head, self._run = None, []
-        self._run_cap = min(self._run_cap * 2, MAX_RUN)
         if head is not None and len(parts) == 1:
-            batch.append(head)
+            batch.append(head)  # nothing merged (a role announcement, say): runs do not grow
         else:
+            self._run_cap = min(self._run_cap * 2, MAX_RUN)
             batch.append(template.build(parts[0] if len(parts) == 1 else "".join(parts)))
