@@ -372,6 +372,9 @@ class Response:
         if self._closed:
             return
         self._closed = True
+        if self._conn.complete:
+            self._pool.release(self._conn)  # the message has ended already: pooled now
+            return
         self._pool.drain_later(self._conn, self._timeout)
 
 
