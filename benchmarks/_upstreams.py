@@ -9,7 +9,9 @@ alike. The figure that matters is Warden's requests/s divided by the same upstre
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -19,12 +21,14 @@ from typing import TextIO
 
 from benchmarks._launch import Target, launch
 from benchmarks._loadgen import LoadResult, Workload, run_load
-from benchmarks._procs import StartError, start_simulator, stop
+from benchmarks._procs import LOOPBACK, StartError, free_port, start_simulator, stop
 from benchmarks._variants import Variant
 from gateway.simulator.schema import Shape
 
 #: the issue's target: Warden streams at least this fraction of the direct upstream's requests/s
 GOAL = 0.75
+#: through a forward proxy, at least this fraction of the same origin reached directly
+PROXY_GOAL = 0.6
 LABELS: dict[Shape, str] = {
     "openai": "OpenAI (compact, system_fingerprint, logprobs null)",
     "vllm": "vLLM (compact, stop_reason on the last chunk)",
@@ -91,6 +95,42 @@ class UpstreamSettings:
     warmup_seconds: float
 
 
+async def _measure_pair(
+    name: str,
+    base: Target,
+    measured: Target,
+    result: ShapeResult,
+    *,
+    settings: UpstreamSettings,
+    body: Callable[[bool], bytes],
+    log: Callable[[str], None],
+) -> None:
+    """Streamed runs on ``base`` (into ``result.direct``) and ``measured`` (``result.warden``),
+    alternating which goes first, after a warm-up of each."""
+    sides = [(base, result.direct), (measured, result.warden)]
+    for target, _ in sides:  # warm-up: connections, lazy imports, first-use caches
+        work = Workload(f"{target.base_url}/chat/completions", target.headers, body(True), True)
+        await run_load(
+            work,
+            requests=2 * settings.concurrency,
+            concurrency=settings.concurrency,
+            max_seconds=settings.warmup_seconds,
+        )
+    pid = measured.server.process.pid if measured.server is not None else None
+    for round_ in range(settings.rounds):
+        # Alternate which side goes first, so a burst of other work on the machine is shared.
+        for target, runs in sides if round_ % 2 == 0 else sides[::-1]:
+            work = Workload(f"{target.base_url}/chat/completions", target.headers, body(True), True)
+            cpu_before = cpu_seconds(pid) if pid is not None else 0.0
+            run = await run_load(
+                work, requests=settings.requests, concurrency=settings.concurrency, max_seconds=settings.max_seconds
+            )
+            if target is measured and pid is not None:
+                result.warden_cpu_s += cpu_seconds(pid) - cpu_before
+            runs.append(run)
+            log(f"{name} {target.variant.label}: {run.requests_per_s:.1f} req/s, {run.failed} failed")
+
+
 async def _run_shape(
     shape: Shape,
     variant: Variant,
@@ -109,38 +149,12 @@ async def _run_shape(
         return result
     warden: Target | None = None
     try:
-        direct = await launch(
-            Variant("direct", "direct", "direct"),
-            upstream_url=simulator.url,
-            workdir=workdir,
-            audit=False,
-            probe=body(False),
-        )
+        plain = Variant("direct", "direct upstream", "direct")
+        direct = await launch(plain, upstream_url=simulator.url, workdir=workdir, audit=False, probe=body(False))
         sub = workdir / shape
         sub.mkdir(exist_ok=True)
         warden = await launch(variant, upstream_url=simulator.url, workdir=sub, audit=False, probe=body(False))
-        targets = [(direct, result.direct), (warden, result.warden)]
-        for target, _ in targets:  # warm-up: connections, lazy imports, first-use caches
-            work = Workload(f"{target.base_url}/chat/completions", target.headers, body(True), True)
-            await run_load(
-                work,
-                requests=2 * settings.concurrency,
-                concurrency=settings.concurrency,
-                max_seconds=settings.warmup_seconds,
-            )
-        for round_ in range(settings.rounds):
-            # Alternate which side goes first, so a burst of other work on the machine is shared.
-            order = targets if round_ % 2 == 0 else targets[::-1]
-            for target, runs in order:
-                work = Workload(f"{target.base_url}/chat/completions", target.headers, body(True), True)
-                cpu_before = cpu_seconds(warden.server.process.pid) if warden.server is not None else 0.0
-                run = await run_load(
-                    work, requests=settings.requests, concurrency=settings.concurrency, max_seconds=settings.max_seconds
-                )
-                if target is warden and warden.server is not None:
-                    result.warden_cpu_s += cpu_seconds(warden.server.process.pid) - cpu_before
-                runs.append(run)
-                log(f"{shape} {target.variant.name}: {run.requests_per_s:.1f} req/s, {run.failed} failed")
+        await _measure_pair(shape, direct, warden, result, settings=settings, body=body, log=log)
     except StartError as exc:
         result.error = str(exc)
     finally:
@@ -148,6 +162,94 @@ async def _run_shape(
             await stop(warden.server.process)
         await stop(simulator.process)
     return result
+
+
+async def _start_tinyproxy(workdir: Path) -> tuple[asyncio.subprocess.Process, str]:
+    binary = shutil.which("tinyproxy") or shutil.which("tinyproxy", path="/usr/bin:/usr/sbin")
+    if binary is None:
+        raise StartError("tinyproxy is not installed (apt-get install tinyproxy)")
+    port = free_port()
+    config = workdir / "tinyproxy.conf"
+    config.write_text(
+        f"Port {port}\nListen {LOOPBACK}\nTimeout 600\nMaxClients 1024\nAllow {LOOPBACK}\nLogLevel Error\n",
+        encoding="utf-8",
+    )
+    with (workdir / "tinyproxy.log").open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            binary, "-d", "-c", str(config), stdin=asyncio.subprocess.DEVNULL, stdout=sink, stderr=sink
+        )
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection(LOOPBACK, port)
+            writer.close()
+            return process, f"http://{LOOPBACK}:{port}"
+        except OSError:
+            await asyncio.sleep(0.05)
+    await stop(process)
+    raise StartError("tinyproxy did not listen within 10 s")
+
+
+async def run_proxy(
+    variant: Variant,
+    *,
+    workdir: Path,
+    settings: UpstreamSettings,
+    body: Callable[[bool], bytes],
+    log: Callable[[str], None],
+) -> ShapeResult:
+    """Warden reaching the same (OpenAI-shaped) origin directly and through tinyproxy."""
+    result = ShapeResult("openai")
+    folder = workdir / "proxy"
+    folder.mkdir(exist_ok=True)
+    argv = [sys.executable, "-m", "gateway.simulator", "--host", LOOPBACK, "--port", "0"]
+    started: list[asyncio.subprocess.Process] = []
+    try:
+        simulator = await start_simulator(argv, folder / "simulator.log")
+        started.append(simulator.process)
+        proxy, proxy_url = await _start_tinyproxy(folder)
+        started.append(proxy)
+        direct = await launch(variant, upstream_url=simulator.url, workdir=folder, audit=False, probe=body(False))
+        if direct.server is not None:
+            started.append(direct.server.process)
+        proxied_variant = Variant("warden-default-proxy", "Warden via tinyproxy", "warden", variant.policy)
+        via = await launch(
+            proxied_variant,
+            upstream_url=simulator.url,
+            workdir=folder,
+            audit=False,
+            probe=body(False),
+            env={"HTTP_PROXY": proxy_url, "NO_PROXY": ""},
+        )
+        if via.server is not None:
+            started.append(via.server.process)
+        await _measure_pair("proxy", direct, via, result, settings=settings, body=body, log=log)
+    except StartError as exc:
+        result.error = str(exc)
+    finally:
+        for process in reversed(started):
+            await stop(process)
+    return result
+
+
+def print_proxy(result: ShapeResult, out: TextIO) -> None:
+    print("== through a forward proxy: Warden (default policy) to the same origin, directly and via", file=out)
+    print("   tinyproxy on loopback (HTTP_PROXY), streamed, OpenAI's chunk bytes", file=out)
+    if result.error:
+        print(f"FAILED: {result.error.splitlines()[0]}", file=out)
+        print(file=out)
+        return
+    direct, via, ratio = result.direct_rps, result.warden_rps, result.ratio
+    verdict = "-" if ratio is None else ("met" if ratio >= PROXY_GOAL else "MISSED")
+    print(
+        f"origin direct {_num(direct)} r/s, via proxy {_num(via)} r/s, via proxy / direct {_num(ratio, '.2f')}"
+        f"  (>= {PROXY_GOAL:.2f}: {verdict}), failed {result.failed}",
+        file=out,
+    )
+    print(file=out)
+
+
+def _num(value: float | None, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
 
 
 async def run_upstreams(

@@ -8,11 +8,12 @@ at a time; the table shows requests/s, p50/p99 latency, time to first token, sta
 RSS, with ratios against the upstream itself and against LiteLLM Proxy.
 
     python -m benchmarks.load [--requests N] [--concurrency C] [--only streamed|plain] [--skip-litellm]
-    python -m benchmarks.load --per-upstream [--upstreams openai,vllm,ollama,llamacpp,tgi,spaced]
+    python -m benchmarks.load --per-upstream [--upstreams openai,vllm,ollama,llamacpp,tgi,spaced] [--no-proxy]
 
 A full run ends with the per-upstream table: Warden (default policy) against the upstream
 itself, streamed, for each server's way of writing stream chunks (``--shape`` of the
-simulator); ``--per-upstream`` runs that table alone.
+simulator), then Warden reaching one origin directly and through a real forward proxy
+(Debian's tinyproxy, on loopback); ``--per-upstream`` runs those two alone.
 
 Figures go to stdout and to ``benchmarks/results/load.json``; progress goes to stderr. A variant
 that cannot start, or a run in which no request succeeds, is reported and the run goes on;
@@ -38,7 +39,15 @@ from benchmarks._loadgen import Workload, run_load
 from benchmarks._procs import StartError, memory_mib, start_simulator, stop
 from benchmarks._report import print_report, write_json
 from benchmarks._results import MODES, BenchResult, Mode, RunKey, Settings, VariantResult
-from benchmarks._upstreams import ShapeResult, UpstreamSettings, as_json, print_upstreams, run_upstreams
+from benchmarks._upstreams import (
+    ShapeResult,
+    UpstreamSettings,
+    as_json,
+    print_proxy,
+    print_upstreams,
+    run_proxy,
+    run_upstreams,
+)
 from benchmarks._variants import DEFAULT_POLICY, MODEL, REPLY_TOKENS, REPO, Variant, all_variants
 from gateway.simulator.schema import Shape
 from gateway.simulator.shapes import SHAPES
@@ -120,17 +129,17 @@ async def run(
     variants: Sequence[Variant],
     keys: Sequence[RunKey],
     settings: Settings,
-    upstreams: tuple[Sequence[Shape], Variant, UpstreamSettings] | None = None,
-) -> tuple[BenchResult, list[ShapeResult]]:
+    upstreams: tuple[Sequence[Shape], Variant, UpstreamSettings, bool] | None = None,
+) -> tuple[BenchResult, list[ShapeResult], ShapeResult | None]:
     results: list[VariantResult] = []
     shaped: list[ShapeResult] = []
+    proxied: ShapeResult | None = None
     with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp:
         workdir = Path(tmp)
         if not variants:
             if upstreams is not None:
-                shapes, variant, up = upstreams
-                shaped = await run_upstreams(shapes, variant, workdir=workdir, settings=up, body=_body, log=_log)
-            return BenchResult(settings, results), shaped
+                shaped, proxied = await _per_upstream(upstreams, workdir)
+            return BenchResult(settings, results), shaped, proxied
         argv = [sys.executable, "-m", "gateway.simulator", "--host", "127.0.0.1", "--port", "0"]
         simulator = await start_simulator(argv, workdir / "simulator.log")
         try:
@@ -143,9 +152,17 @@ async def run(
         finally:
             await stop(simulator.process)
         if upstreams is not None:
-            shapes, variant, up = upstreams
-            shaped = await run_upstreams(shapes, variant, workdir=workdir, settings=up, body=_body, log=_log)
-    return BenchResult(settings, results), shaped
+            shaped, proxied = await _per_upstream(upstreams, workdir)
+    return BenchResult(settings, results), shaped, proxied
+
+
+async def _per_upstream(
+    upstreams: tuple[Sequence[Shape], Variant, UpstreamSettings, bool], workdir: Path
+) -> tuple[list[ShapeResult], ShapeResult | None]:
+    shapes, variant, up, proxy = upstreams
+    shaped = await run_upstreams(shapes, variant, workdir=workdir, settings=up, body=_body, log=_log)
+    proxied = await run_proxy(variant, workdir=workdir, settings=up, body=_body, log=_log) if proxy else None
+    return shaped, proxied
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -166,7 +183,8 @@ def _parser() -> argparse.ArgumentParser:
         help="chunk shapes for the per-upstream table: 'all', 'none' or a comma-separated list of "
         f"{', '.join(SHAPES)} (default: all, or none when --variants or --only plain is given)",
     )
-    parser.add_argument("--per-upstream", action="store_true", help="run only the per-upstream table")
+    parser.add_argument("--per-upstream", action="store_true", help="run only the per-upstream and proxy tables")
+    parser.add_argument("--no-proxy", action="store_true", help="leave out the forward-proxy comparison")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per upstream (default 3)")
     return parser
 
@@ -241,9 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shapes:
         default = next(v for v in all_variants(args.policy.resolve()) if v.name == "warden-default")
         up = UpstreamSettings(args.requests, args.concurrency, args.max_seconds, args.rounds, WARMUP_SECONDS)
-        upstreams = (shapes, default, up)
+        upstreams = (shapes, default, up, not args.no_proxy)
     try:
-        result, shaped = asyncio.run(run(variants, keys, _settings(args), upstreams))
+        result, shaped, proxied = asyncio.run(run(variants, keys, _settings(args), upstreams))
     except StartError as exc:
         print(f"cannot run the benchmark: {exc}", file=sys.stderr)
         return 2
@@ -252,10 +270,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_report(result, keys, goals, sys.stdout)
     if upstreams is not None:
         print_upstreams(shaped, upstreams[2], sys.stdout)
-    write_json(result, goals, args.output, {"upstreams": as_json(shaped)} if shaped else None)
+    if proxied is not None:
+        print_proxy(proxied, sys.stdout)
+    extra: dict[str, object] = {"upstreams": as_json(shaped)} if shaped else {}
+    if proxied is not None:
+        extra["proxy"] = as_json([proxied])[0]
+    write_json(result, goals, args.output, extra or None)
     print(f"figures written to {args.output}", flush=True)
     broken = any(v.error or any(r.completed == 0 for r in v.runs.values()) for v in result.variants)
-    broken |= any(s.error or s.ratio is None for s in shaped)
+    broken |= any(s.error or s.ratio is None for s in [*shaped, *([proxied] if proxied else [])])
     return 1 if broken else 0
 
 
