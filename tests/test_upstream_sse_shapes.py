@@ -61,8 +61,20 @@ def with_text(chunk: dict[str, Any], key: str, text: str) -> dict[str, Any]:
 
 
 def blank(chunk: dict[str, Any]) -> bytes:
+    """The chunk without its text (and OpenAI's per-chunk pad, which a merge may drop)."""
     key = text_key(chunk)
-    return orjson.dumps(with_text(chunk, key, "") if key else chunk)
+    blanked = with_text(chunk, key, "") if key else chunk
+    return orjson.dumps({k: v for k, v in blanked.items() if k != "obfuscation"})
+
+
+def padded(frames: list[bytes], pads: list[str]) -> list[bytes]:
+    """OpenAI's ``"obfuscation"`` pad, a different random value on every chunk, added last."""
+    out = []
+    for i, frame in enumerate(frames):
+        if frame.startswith(b"data: {") and b'"choices":[{' in frame:
+            frame = frame[:-3] + b',"obfuscation":"' + pads[i % len(pads)].encode() + b'"}\n\n'
+        out.append(frame)
+    return out
 
 
 def check_merged(shape: Shape, frames: list[bytes], out: list[dict[str, Any]]) -> None:
@@ -115,6 +127,23 @@ def test_merged_output_is_the_upstreams_chunks_with_text_joined(
         start = max(start, cut)
     assert batcher.error is None and batcher.done
     check_merged(shape, frames, out)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    body=deltas,
+    pads=st.lists(st.text(alphabet="abcXYZ019+/=_-", min_size=0, max_size=12), min_size=1, max_size=5),
+    cut=st.integers(min_value=1, max_value=3000),
+)
+def test_openai_obfuscation_pads_do_not_stop_runs(body: list[dict[str, Any]], pads: list[str], cut: int) -> None:
+    frames = padded(frames_for("openai", body, tick_at=None, usage=False), pads)
+    data = b"".join(frames)
+    batcher = SseBatcher()
+    out = [*batcher.feed(data[: cut % len(data)]), *batcher.feed(data[cut % len(data) :])]
+    assert batcher.done
+    check_merged("openai", frames, out)
+    if len(body) > 10 and all("content" in d for d in body):
+        assert len(out) < len(body)  # runs formed despite a new pad on every chunk
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -15,7 +15,9 @@ fits every server's way of writing a chunk: any key order (llama.cpp sorts them)
 after ``:`` and ``,`` (Python's ``json.dumps``), escapes (``\u00e9``, Go's ``\u003c``), a
 delta that repeats ``"role":"assistant"`` with every token (Ollama, TGI), and fields such as
 ``system_fingerprint`` or ``"logprobs":null``. A chunk whose other fields carry per-token
-data (logprobs, usage, finish_reason, a second text) never starts a template.
+data (logprobs, usage, finish_reason, a second text) never starts a template. The one
+per-token field that does not stop a run is OpenAI's random ``obfuscation`` pad (``PAD_FIELD``):
+a merged chunk carries its run's first pad.
 
 Exactness: the text between the template's ends is decoded as one JSON string; if it is not
 exactly one (an unescaped quote, a dangling backslash), the payload is parsed normally. The
@@ -95,6 +97,18 @@ def _text_field(chunk: Chunk) -> str | None:
     return found
 
 
+#: OpenAI's per-chunk random padding (``"obfuscation":"..."``, a side-channel guard on token
+#: lengths): it differs in every chunk, so runs would never form; a merged chunk keeps the
+#: pad of its run's first chunk, which pads nothing a network observer could use any more.
+PAD_FIELD = "obfuscation"
+_PLAIN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_.~ "
+
+
+def _plain(value: bytes) -> bool:
+    """A pad value needs no escapes: nothing in it can end the JSON string early."""
+    return not value.translate(None, _PLAIN)
+
+
 _SPACE = b" \t\r\n"
 _PROBE = "\u2063warden\u2063"  # invisible separator: no upstream sends this as a whole token
 
@@ -143,6 +157,12 @@ class Template:
     field: str
     #: checked once with a probe text, the first time a payload matches (see ``confirm``)
     confirmed: bool = False
+    #: with a pad after the text: the fixed bytes between the text's end and the pad's value
+    gap: bytes | None = None
+    #: the pad's value in the template's own chunk (the probe check puts it back)
+    pad: bytes = b""
+    #: the pad of the payload ``text_of`` matched last
+    last_pad: bytes = b""
 
     @staticmethod
     def of(payload: bytes, chunk: Chunk) -> Template | None:
@@ -161,14 +181,21 @@ class Template:
         # A private copy: the chunk itself goes downstream, where it is not ours any more.
         choice = chunk["choices"][0]
         skeleton = {**chunk, "choices": [{**choice, "delta": dict(choice["delta"])}]}
-        return Template(payload[:start], payload[end:], skeleton, name)
+        if PAD_FIELD not in chunk:
+            return Template(payload[:start], payload[end:], skeleton, name)
+        pad = _value_span(payload, PAD_FIELD)
+        if pad is None or pad[0] <= end or not _plain(payload[pad[0] : pad[1]]):
+            return None
+        gap = payload[end : pad[0]]
+        return Template(payload[:start], payload[pad[1] :], skeleton, name, gap=gap, pad=payload[pad[0] : pad[1]])
 
     def confirm(self) -> bool:
         """Is the span between prefix and suffix really the delta's text? Parse the template
         once with a probe text there: the chunk must come back as the skeleton, probe as text."""
         self.confirmed = True
+        middle = orjson.dumps(_PROBE)[1:-1] + (self.gap + self.pad if self.gap is not None else b"")
         try:
-            probe = orjson.loads(self.prefix + orjson.dumps(_PROBE)[1:-1] + self.suffix)
+            probe = orjson.loads(self.prefix + middle + self.suffix)
         except orjson.JSONDecodeError:
             return False
         return bool(probe == self.build(_PROBE))
@@ -178,20 +205,30 @@ class Template:
         lo, hi = len(self.prefix), len(payload) - len(self.suffix)
         if hi < lo or not payload.startswith(self.prefix) or not payload.endswith(self.suffix):
             return None
+        if self.gap is not None:
+            # The first occurrence is the real one: the text cannot hold the gap's opening
+            # quote unescaped, and if it holds ``\"`` + the rest, what is left is no JSON string.
+            cut = payload.find(self.gap, lo, hi)
+            if cut < 0 or not _plain(pad := payload[cut + len(self.gap) : hi]):
+                return None
+            self.last_pad, hi = pad, cut
         try:
             text = orjson.loads(b'"' + payload[lo:hi] + b'"')
         except orjson.JSONDecodeError:
             return None
         return text if type(text) is str else None
 
-    def build(self, text: str) -> Chunk:
-        """The skeleton with ``text``: fresh dicts down to the delta, keys in the upstream's order."""
+    def build(self, text: str, pad: bytes | None = None) -> Chunk:
+        """The skeleton with ``text`` (and ``pad``): fresh dicts down to the delta, keys in the
+        upstream's order."""
         choice = dict(self.skeleton["choices"][0])
         delta = dict(choice["delta"])
         delta[self.field] = text
         choice["delta"] = delta
         chunk = dict(self.skeleton)
         chunk["choices"] = [choice]
+        if pad is not None and self.gap is not None:
+            chunk[PAD_FIELD] = pad.decode("ascii")
         return chunk
 
 
@@ -214,12 +251,14 @@ class SseBatcher:
     _template: Template | None = None
     _run: list[str] = field(default_factory=list)
     _run_head: Chunk | None = None
+    _run_pad: bytes | None = None
 
     def feed(self, data: bytes) -> Iterator[Chunk]:
         """The complete chunks of ``data``, each as soon as it is known: the first ones are on
         their way through the checks before the rest of a large read has been looked at."""
+        split_crlf = self._buf.endswith(b"\r")
         buf = self._buf + data if self._buf else data
-        if b"\r" in data:  # CRLF line endings (a split CRLF is mended when its \n arrives)
+        if split_crlf or b"\r" in data:  # CRLF line endings (a split CRLF is mended when its \n arrives)
             buf = buf.replace(b"\r\n", b"\n")
         self._buf = b""
         ready: list[Chunk] = []
@@ -249,6 +288,8 @@ class SseBatcher:
         ):
             if len(self._run) >= self._run_cap:
                 self._close_run(batch)
+            if not self._run:
+                self._run_pad = template.last_pad  # a run keeps its first chunk's pad
             self._run.append(text)  # a run begun here has no parsed head: ``build`` makes one
             return
         self._close_run(batch)
@@ -278,4 +319,5 @@ class SseBatcher:
             batch.append(head)  # nothing merged (a role announcement, say): runs do not grow
         else:
             self._run_cap = min(self._run_cap * 2, MAX_RUN)
-            batch.append(template.build(parts[0] if len(parts) == 1 else "".join(parts)))
+            pad, self._run_pad = self._run_pad, None
+            batch.append(template.build(parts[0] if len(parts) == 1 else "".join(parts), pad))
