@@ -78,8 +78,11 @@ class ShapeResult:
 
     @property
     def ratio(self) -> float | None:
-        d, w = self.direct_rps, self.warden_rps
-        return w / d if d and w is not None else None
+        """The median of each round's ratio: a round's two runs ran back to back, so a slow
+        minute on the machine weighs on both sides of one ratio rather than on one side."""
+        pairs = zip(self.direct, self.warden, strict=False)
+        ratios = [w.requests_per_s / d.requests_per_s for d, w in pairs if d.requests_per_s > 0]
+        return statistics.median(ratios) if ratios else None
 
     @property
     def failed(self) -> int:
@@ -271,8 +274,8 @@ async def run_upstreams(
 def print_upstreams(results: Sequence[ShapeResult], settings: UpstreamSettings, out: TextIO) -> None:
     print(
         f"== per upstream: streamed, {settings.concurrency} concurrent, default policy, fast path "
-        f"(median of {settings.rounds} alternating round(s), up to {settings.requests} requests or "
-        f"{settings.max_seconds:g} s each)",
+        f"({settings.rounds} alternating round(s) of up to {settings.requests} requests or "
+        f"{settings.max_seconds:g} s each; r/s: medians, ratio: median of the rounds' ratios)",
         file=out,
     )
     width = 54
