@@ -30,6 +30,7 @@ from gateway.upstream.transport import (
     ConnectTimeout,
     Http1Error,
     Http2Refused,
+    PoolBusy,
     ReadTimeout,
     Transports,
     UpstreamResponse,
@@ -37,9 +38,8 @@ from gateway.upstream.transport import (
 
 FAST_PREFIXES = ("openai/",)
 log = logging.getLogger("warden.upstream")
-#: (upstream, redirect target) pairs already logged: a redirecting upstream is logged once,
-#: not once per request
-_redirects_logged: set[tuple[str, str]] = set()
+#: (kind, upstream, ...) keys already logged, e.g. a redirect and its target
+_logged: set[tuple[str, ...]] = set()
 
 
 def is_fast(deployment: Deployment) -> bool:
@@ -85,14 +85,19 @@ class FastUpstream:
                     accept_encoding="identity" if stream else "gzip",
                 )
             except Http2Refused as exc:
+                _log_once(("http2", base), "upstream %s speaks only HTTP/2: %s; set upstream.http2: true", base, exc)
                 raise UpstreamError(
-                    f"Upstream {base} speaks only HTTP/2 ({exc}); the fast path speaks HTTP/1.1 unless "
-                    "`upstream.http2: true` is set."
+                    "Upstream speaks only HTTP/2; the fast path speaks HTTP/1.1 unless `upstream.http2: true` is set."
                 ) from exc
             except ConnectFailed as exc:
                 if attempt + 1 < attempts:
                     continue
                 raise UpstreamError("Upstream unreachable: ConnectError") from exc
+            except PoolBusy as exc:
+                log.warning("upstream %s: %s", base, exc)
+                raise UpstreamTimeout(
+                    "Upstream timed out waiting for a free connection (upstream.max_connections_per_origin)."
+                ) from exc
             except (ConnectTimeout, ReadTimeout) as exc:
                 raise UpstreamTimeout("Upstream timed out.") from exc
             except Http1Error as exc:
@@ -100,7 +105,13 @@ class FastUpstream:
             if 300 <= response.status_code < 400:
                 location = response.header(b"location") or "(no location)"
                 await response.aclose()
-                _log_redirect(base, response.status_code, location)
+                _log_once(
+                    ("redirect", base, location),
+                    "upstream %s answered HTTP %d redirecting to %s; redirects are not followed, its requests fail",
+                    base,
+                    response.status_code,
+                    location[:300],
+                )
                 raise UpstreamError(
                     f"Upstream answered with a redirect (HTTP {response.status_code}); redirects are not followed."
                 )
@@ -159,17 +170,12 @@ class FastUpstream:
         return None
 
 
-def _log_redirect(base: str, status: int, location: str) -> None:
-    key = (base, location)
-    if key in _redirects_logged or len(_redirects_logged) > 1000:
+def _log_once(key: tuple[str, ...], message: str, *args: object) -> None:
+    """A misbehaving upstream is logged once per kind and target, not once per request."""
+    if key in _logged or len(_logged) > 1000:
         return
-    _redirects_logged.add(key)
-    log.warning(
-        "upstream %s answered HTTP %d redirecting to %s; redirects are not followed, its requests fail",
-        base,
-        status,
-        location[:300],
-    )
+    _logged.add(key)
+    log.warning(message, *args)
 
 
 def _message(detail: str, status: int) -> str:

@@ -59,6 +59,10 @@ class ConnectTimeout(Http1Error):
     pass
 
 
+class PoolBusy(ConnectTimeout):
+    """Every connection the origin may have stayed busy while the request waited for one."""
+
+
 class Http2Refused(Http1Error):
     """The origin speaks only HTTP/2; this client speaks HTTP/1.1."""
 
@@ -449,7 +453,7 @@ class Http1Pool:
                 async with asyncio.timeout(max(0.0, deadline - loop.time())):
                     await waiter
             except TimeoutError:
-                raise ConnectTimeout(
+                raise PoolBusy(
                     f"all {self._max_per_origin} connections to {origin.host_header} stayed busy for "
                     f"{connect_s:g} s (upstream.max_connections_per_origin)"
                 ) from None

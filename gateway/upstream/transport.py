@@ -24,7 +24,15 @@ import certifi
 
 from gateway.config import UpstreamSettings
 from gateway.upstream import http1
-from gateway.upstream.http1 import ConnectFailed, ConnectTimeout, Http1Error, Http2Refused, Proxy, ReadTimeout
+from gateway.upstream.http1 import (
+    ConnectFailed,
+    ConnectTimeout,
+    Http1Error,
+    Http2Refused,
+    PoolBusy,
+    Proxy,
+    ReadTimeout,
+)
 
 if TYPE_CHECKING:  # httpx is imported only when a proxy is in the way (~0.1 s of start-up)
     import httpx
@@ -34,6 +42,7 @@ __all__ = [
     "ConnectTimeout",
     "Http1Error",
     "Http2Refused",
+    "PoolBusy",
     "ReadTimeout",
     "Transports",
     "UpstreamResponse",
