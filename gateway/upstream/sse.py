@@ -81,20 +81,16 @@ def _text_field(chunk: Chunk) -> str | None:
     delta = choice.get("delta")
     if type(delta) is not dict:
         return None
-    found: str | None = None
+    texts = []
     for key, value in delta.items():
-        if key in _TEXT_FIELDS and type(value) is str and (found is None or delta[found] == ""):
-            if found is not None and value == "":
-                continue
-            found = key
+        if key in _TEXT_FIELDS and type(value) is str:
+            texts.append(key)
         elif not (key == "role" and type(value) is str) and not _empty(value):
             return None
-    if found is None:
-        return None
-    # a second, non-empty text field would be repeated by a merge: no template
-    if any(k != found and k in _TEXT_FIELDS and not _empty(v) for k, v in delta.items()):
-        return None
-    return found
+    full = [key for key in texts if delta[key]]
+    if len(full) > 1:
+        return None  # a second text would be repeated in every merged chunk
+    return full[0] if full else (texts[0] if texts else None)
 
 
 #: OpenAI's per-chunk random padding (``"obfuscation":"..."``, a side-channel guard on token
@@ -110,7 +106,7 @@ def _plain(value: bytes) -> bool:
 
 
 _SPACE = b" \t\r\n"
-_PROBE = "\u2063warden\u2063"  # invisible separator: no upstream sends this as a whole token
+_PROBE = "\u2063warden\u2063"  # any text would do: it is parsed once, never sent
 
 
 def _string_end(payload: bytes, start: int) -> int:
