@@ -209,7 +209,9 @@ class Template:
                 return None
             self.last_pad, hi = pad, cut
         try:
-            text = orjson.loads(b'"' + payload[lo:hi] + b'"')
+            # the prefix ends with the text's opening quote and the suffix (or gap) starts with
+            # its closing one, so the slice is the JSON string as the upstream wrote it
+            text = orjson.loads(payload[lo - 1 : hi + 1])
         except orjson.JSONDecodeError:
             return None
         return text if type(text) is str else None
