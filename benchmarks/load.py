@@ -53,6 +53,8 @@ from gateway.simulator.schema import Shape
 from gateway.simulator.shapes import SHAPES
 
 RESULTS = REPO / "benchmarks" / "results" / "load.json"
+#: where ``--per-upstream`` writes, so it does not replace a full run's figures
+UPSTREAM_RESULTS = REPO / "benchmarks" / "results" / "load_upstreams.json"
 WARMUP_SECONDS = 3.0
 # Benign on purpose (no personal data, nothing a check acts on), so every variant does the same
 # work: each check scans it and passes it. #SERIAL# becomes the request's number (_loadgen).
@@ -177,7 +179,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--variants", help="comma-separated variant names to run (default: all)")
     parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="the 'default policy' file")
     parser.add_argument("--audit", action="store_true", help="run Warden with its SQLite audit writer on")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"JSON results file (default {RESULTS.name}; {UPSTREAM_RESULTS.name} with --per-upstream)",
+    )
     parser.add_argument(
         "--upstreams",
         help="chunk shapes for the per-upstream table: 'all', 'none' or a comma-separated list of "
@@ -275,8 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra: dict[str, object] = {"upstreams": as_json(shaped)} if shaped else {}
     if proxied is not None:
         extra["proxy"] = as_json([proxied])[0]
-    write_json(result, goals, args.output, extra or None)
-    print(f"figures written to {args.output}", flush=True)
+    output = args.output or (UPSTREAM_RESULTS if args.per_upstream else RESULTS)
+    write_json(result, goals, output, extra or None)
+    print(f"figures written to {output}", flush=True)
     broken = any(v.error or any(r.completed == 0 for r in v.runs.values()) for v in result.variants)
     broken |= any(s.error or s.ratio is None for s in [*shaped, *([proxied] if proxied else [])])
     return 1 if broken else 0
