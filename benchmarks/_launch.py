@@ -63,8 +63,17 @@ def _headers(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}", "content-type": "application/json"}
 
 
-async def launch(variant: Variant, *, upstream_url: str, workdir: Path, audit: bool, probe: bytes) -> Target:
-    """Start ``variant`` against the simulator at ``upstream_url``; ``probe`` is the first request body."""
+async def launch(
+    variant: Variant,
+    *,
+    upstream_url: str,
+    workdir: Path,
+    audit: bool,
+    probe: bytes,
+    env: dict[str, str] | None = None,
+) -> Target:
+    """Start ``variant`` against the simulator at ``upstream_url``; ``probe`` is the first request
+    body; ``env`` is added to the server's environment (a proxy, say)."""
     upstream_v1 = f"{upstream_url}/v1"
     if variant.kind == "direct":
         return Target(variant, upstream_v1, _headers("sk-sim"), None, None)
@@ -84,7 +93,13 @@ async def launch(variant: Variant, *, upstream_url: str, workdir: Path, audit: b
         argv = [str(binary), "--config", str(config), "--host", LOOPBACK, "--port", str(port)]
         ready_path, timeout_s = "/health/readiness", LITELLM_READY_TIMEOUT_S
     server, health_s = await start_http_server(
-        variant.name, argv, port=port, log=log, env=QUIET_ENV, ready_path=ready_path, timeout_s=timeout_s
+        variant.name,
+        argv,
+        port=port,
+        log=log,
+        env={**QUIET_ENV, **(env or {})},
+        ready_path=ready_path,
+        timeout_s=timeout_s,
     )
     headers = _headers(key)
     try:

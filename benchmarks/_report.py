@@ -135,7 +135,7 @@ def print_report(result: BenchResult, keys: Sequence[RunKey], goals: Sequence[Go
     print_goals(goals, out)
 
 
-def write_json(result: BenchResult, goals: Sequence[Goal], path: Path) -> None:
+def write_json(result: BenchResult, goals: Sequence[Goal], path: Path, extra: dict[str, object] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {**asdict(result), "targets": [asdict(g) for g in goals]}
+    payload = {**asdict(result), "targets": [asdict(g) for g in goals], **(extra or {})}
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

@@ -8,6 +8,12 @@ at a time; the table shows requests/s, p50/p99 latency, time to first token, sta
 RSS, with ratios against the upstream itself and against LiteLLM Proxy.
 
     python -m benchmarks.load [--requests N] [--concurrency C] [--only streamed|plain] [--skip-litellm]
+    python -m benchmarks.load --per-upstream [--upstreams openai,vllm,ollama,llamacpp,tgi,spaced] [--no-proxy]
+
+A full run ends with the per-upstream table: Warden (default policy) against the upstream
+itself, streamed, for each server's way of writing stream chunks (``--shape`` of the
+simulator), then Warden reaching one origin directly and through a real forward proxy
+(Debian's tinyproxy, on loopback); ``--per-upstream`` runs those two alone.
 
 Figures go to stdout and to ``benchmarks/results/load.json``; progress goes to stderr. A variant
 that cannot start, or a run in which no request succeeds, is reported and the run goes on;
@@ -33,9 +39,22 @@ from benchmarks._loadgen import Workload, run_load
 from benchmarks._procs import StartError, memory_mib, start_simulator, stop
 from benchmarks._report import print_report, write_json
 from benchmarks._results import MODES, BenchResult, Mode, RunKey, Settings, VariantResult
+from benchmarks._upstreams import (
+    ShapeResult,
+    UpstreamSettings,
+    as_json,
+    print_proxy,
+    print_upstreams,
+    run_proxy,
+    run_upstreams,
+)
 from benchmarks._variants import DEFAULT_POLICY, MODEL, REPLY_TOKENS, REPO, Variant, all_variants
+from gateway.simulator.schema import Shape
+from gateway.simulator.shapes import SHAPES
 
 RESULTS = REPO / "benchmarks" / "results" / "load.json"
+#: where ``--per-upstream`` writes, so it does not replace a full run's figures
+UPSTREAM_RESULTS = REPO / "benchmarks" / "results" / "load_upstreams.json"
 WARMUP_SECONDS = 3.0
 # Benign on purpose (no personal data, nothing a check acts on), so every variant does the same
 # work: each check scans it and passes it. #SERIAL# becomes the request's number (_loadgen).
@@ -108,10 +127,21 @@ async def _bench_variant(
             await stop(target.server.process)
 
 
-async def run(variants: Sequence[Variant], keys: Sequence[RunKey], settings: Settings) -> BenchResult:
+async def run(
+    variants: Sequence[Variant],
+    keys: Sequence[RunKey],
+    settings: Settings,
+    upstreams: tuple[Sequence[Shape], Variant, UpstreamSettings, bool] | None = None,
+) -> tuple[BenchResult, list[ShapeResult], ShapeResult | None]:
     results: list[VariantResult] = []
+    shaped: list[ShapeResult] = []
+    proxied: ShapeResult | None = None
     with tempfile.TemporaryDirectory(prefix="warden-bench-") as tmp:
         workdir = Path(tmp)
+        if not variants:
+            if upstreams is not None:
+                shaped, proxied = await _per_upstream(upstreams, workdir)
+            return BenchResult(settings, results), shaped, proxied
         argv = [sys.executable, "-m", "gateway.simulator", "--host", "127.0.0.1", "--port", "0"]
         simulator = await start_simulator(argv, workdir / "simulator.log")
         try:
@@ -123,7 +153,18 @@ async def run(variants: Sequence[Variant], keys: Sequence[RunKey], settings: Set
                 )
         finally:
             await stop(simulator.process)
-    return BenchResult(settings, results)
+        if upstreams is not None:
+            shaped, proxied = await _per_upstream(upstreams, workdir)
+    return BenchResult(settings, results), shaped, proxied
+
+
+async def _per_upstream(
+    upstreams: tuple[Sequence[Shape], Variant, UpstreamSettings, bool], workdir: Path
+) -> tuple[list[ShapeResult], ShapeResult | None]:
+    shapes, variant, up, proxy = upstreams
+    shaped = await run_upstreams(shapes, variant, workdir=workdir, settings=up, body=_body, log=_log)
+    proxied = await run_proxy(variant, workdir=workdir, settings=up, body=_body, log=_log) if proxy else None
+    return shaped, proxied
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -138,7 +179,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--variants", help="comma-separated variant names to run (default: all)")
     parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="the 'default policy' file")
     parser.add_argument("--audit", action="store_true", help="run Warden with its SQLite audit writer on")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"JSON results file (default {RESULTS.name}; {UPSTREAM_RESULTS.name} with --per-upstream)",
+    )
+    parser.add_argument(
+        "--upstreams",
+        help="chunk shapes for the per-upstream table: 'all', 'none' or a comma-separated list of "
+        f"{', '.join(SHAPES)} (default: all, or none when --variants or --only plain is given)",
+    )
+    parser.add_argument("--per-upstream", action="store_true", help="run only the per-upstream and proxy tables")
+    parser.add_argument("--no-proxy", action="store_true", help="leave out the forward-proxy comparison")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per upstream (default 3)")
     return parser
 
 
@@ -155,6 +208,21 @@ def _select(args: argparse.Namespace) -> list[Variant]:
     if args.skip_litellm:
         variants = [v for v in variants if v.kind != "litellm"]
     return variants
+
+
+def _shapes(args: argparse.Namespace) -> list[Shape]:
+    wanted = args.upstreams
+    if wanted is None:
+        wanted = "all" if args.per_upstream or not (args.variants or args.only == "plain") else "none"
+    if wanted == "none":
+        return []
+    if wanted == "all":
+        return list(SHAPES)
+    names = [name.strip() for name in wanted.split(",") if name.strip()]
+    unknown = [n for n in names if n not in SHAPES]
+    if unknown:
+        raise SystemExit(f"unknown upstream shape(s): {', '.join(unknown)}; known: {', '.join(SHAPES)}")
+    return [s for s in SHAPES if s in names]
 
 
 def _litellm_version() -> str:
@@ -185,21 +253,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.requests < 1 or args.concurrency < 1 or args.probe_requests < 0:
         raise SystemExit("--requests and --concurrency must be at least 1, --probe-requests at least 0")
-    variants = _select(args)
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
+    variants = [] if args.per_upstream else _select(args)
     modes: tuple[Mode, ...] = (args.only,) if args.only else MODES
     keys = [RunKey(mode, args.concurrency) for mode in modes]
     if args.probe_requests and args.concurrency != 1:
         keys += [RunKey(mode, 1) for mode in modes]
+    shapes = _shapes(args)
+    upstreams = None
+    if shapes:
+        default = next(v for v in all_variants(args.policy.resolve()) if v.name == "warden-default")
+        up = UpstreamSettings(args.requests, args.concurrency, args.max_seconds, args.rounds, WARMUP_SECONDS)
+        upstreams = (shapes, default, up, not args.no_proxy)
     try:
-        result = asyncio.run(run(variants, keys, _settings(args)))
+        result, shaped, proxied = asyncio.run(run(variants, keys, _settings(args), upstreams))
     except StartError as exc:
         print(f"cannot run the benchmark: {exc}", file=sys.stderr)
         return 2
-    goals = judge(result)
-    print_report(result, keys, goals, sys.stdout)
-    write_json(result, goals, args.output)
-    print(f"figures written to {args.output}", flush=True)
+    goals = judge(result) if variants else []
+    if variants:
+        print_report(result, keys, goals, sys.stdout)
+    if upstreams is not None:
+        print_upstreams(shaped, upstreams[2], sys.stdout)
+    if proxied is not None:
+        print_proxy(proxied, sys.stdout)
+    extra: dict[str, object] = {"upstreams": as_json(shaped)} if shaped else {}
+    if proxied is not None:
+        extra["proxy"] = as_json([proxied])[0]
+    output = args.output or (UPSTREAM_RESULTS if args.per_upstream else RESULTS)
+    write_json(result, goals, output, extra or None)
+    print(f"figures written to {output}", flush=True)
     broken = any(v.error or any(r.completed == 0 for r in v.runs.values()) for v in result.variants)
+    broken |= any(s.error or s.ratio is None for s in [*shaped, *([proxied] if proxied else [])])
     return 1 if broken else 0
 
 

@@ -58,11 +58,18 @@ def serve(
 def simulator(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+    shape: Annotated[
+        str, typer.Option(help="Whose chunk bytes streams copy: openai, vllm, ollama, llamacpp, tgi or spaced.")
+    ] = "openai",
 ) -> None:
     """Run the built-in OpenAI-compatible upstream simulator (no API key needed)."""
     from gateway.simulator import run
+    from gateway.simulator.shapes import SHAPES
 
-    run(host, port)
+    if shape not in SHAPES:
+        _fail(f"unknown --shape {shape!r}; choose one of: {', '.join(SHAPES)}")
+        return
+    run(host, port, shape=shape)
 
 
 @app.command()

@@ -83,6 +83,12 @@ class UpstreamSettings(Strict):
     #: forward OpenAI-compatible deployments with the gateway's own HTTP client instead of litellm
     #: (measured many times faster per token; see README, Performance)
     fast_path: bool = True
+    #: open connections per upstream origin on the fast path (busy + idle); requests beyond
+    #: wait up to ``connect_timeout_s`` for one to come free
+    max_connections_per_origin: int = Field(default=100, ge=1, le=10_000)
+    #: speak HTTP/2 to fast-path upstreams (through httpx; prior knowledge on http://). Off, an
+    #: origin that answers only in HTTP/2 is refused with an error naming this setting.
+    http2: bool = False
     fallbacks: list[dict[str, list[str]]] = Field(default_factory=list)
 
 

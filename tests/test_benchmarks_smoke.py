@@ -89,3 +89,22 @@ def test_a_reply_counts_only_when_it_ran_to_its_end() -> None:
         check_reply(b'{"choices":[{"finish_reason":"content_filter"}]}', stream=False)
     with pytest.raises(RequestFailed, match="DONE"):
         check_reply(b'data: {"choices":[{"finish_reason":"stop"}]}\n\n', stream=True)
+
+
+@pytest.mark.slow
+def test_per_upstream_table_runs_each_shape_and_the_proxy(tmp_path: Path) -> None:
+    output = tmp_path / "load.json"
+
+    done = run_benchmark("--per-upstream", "--upstreams", "ollama,spaced", "--rounds", "1", "--output", str(output))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "== per upstream: streamed, 2 concurrent, default policy" in out
+    assert re.search(r"Ollama \(role in every delta, Go escapes\)\s+[\d.]+\s+[\d.]+\s+[\d.]+", out)
+    assert re.search(r"json\.dumps defaults .*\s+[\d.]+\s+[\d.]+\s+[\d.]+", out)
+    assert "vLLM" not in out and "== 200-token replies" not in out
+    assert re.search(r"origin direct [\d.]+ r/s, via proxy [\d.]+ r/s", out)
+    figures = json.loads(output.read_text(encoding="utf-8"))
+    assert [u["shape"] for u in figures["upstreams"]] == ["ollama", "spaced"]
+    assert all(u["failed"] == 0 and u["ratio"] > 0 for u in figures["upstreams"])
+    assert figures["proxy"]["failed"] == 0 and figures["proxy"]["ratio"] > 0

@@ -267,7 +267,7 @@ def test_proxy_variables_send_the_origin_through_httpx(monkeypatch: pytest.Monke
     assert not Transports().uses_proxy("https://api.openai.com/v1")
 
 
-async def test_an_origin_behind_a_proxy_goes_through_httpx_and_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_origin_behind_a_proxy_goes_through_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[bytes] = []
 
     async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -128,8 +128,16 @@ def test_a_malformed_event_is_an_error_after_the_chunks_before_it() -> None:
 
 
 @pytest.mark.parametrize("escaped", [b"\\u00e9t\\u00e9", b"caf\\u00e9"])
-def test_upstreams_that_escape_differently_are_parsed_in_full(escaped: bytes) -> None:
+def test_upstreams_that_escape_differently_still_merge(escaped: bytes) -> None:
     raw = event({"content": "PLACEHOLDER"}).replace(b"PLACEHOLDER", escaped)
     batch = SseBatcher().feed(raw + raw)
     decoded = orjson.loads(b'"' + escaped + b'"')
-    assert texts(batch) == [{"content": decoded}, {"content": decoded}]  # correct, though not merged
+    assert texts(batch) == [{"content": decoded + decoded}]
+
+
+def test_a_crlf_split_between_its_two_bytes_at_the_end_of_an_event() -> None:
+    data = (event({"content": "one"}) + b"data: [DONE]\n\n").replace(b"\n", b"\r\n")
+    cut = data.rindex(b"\r") + 1  # the read ends on the last "\r"
+    batcher = SseBatcher()
+    out = feed(batcher, data[:cut]) + feed(batcher, data[cut:])
+    assert texts(out) == [{"content": "one"}] and batcher.done

@@ -123,10 +123,10 @@ def _stop(process: subprocess.Popen[str]) -> None:
 
 
 @contextmanager
-def running_simulator(*, record_limit: int = 200) -> Iterator[SimulatorHandle]:
+def running_simulator(*, record_limit: int = 200, shape: str = "openai") -> Iterator[SimulatorHandle]:
     """Run the simulator on a free loopback port for the duration of the block."""
     command = [sys.executable, "-m", "gateway.simulator", "--host", "127.0.0.1", "--port", "0"]
-    command += ["--record-limit", str(record_limit)]
+    command += ["--record-limit", str(record_limit), "--shape", shape]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
     handle: SimulatorHandle | None = None

@@ -7,12 +7,14 @@ from starlette.routing import BaseRoute, Route
 
 from gateway.simulator.control import ControlEndpoints
 from gateway.simulator.endpoints import OpenAIEndpoints
+from gateway.simulator.schema import Shape
 from gateway.simulator.state import SimState
 
 
-def create_app(*, record_limit: int = 200) -> Starlette:
+def create_app(*, record_limit: int = 200, shape: Shape = "openai") -> Starlette:
+    """``shape``: whose chunk bytes chat streams copy, unless a script says otherwise."""
     state = SimState(record_limit=record_limit)
-    api = OpenAIEndpoints(state)
+    api = OpenAIEndpoints(state, shape)
     control = ControlEndpoints(state)
     routes: list[BaseRoute] = [
         Route("/health", control.health),

@@ -13,7 +13,6 @@ from starlette.responses import Response
 from gateway.simulator.embeddings import as_base64, embed, input_texts
 from gateway.simulator.events import (
     chat_body,
-    chat_stream,
     completion_body,
     completion_stream,
     envelope,
@@ -21,7 +20,8 @@ from gateway.simulator.events import (
 )
 from gateway.simulator.replies import Prompt, compose
 from gateway.simulator.responses import invalid_request, json_response, respond
-from gateway.simulator.schema import ChatRequest, CompletionRequest, EmbeddingRequest
+from gateway.simulator.schema import ChatRequest, CompletionRequest, EmbeddingRequest, Shape
+from gateway.simulator.shapes import shaped_chat_stream
 from gateway.simulator.state import RecordedRequest, SimState
 from gateway.simulator.streaming import Delivery, WatchedResponse
 from gateway.simulator.text import count_tokens
@@ -40,8 +40,9 @@ def _stops(stop: str | list[str] | None) -> tuple[str, ...]:
 
 
 class OpenAIEndpoints:
-    def __init__(self, state: SimState) -> None:
+    def __init__(self, state: SimState, shape: Shape = "openai") -> None:
         self.state = state
+        self.shape = shape
 
     async def models(self, request: Request) -> Response:
         return json_response({"object": "list", "data": [_model_card(m) for m in MODELS]})
@@ -73,7 +74,8 @@ class OpenAIEndpoints:
         if req.stream:
             env = envelope("chatcmpl", "chat.completion.chunk", req.model)
             tail = counted if req.stream_options and req.stream_options.include_usage else None
-            frames = chat_stream(env, replies, chunking, tail)
+            shape = script.shape if script and script.shape else self.shape
+            frames = shaped_chat_stream(shape, env, replies, chunking, tail, counted)
         else:
             frames = [chat_body(envelope("chatcmpl", "chat.completion", req.model), replies, counted)]
         return respond(frames, Delivery.of(script), self.state.stats, stream=req.stream)

@@ -66,7 +66,7 @@ def _frames(env: Envelope, choices: list[list[dict[str, Any]]], tail: dict[str, 
     return frames
 
 
-def _chat_deltas(reply: Reply, chunking: Chunking) -> list[dict[str, Any]]:
+def chat_deltas(reply: Reply, chunking: Chunking) -> list[dict[str, Any]]:
     deltas: list[dict[str, Any]] = [{"role": "assistant", "content": "" if reply.content is not None else None}]
     deltas += [{reply.reasoning_field: p} for p in chunk_text(reply.reasoning, chunking)]
     deltas += [{"content": p} for p in chunk_text(reply.content or "", chunking)]
@@ -90,7 +90,7 @@ def chat_stream(
     choices = []
     for index, reply in enumerate(replies):
         chunks: list[dict[str, Any]] = [
-            {"index": index, "delta": d, "logprobs": None, "finish_reason": None} for d in _chat_deltas(reply, chunking)
+            {"index": index, "delta": d, "logprobs": None, "finish_reason": None} for d in chat_deltas(reply, chunking)
         ]
         chunks.append({"index": index, "delta": {}, "logprobs": None, "finish_reason": reply.finish_reason})
         choices.append(chunks)

@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 Fault = Literal["refuse_500", "status_429", "hang", "hang_mid_stream", "die_mid_stream", "malformed_chunk"]
 Chunking = Literal["word", "char", "whole"] | PositiveInt
 ReasoningField = Literal["reasoning_content", "reasoning", "think"]
+#: whose chunk bytes a chat stream copies (see ``gateway.simulator.shapes``)
+Shape = Literal["openai", "vllm", "ollama", "llamacpp", "tgi", "spaced"]
 
 
 class _Lenient(BaseModel):
@@ -90,6 +92,7 @@ class Script(BaseModel):
     reasoning_field: ReasoningField | None = None
     tool_call: ToolCallSpec | None = None
     chunking: Chunking = "word"
+    shape: Shape | None = None
     delay_ms: NonNegativeFloat = 0.0
     fault: Fault | None = None
     fault_after: int | None = Field(default=None, ge=0)

@@ -8,6 +8,7 @@ import socket
 import uvicorn
 
 from gateway.simulator.app import create_app
+from gateway.simulator.schema import Shape
 from gateway.simulator.streaming import SimulatedDrop
 
 READY_PREFIX = "warden-simulator listening on "
@@ -30,12 +31,12 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(host: str = "127.0.0.1", port: int = 8100, *, record_limit: int = 200) -> None:
+def run(host: str = "127.0.0.1", port: int = 8100, *, record_limit: int = 200, shape: Shape = "openai") -> None:
     """Serve until interrupted; prints one line `READY_PREFIX + http://host:port` once listening."""
     sock = bind(host, port)
     bound = sock.getsockname()[1]
     config = uvicorn.Config(
-        create_app(record_limit=record_limit),
+        create_app(record_limit=record_limit, shape=shape),
         log_level="warning",
         access_log=False,
         lifespan="off",

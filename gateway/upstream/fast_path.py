@@ -6,11 +6,16 @@ and, under load, hands on everything one socket read brought in as one batch (se
 (``openai/...`` with an ``api_base``); everything else goes through litellm. Connection
 failures before anything was sent are retried ``num_retries`` times; nothing is retried once
 the request has gone out.
+
+Redirects are never followed: an upstream that answers 3xx is an error (logged once per
+upstream and target), so a compromised or misconfigured upstream cannot send the gateway,
+with its API key, somewhere else.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -24,12 +29,17 @@ from gateway.upstream.transport import (
     ConnectFailed,
     ConnectTimeout,
     Http1Error,
+    Http2Refused,
+    PoolBusy,
     ReadTimeout,
     Transports,
     UpstreamResponse,
 )
 
 FAST_PREFIXES = ("openai/",)
+log = logging.getLogger("warden.upstream")
+#: (kind, upstream, ...) keys already logged, e.g. a redirect and its target
+_logged: set[tuple[str, ...]] = set()
 
 
 def is_fast(deployment: Deployment) -> bool:
@@ -54,7 +64,7 @@ class FastUpstream:
         self._settings = settings
         self._transports = transports
 
-    async def _send(self, endpoint: Endpoint, body: dict[str, Any]) -> UpstreamResponse:
+    async def _send(self, endpoint: Endpoint, body: dict[str, Any], *, stream: bool) -> UpstreamResponse:
         base, model, key, timeout = self._targets[next(self._cycle)]
         headers = {"content-type": "application/json"}
         if key:
@@ -72,15 +82,39 @@ class FastUpstream:
                     body=content,
                     connect_timeout=min(total, s.connect_timeout_s),
                     read_timeout=min(total, s.read_timeout_s),
+                    accept_encoding="identity" if stream else "gzip",
                 )
+            except Http2Refused as exc:
+                _log_once(("http2", base), "upstream %s speaks only HTTP/2: %s; set upstream.http2: true", base, exc)
+                raise UpstreamError(
+                    "Upstream speaks only HTTP/2; the fast path speaks HTTP/1.1 unless `upstream.http2: true` is set."
+                ) from exc
             except ConnectFailed as exc:
                 if attempt + 1 < attempts:
                     continue
                 raise UpstreamError("Upstream unreachable: ConnectError") from exc
+            except PoolBusy as exc:
+                log.warning("upstream %s: %s", base, exc)
+                raise UpstreamTimeout(
+                    "Upstream timed out waiting for a free connection (upstream.max_connections_per_origin)."
+                ) from exc
             except (ConnectTimeout, ReadTimeout) as exc:
                 raise UpstreamTimeout("Upstream timed out.") from exc
             except Http1Error as exc:
                 raise UpstreamError(f"Upstream request failed: {exc}") from exc
+            if 300 <= response.status_code < 400:
+                location = response.header(b"location") or "(no location)"
+                await response.aclose()
+                _log_once(
+                    ("redirect", base, location),
+                    "upstream %s answered HTTP %d redirecting to %s; redirects are not followed, its requests fail",
+                    base,
+                    response.status_code,
+                    location[:300],
+                )
+                raise UpstreamError(
+                    f"Upstream answered with a redirect (HTTP {response.status_code}); redirects are not followed."
+                )
             if response.status_code >= 400:
                 try:
                     detail = (await response.aread())[:2000].decode("utf-8", "replace")
@@ -93,7 +127,7 @@ class FastUpstream:
         raise AssertionError("unreachable")
 
     async def call(self, endpoint: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
-        response = await self._send(endpoint, body)
+        response = await self._send(endpoint, body, stream=False)
         try:
             raw = await response.aread()
         except ReadTimeout as exc:
@@ -111,7 +145,7 @@ class FastUpstream:
         return data
 
     async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
-        response = await self._send(endpoint, body)
+        response = await self._send(endpoint, body, stream=True)
         events = SseBatcher()
         try:
             async for data in response.aiter_reads():
@@ -134,6 +168,14 @@ class FastUpstream:
 
     async def aclose(self) -> None:
         return None
+
+
+def _log_once(key: tuple[str, ...], message: str, *args: object) -> None:
+    """A misbehaving upstream is logged once per kind and target, not once per request."""
+    if key in _logged or len(_logged) > 1000:
+        return
+    _logged.add(key)
+    log.warning(message, *args)
 
 
 def _message(detail: str, status: int) -> str:

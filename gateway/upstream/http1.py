@@ -8,8 +8,11 @@ piece, so tokens that arrived together are parsed, checked and written out toget
 
 Scope, on purpose: HTTP/1.1 over TCP or TLS, requests with a body of known length,
 responses with ``content-length``, chunked encoding or read-until-close, keep-alive pooling
-per origin. No proxies, redirects, cookies or compression (``accept-encoding: identity``):
-``gateway.upstream.transport`` routes a deployment behind a proxy through httpx instead.
+per origin with a bound on each origin's connections, gzip/deflate-encoded bodies (asked for
+by the caller, decoded here). No redirects (a 3xx is handed to the caller as it is), no
+cookies, no HTTP/2: an origin that answers in HTTP/2 is refused with ``Http2Refused``. Proxies
+are ``gateway.upstream.transport``'s business (a CONNECT tunnel or an absolute-form request
+through this same pool).
 
 Timeouts: ``connect`` for opening the connection (TCP + TLS), ``read`` for each wait on the
 socket, from sending the request on; the caller's ``total`` bound is enforced by the caller.
@@ -18,18 +21,23 @@ socket, from sending the request on; the caller's ``total`` bound is enforced by
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import ssl
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httptools
 
 #: pause the socket when this much body is waiting for a slow reader
 HIGH_WATER = 256 * 1024
 MAX_IDLE_PER_ORIGIN = 64
+#: open connections per origin (busy + idle); more requests wait for one to come free
+MAX_PER_ORIGIN = 100
 #: how long, and how much, a finished stream's connection is read for its message to end
 DRAIN_S = 1.0
 DRAIN_BYTES = 64 * 1024
@@ -51,11 +59,52 @@ class ConnectTimeout(Http1Error):
     pass
 
 
+class PoolBusy(ConnectTimeout):
+    """Every connection the origin may have stayed busy while the request waited for one."""
+
+
+class Http2Refused(Http1Error):
+    """The origin speaks only HTTP/2; this client speaks HTTP/1.1."""
+
+
+#: the first bytes of an HTTP/2 server's answer: a frame header (3-byte length, then type
+#: SETTINGS or GOAWAY) where an HTTP/1.1 server would have written "HTTP/1.1 ..."
+_H2_FRAME_TYPES = (0x04, 0x07)
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """An HTTP forward proxy: plain requests go to it in absolute form, TLS ones in a tunnel."""
+
+    host: str
+    port: int
+    #: the ``proxy-authorization`` value, from the proxy URL's user and password
+    authorization: str | None = None
+
+    @staticmethod
+    def of(url: str) -> Proxy:
+        parts = urlsplit(url)
+        if parts.scheme.lower() != "http" or not parts.hostname:
+            raise ValueError(f"not an http:// proxy URL: {url!r}")
+        auth = None
+        if parts.username is not None:
+            user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            auth = "Basic " + base64.b64encode(user.encode()).decode()
+        return Proxy(parts.hostname, parts.port or 80, auth)
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     scheme: str
     host: str
     port: int
+    #: the forward proxy connections to this origin go through, if any (part of the pool key)
+    proxy: Proxy | None = None
 
     @staticmethod
     def of(url: str) -> tuple[Origin, str]:
@@ -76,6 +125,11 @@ class Origin:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if self.port == default else f"{host}:{self.port}"
 
+    @property
+    def absolute_form(self) -> bool:
+        """Requests name the whole URL: plain HTTP through a proxy (TLS goes in a tunnel)."""
+        return self.proxy is not None and self.scheme == "http"
+
 
 class _Connection(asyncio.Protocol):
     """One socket; carries one exchange at a time."""
@@ -84,6 +138,8 @@ class _Connection(asyncio.Protocol):
         self.origin = origin
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        self.counted = True  # in its origin's count of open connections until closed
+        self.tunnel: bytes | None = None
         self._paused = False
         self._reset()
 
@@ -107,11 +163,19 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:  # a proxy's answer to CONNECT, before the TLS handshake
+            self.tunnel += data
+            self._wake()
+            return
+        first = not self.received_any
         self.received_any = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self.error = Http1Error(f"malformed HTTP response: {exc}")
+            if first and len(data) >= 9 and not data.startswith(b"HTTP/") and data[3] in _H2_FRAME_TYPES:
+                self.error = Http2Refused(f"{self.origin.host_header} answered in HTTP/2")
+            else:
+                self.error = Http1Error(f"malformed HTTP response: {exc}")
         if self._buffered > HIGH_WATER and self.transport is not None and not self._paused:
             self._paused = True
             self.transport.pause_reading()
@@ -167,6 +231,30 @@ class _Connection(asyncio.Protocol):
             handle.cancel()
             self._waiter = None
 
+    async def open_tunnel(self, proxy: Proxy, connect_s: float) -> None:
+        """Ask the proxy for a tunnel to the origin (CONNECT) and wait for its 2xx."""
+        assert self.transport is not None
+        target = self.origin.host_header if self.origin.port != 443 else f"{self.origin.host_header}:443"
+        lines = [f"CONNECT {target} HTTP/1.1", f"host: {target}"]
+        if proxy.authorization:
+            lines.append(f"proxy-authorization: {proxy.authorization}")
+        self.tunnel = b""
+        self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        while b"\r\n\r\n" not in self.tunnel:
+            if self.lost or len(self.tunnel) > 65536:
+                raise ConnectFailed(f"proxy {proxy.address} closed the tunnel to {target}")
+            try:
+                await self._wait(connect_s)
+            except TimeoutError:
+                raise ConnectTimeout(f"proxy {proxy.address} did not open a tunnel in {connect_s:g} s") from None
+        status_line = self.tunnel.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = status_line.split(" ", 2)
+        if len(parts) < 2 or not parts[1].startswith("2"):
+            raise ConnectFailed(f"proxy {proxy.address} refused the tunnel to {target}: {status_line}")
+        if not self.tunnel.endswith(b"\r\n\r\n"):
+            raise ConnectFailed(f"proxy {proxy.address} sent data before the TLS handshake")
+        self.tunnel = None
+
     def send(self, head: bytes, body: bytes) -> None:
         assert self.transport is not None
         self._reset()
@@ -212,6 +300,18 @@ class _Connection(asyncio.Protocol):
         self.lost = True
 
 
+def _decoder(encoding: str | None) -> zlib._Decompress | None:
+    """A decompressor for the response's ``content-encoding``; None for an unencoded body."""
+    name = (encoding or "identity").lower()
+    if name == "identity":
+        return None
+    if name in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if name == "deflate":
+        return zlib.decompressobj()
+    raise Http1Error(f"unsupported content-encoding {name!r} (the gateway accepts gzip, deflate or none)")
+
+
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
@@ -227,20 +327,38 @@ class Response:
         self.status_code = conn.status
         self.headers = conn.headers
         self._closed = False
+        self._decoder = _decoder(self.header(b"content-encoding"))
+
+    def header(self, name: bytes) -> str | None:
+        """The last value of header ``name`` (lower case), if the response has it."""
+        found = [value for key, value in self.headers if key == name]
+        return found[-1].decode("latin-1").strip() if found else None
 
     async def read_some(self) -> bytes:
-        return await self._conn.read_some(self._timeout)
+        """Decoded body bytes that have arrived (waiting for some); b"" at the end."""
+        while True:
+            data = await self._conn.read_some(self._timeout)
+            if self._decoder is None:
+                return data
+            if not data:
+                return self._decoder.flush()
+            try:
+                decoded = self._decoder.decompress(data)
+            except zlib.error as exc:
+                raise Http1Error(f"corrupt compressed body: {exc}") from exc
+            if decoded:
+                return decoded
 
     async def aiter_reads(self) -> AsyncIterator[bytes]:
         while True:
-            data = await self._conn.read_some(self._timeout)
+            data = await self.read_some()
             if not data:
                 return
             yield data
 
     async def aread(self) -> bytes:
         parts = []
-        while data := await self._conn.read_some(self._timeout):
+        while data := await self.read_some():
             parts.append(data)
         return b"".join(parts)
 
@@ -258,16 +376,90 @@ class Response:
         if self._closed:
             return
         self._closed = True
+        if self._conn.complete:
+            self._pool.release(self._conn)  # the message has ended already: pooled now
+            return
         self._pool.drain_later(self._conn, self._timeout)
 
 
+class _Slots:
+    """One origin's open connections (busy, idle or draining) and the requests waiting for one."""
+
+    __slots__ = ("open", "waiters")
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    def wake_one(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
 class Http1Pool:
-    def __init__(self, *, ssl_context: ssl.SSLContext | None = None, max_idle: int = MAX_IDLE_PER_ORIGIN) -> None:
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        max_idle: int = MAX_IDLE_PER_ORIGIN,
+        max_per_origin: int = MAX_PER_ORIGIN,
+    ) -> None:
         self._ssl = ssl_context
         self._idle: dict[Origin, deque[_Connection]] = {}
+        self._slots: dict[Origin, _Slots] = {}
         self._draining: set[asyncio.Task[None]] = set()
         self._max_idle = max_idle
+        self._max_per_origin = max_per_origin
         self._closed = False
+
+    def open_connections(self, origin_url: str) -> int:
+        """Connections open to ``origin_url``'s origin now (busy, idle and draining)."""
+        slots = self._slots.get(Origin.of(origin_url)[0])
+        return slots.open if slots else 0
+
+    def _discard(self, conn: _Connection) -> None:
+        """Close ``conn`` and give its place to a waiting request."""
+        conn.close()
+        if conn.counted:
+            conn.counted = False
+            slots = self._slots[conn.origin]
+            slots.open -= 1
+            slots.wake_one()
+
+    async def _acquire(self, origin: Origin, connect_s: float, *, pooled: bool) -> tuple[_Connection, bool]:
+        """A pooled connection (True) or a new one (False), within the origin's limit: when all
+        its connections are busy the request waits, up to ``connect_s``, for one to come free."""
+        slots = self._slots.setdefault(origin, _Slots())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + connect_s
+        while True:
+            conn = self._checkout(origin) if pooled else None
+            if conn is not None:
+                return conn, True
+            if slots.open < self._max_per_origin:
+                slots.open += 1
+                try:
+                    return await self._connect(origin, max(0.001, deadline - loop.time())), False
+                except BaseException:
+                    slots.open -= 1
+                    slots.wake_one()
+                    raise
+            waiter = loop.create_future()
+            slots.waiters.append(waiter)
+            try:
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    await waiter
+            except TimeoutError:
+                raise PoolBusy(
+                    f"all {self._max_per_origin} connections to {origin.host_header} stayed busy for "
+                    f"{connect_s:g} s (upstream.max_connections_per_origin)"
+                ) from None
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -277,19 +469,54 @@ class Http1Pool:
     async def _connect(self, origin: Origin, connect_s: float) -> _Connection:
         loop = asyncio.get_running_loop()
         tls = self._ssl_context() if origin.scheme == "https" else None
+        proxy = origin.proxy
         try:
             async with asyncio.timeout(connect_s):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(origin),
-                    origin.host,
-                    origin.port,
-                    ssl=tls,
-                    server_hostname=origin.host if tls else None,
-                )
+                if proxy is None:
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(origin),
+                        origin.host,
+                        origin.port,
+                        ssl=tls,
+                        server_hostname=origin.host if tls else None,
+                    )
+                else:
+                    conn = await self._via_proxy(origin, proxy, tls, connect_s)
         except TimeoutError:
             raise ConnectTimeout(f"connecting to {origin.host_header} took over {connect_s:g} s") from None
-        except (OSError, ssl.SSLError) as exc:
+        except ssl.SSLError as exc:
+            if "NO_APPLICATION_PROTOCOL" in str(exc):
+                raise Http2Refused(f"{origin.host_header} refused HTTP/1.1 in the TLS handshake") from exc
             raise ConnectFailed(f"cannot connect to {origin.host_header}: {exc}") from exc
+        except OSError as exc:
+            raise ConnectFailed(f"cannot connect to {origin.host_header}: {exc}") from exc
+        if tls is not None and conn.transport is not None:
+            ssl_object = conn.transport.get_extra_info("ssl_object")
+            if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                conn.close()
+                raise Http2Refused(f"{origin.host_header} chose HTTP/2 in the TLS handshake")
+        return conn
+
+    async def _via_proxy(
+        self, origin: Origin, proxy: Proxy, tls: ssl.SSLContext | None, connect_s: float
+    ) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_connection(lambda: _Connection(origin), proxy.host, proxy.port)
+        except OSError as exc:
+            raise ConnectFailed(f"cannot connect to proxy {proxy.address}: {exc}") from exc
+        if tls is None:
+            return conn
+        try:
+            await conn.open_tunnel(proxy, connect_s)
+            assert conn.transport is not None
+            secure = await loop.start_tls(conn.transport, conn, tls, server_hostname=origin.host)
+        except BaseException:
+            conn.close()
+            raise
+        if secure is None:
+            raise ConnectFailed(f"TLS through proxy {proxy.address} failed")
+        conn.transport = secure
         return conn
 
     def _checkout(self, origin: Origin) -> _Connection | None:
@@ -298,6 +525,7 @@ class Http1Pool:
             conn = idle.pop()
             if not conn.lost and conn.transport is not None and not conn.transport.is_closing():
                 return conn
+            self._discard(conn)
         return None
 
     def drain_later(self, conn: _Connection, read_s: float) -> None:
@@ -317,13 +545,14 @@ class Http1Pool:
 
     def release(self, conn: _Connection) -> None:
         if self._closed or not conn.reusable:
-            conn.close()
+            self._discard(conn)
             return
         idle = self._idle.setdefault(conn.origin, deque())
         if len(idle) >= self._max_idle:
-            conn.close()
+            self._discard(conn)
             return
         idle.append(conn)
+        self._slots[conn.origin].wake_one()
 
     async def request(
         self,
@@ -334,30 +563,39 @@ class Http1Pool:
         body: bytes,
         connect_timeout: float,
         read_timeout: float,
+        accept_encoding: str = "identity",
+        proxy: Proxy | None = None,
     ) -> Response:
         """Send one request and wait for the response head. A pooled connection that turns
         out to be closed before any byte of the answer came back is replaced once."""
         if self._closed:
             raise Http1Error("the client is closed")
         origin, target = Origin.of(url)
-        head = _head(method, target, origin, headers, len(body))
+        if proxy is not None:
+            origin = dataclasses.replace(origin, proxy=proxy)
+            if origin.absolute_form:
+                target = f"http://{origin.host_header}{target}"
+                if proxy.authorization:
+                    headers = {**headers, "proxy-authorization": proxy.authorization}
+        head = _head(method, target, origin, headers, len(body), accept_encoding)
         for attempt in range(2):
-            conn = self._checkout(origin) if attempt == 0 else None
-            reused = conn is not None
-            if conn is None:
-                conn = await self._connect(origin, connect_timeout)
+            conn, reused = await self._acquire(origin, connect_timeout, pooled=attempt == 0)
             try:
                 conn.send(head, body)
                 await conn.read_head(read_timeout)
             except Http1Error:
-                conn.close()
-                if reused and not conn.received_any:
+                self._discard(conn)
+                if reused and not conn.received_any and attempt == 0:
                     continue  # the server had closed this idle connection: try a fresh one
                 raise
             except BaseException:
-                conn.close()
+                self._discard(conn)
                 raise
-            return Response(self, conn, read_timeout)
+            try:
+                return Response(self, conn, read_timeout)
+            except Http1Error:
+                self._discard(conn)  # a content-encoding it cannot decode
+                raise
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
@@ -366,16 +604,18 @@ class Http1Pool:
             task.cancel()
         for idle in self._idle.values():
             while idle:
-                idle.pop().close()
+                self._discard(idle.pop())
         self._idle.clear()
 
 
-def _head(method: str, target: str, origin: Origin, headers: dict[str, str], length: int) -> bytes:
+def _head(
+    method: str, target: str, origin: Origin, headers: dict[str, str], length: int, accept_encoding: str
+) -> bytes:
     lines = [f"{method} {target} HTTP/1.1", f"host: {origin.host_header}"]
     for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
             raise ValueError("CR/LF in a header")
         lines.append(f"{name}: {value}")
     lines.append(f"content-length: {length}")
-    lines.append("accept-encoding: identity")
+    lines.append(f"accept-encoding: {accept_encoding}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

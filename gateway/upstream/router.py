@@ -15,7 +15,7 @@ from gateway.upstream.transport import Transports
 class Upstreams:
     def __init__(self, config: GatewayConfig) -> None:
         s = config.upstream
-        self.transports = Transports()
+        self.transports = Transports(s)
         groups: dict[str, list[Deployment]] = defaultdict(list)
         for d in config.model_list:
             groups[d.model_name].append(d)

@@ -10,9 +10,20 @@ runs within one read come out as one chunk carrying the joined text (the first o
 short, later ones longer: ``FIRST_RUN``, ``MAX_RUN``), so the pipeline checks, serializes
 and writes per run instead of per token, and no JSON is parsed for most tokens.
 
+The template is found in the upstream's own bytes, not rebuilt from the parsed chunk, so it
+fits every server's way of writing a chunk: any key order (llama.cpp sorts them), spaces
+after ``:`` and ``,`` (Python's ``json.dumps``), escapes (``\u00e9``, Go's ``\u003c``), a
+delta that repeats ``"role":"assistant"`` with every token (Ollama, TGI), and fields such as
+``system_fingerprint`` or ``"logprobs":null``. A chunk whose other fields carry per-token
+data (logprobs, usage, finish_reason, a second text) never starts a template. The one
+per-token field that does not stop a run is OpenAI's random ``obfuscation`` pad (``PAD_FIELD``):
+a merged chunk carries its run's first pad.
+
 Exactness: the text between the template's ends is decoded as one JSON string; if it is not
-exactly one (an unescaped quote, a dangling backslash), the payload is parsed normally. So a
-merged chunk is always the chunk the upstream sent, text aside.
+exactly one (an unescaped quote, a dangling backslash), the payload is parsed normally. The
+first time a template would merge, it is checked once by parsing it with a probe text in the
+text's place, so a key that only looks like the delta's text cannot be mistaken for it. So a
+merged chunk is always the chunk the upstream sent, text aside, fields in the same order.
 """
 
 from __future__ import annotations
@@ -53,8 +64,14 @@ def parse_payload(payload: bytes) -> Chunk:
     return chunk
 
 
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
 def _text_field(chunk: Chunk) -> str | None:
-    """The delta's only key, when the chunk is plain text for one choice and nothing else."""
+    """The delta's text key, when the chunk is plain text for one choice and nothing else
+    that a merge could lose: besides the text, the delta may hold only its ``role`` and
+    empty fields (``"tool_calls":[]``, ``"reasoning_content":null``, another empty text)."""
     choices = chunk.get("choices")
     if type(choices) is not list or len(choices) != 1 or chunk.get("usage") is not None:
         return None
@@ -62,54 +79,154 @@ def _text_field(chunk: Chunk) -> str | None:
     if type(choice) is not dict or choice.get("finish_reason") is not None or choice.get("logprobs") is not None:
         return None
     delta = choice.get("delta")
-    if type(delta) is not dict or len(delta) != 1:
+    if type(delta) is not dict:
         return None
-    key = next(iter(delta))
-    return key if key in _TEXT_FIELDS and type(delta[key]) is str else None
+    texts = []
+    for key, value in delta.items():
+        if key in _TEXT_FIELDS and type(value) is str:
+            texts.append(key)
+        elif not (key == "role" and type(value) is str) and not _empty(value):
+            return None
+    full = [key for key in texts if delta[key]]
+    if len(full) > 1:
+        return None  # a second text would be repeated in every merged chunk
+    return full[0] if full else (texts[0] if texts else None)
 
 
-@dataclass(frozen=True, slots=True)
+#: OpenAI's per-chunk random padding (``"obfuscation":"..."``, a side-channel guard on token
+#: lengths): it differs in every chunk, so runs would never form; a merged chunk keeps the
+#: pad of its run's first chunk, which pads nothing a network observer could use any more.
+PAD_FIELD = "obfuscation"
+_PLAIN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_.~ "
+
+
+def _plain(value: bytes) -> bool:
+    """A pad value needs no escapes: nothing in it can end the JSON string early."""
+    return not value.translate(None, _PLAIN)
+
+
+_SPACE = b" \t\r\n"
+_PROBE = "\u2063warden\u2063"  # any text would do: it is parsed once, never sent
+
+
+def _string_end(payload: bytes, start: int) -> int:
+    """Index of the quote that closes the JSON string whose text begins at ``start``, or -1."""
+    at = start
+    while (quote := payload.find(b'"', at)) >= 0:
+        back = quote
+        while back > start and payload[back - 1] == 0x5C:  # backslash
+            back -= 1
+        if (quote - back) % 2 == 0:
+            return quote
+        at = quote + 1
+    return -1
+
+
+def _value_span(payload: bytes, name: str) -> tuple[int, int] | None:
+    """Where the string value of the only ``"name"`` key in ``payload`` lies (quotes excluded)."""
+    key = b'"' + name.encode() + b'"'
+    at = payload.find(key)
+    # The key must occur once: a text cannot hold it (quotes inside a string are escaped), so
+    # a second one is another field of that name, and which is the delta's is not known here.
+    if at < 0 or payload.find(key, at + 1) >= 0:
+        return None
+    at += len(key)
+    size = len(payload)
+    while at < size and payload[at] in _SPACE:
+        at += 1
+    if payload[at : at + 1] != b":":
+        return None
+    at += 1
+    while at < size and payload[at] in _SPACE:
+        at += 1
+    if payload[at : at + 1] != b'"':
+        return None
+    end = _string_end(payload, at + 1)
+    return None if end < 0 else (at + 1, end)
+
+
+@dataclass(slots=True)
 class Template:
     prefix: bytes
     suffix: bytes
     skeleton: Chunk
     field: str
+    #: checked once with a probe text, the first time a payload matches (see ``confirm``)
+    confirmed: bool = False
+    #: with a pad after the text: the fixed bytes between the text's end and the pad's value
+    gap: bytes | None = None
+    #: the pad's value in the template's own chunk (the probe check puts it back)
+    pad: bytes = b""
+    #: the pad of the payload ``text_of`` matched last
+    last_pad: bytes = b""
 
     @staticmethod
     def of(payload: bytes, chunk: Chunk) -> Template | None:
         name = _text_field(chunk)
         if name is None:
             return None
-        key = b'"' + name.encode() + b'":'
-        value = orjson.dumps(chunk["choices"][0]["delta"][name])
-        at = payload.find(key + value)
-        # The key must occur once (its text cannot hold it: quotes inside are escaped), and the
-        # upstream must have escaped the text as orjson does; otherwise no template.
-        if at < 0 or payload.count(key) != 1:
+        span = _value_span(payload, name)
+        if span is None:
             return None
-        start = at + len(key) + 1
-        end = at + len(key) + len(value) - 1
+        start, end = span
+        try:
+            if orjson.loads(payload[start - 1 : end + 1]) != chunk["choices"][0]["delta"][name]:
+                return None
+        except orjson.JSONDecodeError:
+            return None
         # A private copy: the chunk itself goes downstream, where it is not ours any more.
         choice = chunk["choices"][0]
         skeleton = {**chunk, "choices": [{**choice, "delta": dict(choice["delta"])}]}
-        return Template(payload[:start], payload[end:], skeleton, name)
+        if PAD_FIELD not in chunk:
+            return Template(payload[:start], payload[end:], skeleton, name)
+        pad = _value_span(payload, PAD_FIELD)
+        if pad is None or pad[0] <= end or not _plain(payload[pad[0] : pad[1]]):
+            return None
+        gap = payload[end : pad[0]]
+        return Template(payload[:start], payload[pad[1] :], skeleton, name, gap=gap, pad=payload[pad[0] : pad[1]])
+
+    def confirm(self) -> bool:
+        """Is the span between prefix and suffix really the delta's text? Parse the template
+        once with a probe text there: the chunk must come back as the skeleton, probe as text."""
+        self.confirmed = True
+        middle = orjson.dumps(_PROBE)[1:-1] + (self.gap + self.pad if self.gap is not None else b"")
+        try:
+            probe = orjson.loads(self.prefix + middle + self.suffix)
+        except orjson.JSONDecodeError:
+            return False
+        return bool(probe == self.build(_PROBE))
 
     def text_of(self, payload: bytes) -> str | None:
         """The text of ``payload`` when it is this template with another text, else None."""
         lo, hi = len(self.prefix), len(payload) - len(self.suffix)
         if hi < lo or not payload.startswith(self.prefix) or not payload.endswith(self.suffix):
             return None
+        if self.gap is not None:
+            # The first occurrence is the real one: the text cannot hold the gap's opening
+            # quote unescaped, and if it holds ``\"`` + the rest, what is left is no JSON string.
+            cut = payload.find(self.gap, lo, hi)
+            if cut < 0 or not _plain(pad := payload[cut + len(self.gap) : hi]):
+                return None
+            self.last_pad, hi = pad, cut
         try:
-            text = orjson.loads(b'"' + payload[lo:hi] + b'"')
+            # the prefix ends with the text's opening quote and the suffix (or gap) starts with
+            # its closing one, so the slice is the JSON string as the upstream wrote it
+            text = orjson.loads(payload[lo - 1 : hi + 1])
         except orjson.JSONDecodeError:
             return None
         return text if type(text) is str else None
 
-    def build(self, text: str) -> Chunk:
+    def build(self, text: str, pad: bytes | None = None) -> Chunk:
+        """The skeleton with ``text`` (and ``pad``): fresh dicts down to the delta, keys in the
+        upstream's order."""
         choice = dict(self.skeleton["choices"][0])
-        choice["delta"] = {self.field: text}
+        delta = dict(choice["delta"])
+        delta[self.field] = text
+        choice["delta"] = delta
         chunk = dict(self.skeleton)
         chunk["choices"] = [choice]
+        if pad is not None and self.gap is not None:
+            chunk[PAD_FIELD] = pad.decode("ascii")
         return chunk
 
 
@@ -132,12 +249,14 @@ class SseBatcher:
     _template: Template | None = None
     _run: list[str] = field(default_factory=list)
     _run_head: Chunk | None = None
+    _run_pad: bytes | None = None
 
     def feed(self, data: bytes) -> Iterator[Chunk]:
         """The complete chunks of ``data``, each as soon as it is known: the first ones are on
         their way through the checks before the rest of a large read has been looked at."""
+        split_crlf = self._buf.endswith(b"\r")
         buf = self._buf + data if self._buf else data
-        if b"\r" in data:  # CRLF line endings (a split CRLF is mended when its \n arrives)
+        if split_crlf or b"\r" in data:  # CRLF line endings (a split CRLF is mended when its \n arrives)
             buf = buf.replace(b"\r\n", b"\n")
         self._buf = b""
         ready: list[Chunk] = []
@@ -160,9 +279,15 @@ class SseBatcher:
         if not payload:
             return
         template = self._template
-        if template is not None and (text := template.text_of(payload)) is not None:
+        if (
+            template is not None
+            and (text := template.text_of(payload)) is not None
+            and (template.confirmed or template.confirm())
+        ):
             if len(self._run) >= self._run_cap:
                 self._close_run(batch)
+            if not self._run:
+                self._run_pad = template.last_pad  # a run keeps its first chunk's pad
             self._run.append(text)  # a run begun here has no parsed head: ``build`` makes one
             return
         self._close_run(batch)
@@ -188,8 +313,9 @@ class SseBatcher:
         assert template is not None
         head, parts = self._run_head, self._run
         self._run_head, self._run = None, []
-        self._run_cap = min(self._run_cap * 2, MAX_RUN)
         if head is not None and len(parts) == 1:
-            batch.append(head)
+            batch.append(head)  # nothing merged (a role announcement, say): runs do not grow
         else:
-            batch.append(template.build(parts[0] if len(parts) == 1 else "".join(parts)))
+            self._run_cap = min(self._run_cap * 2, MAX_RUN)
+            pad, self._run_pad = self._run_pad, None
+            batch.append(template.build(parts[0] if len(parts) == 1 else "".join(parts), pad))
