@@ -1,0 +1,187 @@
+"""Reversible redaction end to end: the upstream (the built-in simulator, which records what it
+received) never sees the value, the client gets it back in content, streams, tool-call
+arguments and reasoning, and the audit record keeps placeholders only."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.pipeline.pseudonyms import placeholder_for
+from tests.gateway_harness import REVIEWER_KEY, RunningGateway, running_gateway, write_config
+from tests.upstream import SimulatorHandle
+
+EMAIL = "jane.roe@example.org"
+PHONE = "+1 415 555 0132"
+NEW_EMAIL = "bob.new@example.net"
+OTHER_KEY = "sk-test-globex-0001"
+PROMPT = f"Draft a reply to {EMAIL} telling her the invoice is paid"
+
+POLICY = """
+name: pseudo
+input:
+  - {check: pii, entities: [EMAIL_ADDRESS, PHONE_NUMBER], action: pseudonymize}
+stream:
+  holdback_chars: 64
+  checks:
+    - {check: pii, entities: [EMAIL_ADDRESS, PHONE_NUMBER], action: redact}
+reasoning:
+  - {check: pii, entities: [EMAIL_ADDRESS], action: flag}
+audit:
+  store_text: full
+"""
+
+
+@pytest.fixture(scope="module")
+def gw(simulator: SimulatorHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    folder = tmp_path_factory.mktemp("pseudo")
+    config = write_config(folder, simulator.base_url, policy_text=POLICY, database_url="sqlite:///./pseudo.db")
+    text = config.read_text().replace("keys:\n", f"keys:\n  - {{key: {OTHER_KEY}, tenant: globex, id: globex-1}}\n")
+    config.write_text(text)
+    with running_gateway(config) as running:
+        yield running
+
+
+def ph(value: str = EMAIL, entity: str = "EMAIL_ADDRESS", tenant: str = "acme") -> str:
+    return placeholder_for(tenant, entity, value)
+
+
+def record(gw: RunningGateway, request_id: str) -> dict[str, Any]:
+    gw.flush_audit()
+    r = httpx.get(f"{gw.base_url}/audit/requests/{request_id}", headers={"authorization": f"Bearer {REVIEWER_KEY}"})
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def upstream_saw(sim: SimulatorHandle) -> str:
+    return json.dumps(sim.bodies()[-1])
+
+
+def chat(
+    gw: RunningGateway, messages: list[dict[str, Any]], *, stream: bool, model: str = "gpt-4o-mini", **kw: Any
+) -> tuple[str, dict[str, Any]]:
+    """Content, the other fields the client got (reasoning, tool calls) and the request id."""
+    client = gw.client(key=kw.pop("key")) if "key" in kw else gw.client()
+    if not stream:
+        raw = client.chat.completions.with_raw_response.create(model=model, messages=messages, **kw)  # type: ignore[call-overload]
+        message = raw.parse().choices[0].message
+        extra = message.model_dump()
+        return message.content or "", {**extra, "request_id": raw.headers["x-warden-request-id"]}
+    raw = client.chat.completions.with_raw_response.create(model=model, messages=messages, stream=True, **kw)  # type: ignore[call-overload]
+    content, reasoning, args = [], [], []
+    for chunk in raw.parse():
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        content.append(delta.content or "")
+        reasoning.append((delta.model_extra or {}).get("reasoning_content") or "")
+        for call in delta.tool_calls or []:
+            args.append(call.function.arguments or "" if call.function else "")
+    extra = {"reasoning_content": "".join(reasoning), "arguments": "".join(args)}
+    return "".join(content), {**extra, "request_id": raw.headers["x-warden-request-id"]}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_model_sees_a_placeholder_and_the_client_the_value(
+    gw: RunningGateway, sim: SimulatorHandle, stream: bool
+) -> None:
+    sim.script(
+        match="invoice",
+        content=f"Dear {ph()},\nyour invoice is paid. I copied {NEW_EMAIL}.",
+        chunking="char",
+    )
+    text, extra = chat(gw, [{"role": "user", "content": PROMPT}], stream=stream)
+    seen = upstream_saw(sim)
+    assert EMAIL not in seen and ph() in seen
+    # the user's own value comes back; the model's own new address is still redacted
+    assert text == f"Dear {EMAIL},\nyour invoice is paid. I copied <EMAIL_ADDRESS>."
+    rec = record(gw, extra["request_id"])
+    dumped = json.dumps(rec)
+    assert EMAIL not in dumped and NEW_EMAIL not in dumped  # store_text: full, and still no value
+    assert rec["input_text"] == PROMPT.replace(EMAIL, ph())
+    assert rec["output_text"] == f"Dear {ph()},\nyour invoice is paid. I copied <EMAIL_ADDRESS>."
+    steps = {s["name"]: s for s in rec["inference_steps"]}
+    assert steps["pseudonymize"]["detail"]["placeholders"] == [ph()]
+    (restored,) = steps["restore"]["detail"]["restored"]
+    assert restored["placeholder"] == ph() and restored["channels"] == ["content"] and restored["count"] == 1
+    stream_pii = [s for s in rec["inference_steps"] if s["stage"] == "stream" and s["name"] == "pii"]
+    assert [sp["entity_type"] for s in stream_pii for sp in s["spans"]] == ["EMAIL_ADDRESS"]  # the new one only
+
+
+def test_same_value_same_placeholder_across_turns_and_other_tenants_differ(
+    gw: RunningGateway, sim: SimulatorHandle
+) -> None:
+    first, _ = chat(gw, [{"role": "user", "content": f"Write to {EMAIL} or call {PHONE}"}], stream=False)
+    turn1 = sim.bodies()[-1]["messages"][-1]["content"]
+    assert turn1 == f"Write to {ph()} or call {ph(PHONE, 'PHONE_NUMBER')}"
+    # the client sends back the restored answer: the same values get the same placeholders
+    assert EMAIL in first
+    history = [
+        {"role": "user", "content": f"Write to {EMAIL} or call {PHONE}"},
+        {"role": "assistant", "content": first},
+        {"role": "user", "content": f"And cc {EMAIL} again"},
+    ]
+    chat(gw, history, stream=True)
+    turn2 = sim.bodies()[-1]["messages"]
+    assert EMAIL not in json.dumps(turn2) and PHONE not in json.dumps(turn2)
+    assert turn2[0]["content"] == turn1 and ph() in turn2[1]["content"]
+    assert turn2[2]["content"] == f"And cc {ph()} again"
+    chat(gw, [{"role": "user", "content": f"Write to {EMAIL}"}], stream=False, key=OTHER_KEY)
+    globex = sim.bodies()[-1]["messages"][-1]["content"]
+    assert globex == f"Write to {ph(tenant='globex')}" and ph(tenant="globex") != ph()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_placeholders_of_other_requests_and_tenants_are_not_restored(
+    gw: RunningGateway, sim: SimulatorHandle, stream: bool
+) -> None:
+    foreign = f"Known: {ph(PHONE, 'PHONE_NUMBER')}, {ph(tenant='globex')}, {ph()}."
+    sim.script(match="nothing", content=foreign, chunking="char")
+    # this request carries no value: nothing of another request's may come back
+    text, _ = chat(gw, [{"role": "user", "content": "nothing personal here"}], stream=stream)
+    assert text == foreign
+    # a request of another tenant with the same value does not restore acme's placeholder
+    sim.script(match="globex", content=f"A {ph()} B {ph(tenant='globex')}", chunking="char")
+    text, _ = chat(gw, [{"role": "user", "content": f"globex: {EMAIL}"}], stream=stream, key=OTHER_KEY)
+    assert text == f"A {ph()} B {EMAIL}"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_tool_call_arguments_are_restored(gw: RunningGateway, sim: SimulatorHandle, stream: bool) -> None:
+    sim.script(match="send", tool_call={"name": "send_email", "arguments": {"to": ph(), "body": "Paid."}}, chunking=3)
+    tools = [{"type": "function", "function": {"name": "send_email", "parameters": {"type": "object"}}}]
+    _, extra = chat(gw, [{"role": "user", "content": f"send it to {EMAIL}"}], stream=stream, tools=tools)
+    assert EMAIL not in upstream_saw(sim)
+    args = extra["arguments"] if stream else extra["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(args) == {"to": EMAIL, "body": "Paid."}
+    rec = record(gw, extra["request_id"])
+    assert EMAIL not in json.dumps(rec)
+    (restored,) = next(s for s in rec["inference_steps"] if s["name"] == "restore")["detail"]["restored"]
+    assert restored["channels"] == ["tool_call"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_is_restored_and_stored_with_placeholders(
+    gw: RunningGateway, sim: SimulatorHandle, stream: bool
+) -> None:
+    sim.script(
+        match="reply",
+        reasoning=f"Step 1: the recipient is {ph()}.\nStep 2: say it is paid.\n",
+        content=f"Done, {ph()}.",
+        chunking="char",
+    )
+    text, extra = chat(gw, [{"role": "user", "content": PROMPT + " reply"}], stream=stream, model="sim-reasoner")
+    assert text == f"Done, {EMAIL}."
+    assert f"the recipient is {EMAIL}." in extra["reasoning_content"]
+    rec = record(gw, extra["request_id"])
+    assert EMAIL not in json.dumps(rec)
+    step1 = next(s for s in rec["inference_steps"] if s["name"] == "step 1")
+    assert step1["text"] == f"Step 1: the recipient is {ph()}."
+    # the reasoning pii check leaves the user's own, restored value alone
+    assert rec["verdict"] == "redact"
+    flagged = [s for s in rec["inference_steps"] if s["stage"] == "reasoning" and s["result"] == "flag"]
+    assert not flagged
