@@ -11,6 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from audit.db import make_engine
+from audit.rows import load_record
+from dashboard import highlight, record_view
 from gateway.pipeline.pseudonyms import placeholder_for
 from tests.gateway_harness import REVIEWER_KEY, RunningGateway, running_gateway, write_config
 from tests.upstream import SimulatorHandle
@@ -39,7 +42,7 @@ audit:
 @pytest.fixture(scope="module")
 def gw(simulator: SimulatorHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     folder = tmp_path_factory.mktemp("pseudo")
-    config = write_config(folder, simulator.base_url, policy_text=POLICY, database_url="sqlite:///./pseudo.db")
+    config = write_config(folder, simulator.base_url, policy_text=POLICY, database_url=f"sqlite:///{folder}/pseudo.db")
     text = config.read_text().replace("keys:\n", f"keys:\n  - {{key: {OTHER_KEY}, tenant: globex, id: globex-1}}\n")
     config.write_text(text)
     with running_gateway(config) as running:
@@ -185,3 +188,29 @@ def test_reasoning_is_restored_and_stored_with_placeholders(
     assert rec["verdict"] == "redact"
     flagged = [s for s in rec["inference_steps"] if s["stage"] == "reasoning" and s["result"] == "flag"]
     assert not flagged
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_request_detail_highlights_the_placeholders_and_names_the_restored(
+    gw: RunningGateway, sim: SimulatorHandle, stream: bool
+) -> None:
+    value = "jane.roe@finance.example.org"  # not as long as its placeholder: offsets shift
+    sim.script(match="invoice", content=f"Dear {ph(value)}, paid. Copy {NEW_EMAIL}.", chunking="char")
+    _, extra = chat(
+        gw, [{"role": "user", "content": PROMPT.replace(EMAIL, value) + f" or call {PHONE}"}], stream=stream
+    )
+    gw.flush_audit()
+    engine = make_engine(gw.gateway.config.resolved_database_url())
+    try:
+        with engine.connect() as conn:
+            rec = load_record(conn, extra["request_id"])
+    finally:
+        engine.dispose()
+    assert rec is not None and rec.input_text is not None and rec.output_text is not None
+    prompt = highlight.locate(rec.input_text, record_view.input_layers(rec))
+    assert prompt.exact
+    assert {rec.input_text[m.start : m.end] for m in prompt.marks} == {ph(value), ph(PHONE, "PHONE_NUMBER")}
+    answer = highlight.locate(rec.output_text, record_view.output_layers(rec))
+    assert answer.exact
+    assert {rec.output_text[m.start : m.end] for m in answer.marks} == {ph(value), "<EMAIL_ADDRESS>"}
+    assert record_view.restored_placeholders(rec) == [f"{ph(value)} ×1 (content)"]
