@@ -7,6 +7,7 @@ import itertools
 import json
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -214,3 +215,13 @@ def test_pseudonymize_is_an_input_action() -> None:
 def test_misplaced_pseudonymize_is_a_clear_error(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_policy_text(text, "p.yaml")
+
+
+def test_the_stream_benchmark_measures_pseudonymization_and_checks_it(tmp_path: Path) -> None:
+    from benchmarks import stream_checks
+
+    out = tmp_path / "stream_checks.json"
+    assert stream_checks.main(["--seconds", "0.01", "--output", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["workload"], r["chunking"]) for r in rows} >= {("mixed", "word"), ("sensitive", "char")}
+    assert all(r["pseudonymized_ok"] and r["pseudonymized_us"] > 0 for r in rows)
