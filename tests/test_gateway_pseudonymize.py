@@ -214,3 +214,24 @@ def test_request_detail_highlights_the_placeholders_and_names_the_restored(
     assert answer.exact
     assert {rec.output_text[m.start : m.end] for m in answer.marks} == {ph(value), "<EMAIL_ADDRESS>"}
     assert record_view.restored_placeholders(rec) == [f"{ph(value)} ×1 (content)"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_legacy_completions_are_restored_and_embeddings_see_placeholders(
+    gw: RunningGateway, sim: SimulatorHandle, stream: bool
+) -> None:
+    sim.script(match="ledger", content=f"Ledger owner: {ph()}.", chunking="char")
+    client = gw.client()
+    prompt = f"ledger of {EMAIL}"
+    if stream:
+        text = "".join(
+            c.choices[0].text
+            for c in client.completions.create(model="gpt-4o-mini", prompt=prompt, stream=True)
+            if c.choices
+        )
+    else:
+        text = client.completions.create(model="gpt-4o-mini", prompt=prompt).choices[0].text
+    assert text == f"Ledger owner: {EMAIL}."
+    assert sim.bodies()[-1]["prompt"] == f"ledger of {ph()}"
+    client.embeddings.create(model="text-embedding-3-small", input=[prompt, "plain"])
+    assert sim.bodies()[-1]["input"] == [f"ledger of {ph()}", "plain"]

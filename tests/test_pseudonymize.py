@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from audit.record import Verdict
 from gateway.pipeline.pseudonyms import CODE_CHARS, Pseudonyms, Restorer, keyed_hash, placeholder_for
+from gateway.pipeline.segments import chat_segments
+from gateway.pipeline.session import GuardSession, new_request_id
 from gateway.pipeline.stream import ChannelScanner
 from policies.compiled import BoundCheck, bind
 from policies.loader import load_policy_text
@@ -225,3 +228,62 @@ def test_the_stream_benchmark_measures_pseudonymization_and_checks_it(tmp_path: 
     rows = json.loads(out.read_text())["rows"]
     assert {(r["workload"], r["chunking"]) for r in rows} >= {("mixed", "word"), ("sensitive", "char")}
     assert all(r["pseudonymized_ok"] and r["pseudonymized_us"] > 0 for r in rows)
+
+
+# -- the input stage, driven directly ---------------------------------------------------------
+
+
+def session_for(policy_text: str, tenant: str = "acme") -> GuardSession:
+    policy = load_policy_text(policy_text, "p.yaml")
+    return GuardSession.start(
+        policy,
+        request_id=new_request_id(),
+        tenant=tenant,
+        key_id="k",
+        endpoint="/v1/chat/completions",
+        model="m",
+        stream=False,
+    )
+
+
+PSEUDO_POLICY = """
+name: p
+input:
+  - {check: pii, entities: [EMAIL_ADDRESS], action: pseudonymize, roles: [user, tool]}
+  - {check: secrets, action: redact}
+"""
+
+
+async def test_the_input_stage_writes_placeholders_only_where_the_check_reads() -> None:
+    session = session_for(PSEUDO_POLICY)
+    key = "sk-proj-AbCdEf1234567890GhIjKlMnOpQrStUvWx"
+    body = {
+        "messages": [
+            {"role": "system", "content": f"Support desk of {EMAIL}."},  # not a role this check reads
+            {"role": "user", "content": f"Mail {EMAIL} with key {key}"},
+            {"role": "tool", "tool_call_id": "c1", "content": json.dumps({"owner": EMAIL})},
+        ]
+    }
+    await session.check_input(chat_segments(body), constrain=None)
+    ph = placeholder_for("acme", "EMAIL_ADDRESS", EMAIL)
+    messages = body["messages"]
+    assert messages[0]["content"] == f"Support desk of {EMAIL}."
+    assert messages[1]["content"] == f"Mail {ph} with key <SECRET>"
+    assert json.loads(messages[2]["content"]) == {"owner": ph}
+    # the record keeps the placeholder wherever the value stood, and never the secret
+    assert session.record.input_text is not None and EMAIL not in session.record.input_text
+    assert key not in session.record.input_text
+    step = next(s for s in session.record.steps if s.name == "pseudonymize")
+    assert step.detail == {"placeholders": [ph]} and {s.entity_type for s in step.spans} == {ph[1:-1]}
+
+
+async def test_monitor_mode_leaves_the_values_and_records_what_enforce_would_do() -> None:
+    session = session_for(PSEUDO_POLICY.replace("name: p", "name: p\nmode: monitor"))
+    body = {"messages": [{"role": "user", "content": f"Mail {EMAIL}"}]}
+    await session.check_input(chat_segments(body), constrain=None)
+    assert body["messages"][0]["content"] == f"Mail {EMAIL}"
+    assert session.pseudonyms is None
+    pii_step = session.record.steps[0]
+    assert pii_step.verdict is Verdict.redact and not pii_step.enforced
+    assert pii_step.detail["action"] == "pseudonymize"
+    assert session.record.input_text == "Mail <EMAIL_ADDRESS>"
