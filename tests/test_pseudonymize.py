@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from audit.record import Verdict
+from audit.record import Stage, Verdict
 from gateway.pipeline.pseudonyms import CODE_CHARS, Pseudonyms, Restorer, keyed_hash, placeholder_for
 from gateway.pipeline.segments import chat_segments
 from gateway.pipeline.session import GuardSession, new_request_id
@@ -287,3 +287,15 @@ async def test_monitor_mode_leaves_the_values_and_records_what_enforce_would_do(
     assert pii_step.verdict is Verdict.redact and not pii_step.enforced
     assert pii_step.detail["action"] == "pseudonymize"
     assert session.record.input_text == "Mail <EMAIL_ADDRESS>"
+
+
+async def test_what_checks_say_about_the_answer_is_recorded_with_placeholders() -> None:
+    session = session_for(PSEUDO_POLICY)
+    body = {"messages": [{"role": "user", "content": f"Mail {EMAIL}"}]}
+    await session.check_input(chat_segments(body), constrain=None)
+    ph = placeholder_for("acme", "EMAIL_ADDRESS", EMAIL)
+    # a check's detail or an error quoting the restored answer (schema errors, claims, upstream text)
+    step = session.add_step(Stage.output, "quoting", Verdict.flag, detail={"errors": [f"{EMAIL!r} is bad"]})
+    assert step.detail == {"errors": [f"{ph!r} is bad"]}
+    record = session.finish(error=f"upstream said: unknown {EMAIL}")
+    assert record.error == f"upstream said: unknown {ph}"

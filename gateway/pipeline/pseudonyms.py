@@ -187,6 +187,20 @@ class Pseudonyms:
             return []
         return [Span(m.start(), m.end(), self._finder_map[m.group(0)].label) for m in self._finder.finditer(text)]
 
+    def conceal(self, obj: Any) -> Any:
+        """``obj`` (a string, or JSON-like data such as a step's detail) with every value of
+        this request written as its placeholder: what a check reports about the answer (a
+        schema error quoting it, a claim) must not carry the restored value into the record."""
+        if self._finder is None:
+            return obj
+        if isinstance(obj, str):
+            return self._finder.sub(lambda m: self._finder_map[m.group(0)].placeholder, obj)
+        if isinstance(obj, dict):
+            return {k: self.conceal(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [self.conceal(v) for v in obj]
+        return obj
+
     def note_restored(self, p: Pseudonym, channel: str) -> None:
         self.restored.setdefault(p.placeholder, Counter())[channel] += 1
 

@@ -123,6 +123,9 @@ class GuardSession:
         detail: dict[str, Any] | None = None,
         text: str | None = None,
     ) -> StepRecord:
+        if self.pseudonyms:
+            detail = self.pseudonyms.conceal(detail) if detail else detail
+            text = self.pseudonyms.conceal(text) if text else text
         step = StepRecord(
             seq=len(self.record.steps) + 1,
             stage=stage,
@@ -291,7 +294,7 @@ class GuardSession:
         if http_status is not None:
             rec.http_status = http_status
         if error:
-            rec.error = error[:2000]
+            rec.error = (self.pseudonyms.conceal(error) if self.pseudonyms else error)[:2000]
         rec.finished_at = datetime.now(UTC)
         rec.latency_ms = round((time.perf_counter() - self.started) * 1000, 3)
         # The last step of every timeline: what the client got, however the request ended.
