@@ -235,3 +235,24 @@ def test_legacy_completions_are_restored_and_embeddings_see_placeholders(
     assert sim.bodies()[-1]["prompt"] == f"ledger of {ph()}"
     client.embeddings.create(model="text-embedding-3-small", input=[prompt, "plain"])
     assert sim.bodies()[-1]["input"] == [f"ledger of {ph()}", "plain"]
+
+
+def test_an_earlier_placeholder_sent_back_as_text_stays_consistent(gw: RunningGateway, sim: SimulatorHandle) -> None:
+    # a transcript kept from the audit (placeholders) next to the value itself: one placeholder
+    sim.script(match="again", content=f"Sure: {ph()}.", chunking="char")
+    history = [
+        {"role": "assistant", "content": f"I wrote to {ph()} yesterday."},
+        {"role": "user", "content": f"Write to {EMAIL} again"},
+    ]
+    text, _ = chat(gw, history, stream=True)
+    sent = sim.bodies()[-1]["messages"]
+    assert sent[0]["content"] == f"I wrote to {ph()} yesterday." and sent[1]["content"] == f"Write to {ph()} again"
+    assert text == f"Sure: {EMAIL}."
+
+
+def test_every_choice_is_restored(gw: RunningGateway, sim: SimulatorHandle) -> None:
+    sim.script(match="twice", content=f"To {ph()}.", chunking="char")
+    reply = gw.client().chat.completions.create(
+        model="gpt-4o-mini", n=2, messages=[{"role": "user", "content": f"twice to {EMAIL}"}]
+    )
+    assert [c.message.content for c in reply.choices] == [f"To {EMAIL}."] * 2
