@@ -117,7 +117,6 @@ class Pseudonyms:
             if value and value not in values:
                 values.append(value)
         table = Pseudonyms(tenant)
-        taken: set[str] = set()
         for entity, values in by_entity.items():
             digests = {v: keyed_hash(tenant, v) for v in values}
             chars = dict.fromkeys(values, CODE_CHARS)
@@ -125,18 +124,14 @@ class Pseudonyms:
                 codes: dict[str, list[str]] = {}
                 for v in values:
                     codes.setdefault(digests[v][: chars[v]], []).append(v)
-                clashes = [group for group in codes.values() if len(group) > 1]
-                if not clashes:
+                clashes = [g for g in codes.values() if len(g) > 1 and chars[g[0]] < _MAX_CODE_CHARS]
+                if not clashes:  # (a clash at the full 256 bits would be a broken HMAC)
                     break
                 for group in clashes:
                     for v in group:
                         chars[v] = min(chars[v] + CODE_CHARS, _MAX_CODE_CHARS)
             for v in values:
-                placeholder = f"<{entity}_{digests[v][: chars[v]]}>"
-                if placeholder.lower() in taken:  # the same entity label written two ways
-                    continue
-                taken.add(placeholder.lower())
-                table._add(Pseudonym(placeholder, entity, v, _json_inner(v)))
+                table._add(Pseudonym(f"<{entity}_{digests[v][: chars[v]]}>", entity, v, _json_inner(v)))
         table._index()
         return table
 
