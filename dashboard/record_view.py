@@ -111,13 +111,14 @@ def output_layers(record: AuditRecord) -> list[Layer]:
 
 
 def restored_placeholders(record: AuditRecord) -> list[str]:
-    """``<EMAIL_ADDRESS_7f3a> ×2 (content)`` for each placeholder the answer got back as its value."""
+    """``<EMAIL_ADDRESS_7f3a>`` ×2 (content) for each placeholder the answer got back as its value
+    (as Markdown: the placeholder in backticks, so it shows as written)."""
     out = []
     for step in record.steps:
         if step.stage is Stage.stream and step.name == RESTORE_STEP:
             for r in step.detail.get("restored") or []:
                 channels = ", ".join(r.get("channels") or [])
-                out.append(f"{r.get('placeholder')} ×{r.get('count')} ({channels})")
+                out.append(f"`{r.get('placeholder')}` ×{r.get('count')} ({channels})")
     return out
 
 

@@ -10,12 +10,15 @@ from typing import Any
 
 import httpx
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from audit.db import make_engine
 from audit.rows import load_record
 from dashboard import highlight, record_view
+from dashboard.auth import add_user
+from gateway.config import DEFAULT_CONFIG_ENV
 from gateway.pipeline.pseudonyms import placeholder_for
-from tests.gateway_harness import REVIEWER_KEY, RunningGateway, running_gateway, write_config
+from tests.gateway_harness import REPO, REVIEWER_KEY, RunningGateway, running_gateway, write_config
 from tests.upstream import SimulatorHandle
 
 EMAIL = "jane.roe@example.org"
@@ -213,7 +216,7 @@ def test_request_detail_highlights_the_placeholders_and_names_the_restored(
     answer = highlight.locate(rec.output_text, record_view.output_layers(rec))
     assert answer.exact
     assert {rec.output_text[m.start : m.end] for m in answer.marks} == {ph(value), "<EMAIL_ADDRESS>"}
-    assert record_view.restored_placeholders(rec) == [f"{ph(value)} ×1 (content)"]
+    assert record_view.restored_placeholders(rec) == [f"`{ph(value)}` ×1 (content)"]
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -256,3 +259,24 @@ def test_every_choice_is_restored(gw: RunningGateway, sim: SimulatorHandle) -> N
         model="gpt-4o-mini", n=2, messages=[{"role": "user", "content": f"twice to {EMAIL}"}]
     )
     assert [c.message.content for c in reply.choices] == [f"To {EMAIL}."] * 2
+
+
+def test_the_request_detail_page_shows_placeholders_and_which_were_restored(
+    gw: RunningGateway, sim: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim.script(match="page", content=f"Dear {ph()}, paid.", chunking="char")
+    _, extra = chat(gw, [{"role": "user", "content": f"page for {EMAIL}"}], stream=True)
+    gw.flush_audit()
+    add_user(gw.gateway.config.resolved_database_url(), "vic", "viewer", "viewer-pass-1")
+    monkeypatch.setenv(DEFAULT_CONFIG_ENV, str(gw.gateway.config.source))
+    at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=60).run()
+    at.text_input(key="login_name").input("vic")
+    at.text_input(key="login_password").input("viewer-pass-1")
+    at.button(key="login_submit").click().run()
+    at.switch_page("views/request.py").run()
+    at.text_input(key="rd_id").input(extra["request_id"]).run()
+    assert not at.exception, at.exception
+    shown = "\n".join(str(e.value) for kind in ("markdown", "caption") for e in getattr(at, kind))
+    assert f"&lt;{ph()[1:-1]}&gt;<sub" in shown  # the stored placeholder, highlighted, in prompt and answer
+    assert f"Restored for the client (stored as placeholders): `{ph()}` ×1 (content)" in shown
+    assert EMAIL not in shown
