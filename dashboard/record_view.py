@@ -18,6 +18,9 @@ from audit.record import AuditRecord, Stage, StepRecord, Verdict
 from dashboard.highlight import Layer, Mark
 
 REASONING_STEP_PREFIX = "step "
+#: the gateway's steps for ``action: pseudonymize``: the input stage's placeholders, and which
+#: the answer got back as values; their spans are labelled with the placeholder
+PSEUDONYMIZE_STEP, RESTORE_STEP = "pseudonymize", "restore"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +76,20 @@ def _is_stream_scanner(step: StepRecord) -> bool:
     return step.stage is Stage.stream and "channel" in step.detail
 
 
+def _placeholder_marks(record: AuditRecord, stage: Stage, name: str) -> list[Mark]:
+    return [m for s in record.steps if s.stage is stage and s.name == name for m in _marks(s)]
+
+
 def input_layers(record: AuditRecord) -> list[Layer]:
-    steps = [s for s in record.steps if s.stage is Stage.input]
+    steps = [s for s in record.steps if s.stage is Stage.input and s.name != PSEUDONYMIZE_STEP]
     marks = [m for s in steps for m in _marks(s)]
-    masked = [m for s in steps if s.verdict is Verdict.redact for m in _marks(s)]
+    # A pseudonymized value is stored as its placeholder, not as <ENTITY>; first, as the gateway masks.
+    masked = _placeholder_marks(record, Stage.input, PSEUDONYMIZE_STEP) + [
+        m
+        for s in steps
+        if s.verdict is Verdict.redact and not (s.enforced and s.detail.get("action") == "pseudonymize")
+        for m in _marks(s)
+    ]
     return [Layer(masked, marks)]
 
 
@@ -90,10 +103,23 @@ def output_layers(record: AuditRecord) -> list[Layer]:
         [m for s in scanner for m in _marks(s) if s.verdict is Verdict.redact],
     )
     sent = Layer(
-        [m for s in late if s.verdict is Verdict.redact for m in _marks(s)],
+        _placeholder_marks(record, Stage.stream, RESTORE_STEP)
+        + [m for s in late if s.verdict is Verdict.redact for m in _marks(s)],
         [m for s in late for m in _marks(s)],
     )
     return [raw, sent] if raw.masked else [sent]
+
+
+def restored_placeholders(record: AuditRecord) -> list[str]:
+    """``<EMAIL_ADDRESS_7f3a>`` ×2 (content) for each placeholder the answer got back as its value
+    (as Markdown: the placeholder in backticks, so it shows as written)."""
+    out = []
+    for step in record.steps:
+        if step.stage is Stage.stream and step.name == RESTORE_STEP:
+            for r in step.detail.get("restored") or []:
+                channels = ", ".join(r.get("channels") or [])
+                out.append(f"`{r.get('placeholder')}` ×{r.get('count')} ({channels})")
+    return out
 
 
 @dataclass(frozen=True, slots=True)

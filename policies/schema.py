@@ -31,6 +31,9 @@ class Action(StrEnum):
     flag = "flag"
     redact = "redact"
     block = "block"
+    #: input checks only: a typed, keyed placeholder the answer is restored from
+    #: (``gateway.pipeline.pseudonyms``)
+    pseudonymize = "pseudonymize"
 
 
 class Mode(StrEnum):
@@ -61,7 +64,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-COMMON_KEYS = frozenset({"check", "validator", "name", "action", "mode", "allow", "timeout_ms", "on_error", "roles"})
+COMMON_KEYS = frozenset(
+    {"check", "validator", "name", "action", "mode", "allow", "timeout_ms", "on_error", "roles", "check_restored"}
+)
 
 
 class CheckSpec(Strict):
@@ -74,6 +79,9 @@ class CheckSpec(Strict):
     on_error: OnError | None = None
     #: the message roles an input check reads; unset: the check's own default
     roles: tuple[Role, ...] | None = Field(default=None, min_length=1)
+    #: answer-side checks: also act on values restored from pseudonymized placeholders (the
+    #: client's own values from the same request), which they otherwise leave alone
+    check_restored: bool = False
     options: CheckOptions = Field(default_factory=CheckOptions)
 
     @field_validator("allow")
@@ -130,9 +138,25 @@ class _OptionErrors(ValueError):
         super().__init__("; ".join(parts))
 
 
+def _no_pseudonymize(specs: tuple[CheckSpec, ...]) -> tuple[CheckSpec, ...]:
+    for spec in specs:
+        if spec.action is Action.pseudonymize:
+            raise ValueError(
+                f"check {spec.name or spec.check!r}: 'pseudonymize' applies to input checks only (it hides "
+                "values from the model; the answer is restored by itself). Use redact or block for values "
+                "the model writes"
+            )
+    return specs
+
+
 class StreamStage(Strict):
     holdback_chars: int = Field(default=64, ge=1, le=65_536)
     checks: tuple[CheckSpec, ...] = ()
+
+    @field_validator("checks")
+    @classmethod
+    def _stream_checks_do_not_pseudonymize(cls, specs: tuple[CheckSpec, ...]) -> tuple[CheckSpec, ...]:
+        return _no_pseudonymize(specs)
 
 
 class Constrain(Strict):
@@ -174,6 +198,30 @@ class Policy(Strict):
                         "(the other stages read the model's answer)"
                     )
         return self
+
+    @field_validator("output", "reasoning")
+    @classmethod
+    def _answer_checks_do_not_pseudonymize(cls, specs: tuple[CheckSpec, ...]) -> tuple[CheckSpec, ...]:
+        return _no_pseudonymize(specs)
+
+    @field_validator("input")
+    @classmethod
+    def _input_pseudonymize_finds_values(cls, specs: tuple[CheckSpec, ...]) -> tuple[CheckSpec, ...]:
+        from policies.registry import check_class
+
+        for spec in specs:
+            if spec.check_restored:
+                raise ValueError(
+                    f"check {spec.name or spec.check!r}: 'check_restored' applies to the answer-side stages "
+                    "(stream, output, reasoning), where pseudonymized values are restored"
+                )
+            klass = check_class(spec.check)
+            if spec.action is Action.pseudonymize and klass is not None and not klass.supports_stream():
+                raise ValueError(
+                    f"check {spec.name or spec.check!r}: 'pseudonymize' needs a check that finds values "
+                    "(pii, secrets, regex, deny_terms); this one judges whole texts"
+                )
+        return specs
 
     @model_validator(mode="after")
     def _stream_checks_find_spans(self) -> Policy:

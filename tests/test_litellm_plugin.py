@@ -7,6 +7,7 @@ it writes are read back from the SQLite file named in the warden config.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from audit.rows import load_record
 from audit.verify import verify
 from gateway.errors import CheckUnavailable, PolicyBlocked
 from gateway.litellm_plugin import GuardrailStartError, WardenGuardrail, WardenProxyError
+from gateway.pipeline.pseudonyms import placeholder_for
 from tests.gateway_harness import REVIEWER_KEY, write_config
 from tests.litellm_proxy import MASTER_KEY, litellm_config, running_litellm_proxy
 from tests.upstream import SimulatorHandle
@@ -34,6 +36,7 @@ constrain:
 input:
   - {{check: prompt_injection, action: block}}
   - {{check: regex, name: email_in, patterns: ['{EMAIL}'], entity: EMAIL_ADDRESS, action: redact}}
+  - {{check: regex, name: customer_in, patterns: ['CUST-\d{{6}}'], entity: CUSTOMER_ID, action: pseudonymize}}
 stream:
   holdback_chars: 64
   checks:
@@ -163,6 +166,29 @@ def test_injection_is_blocked_before_the_model(proxy: Proxy, sim: SimulatorHandl
 def test_input_redaction_reaches_the_model_masked(proxy: Proxy, sim: SimulatorHandle) -> None:
     ask(proxy, "Please write to bob.jones@example.org today")
     assert sim.bodies()[-1]["messages"][-1]["content"] == "Please write to <EMAIL_ADDRESS> today"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_pseudonymized_values_are_restored_in_the_answer(proxy: Proxy, sim: SimulatorHandle, stream: bool) -> None:
+    customer = "CUST-123456"
+    # computed here, in the test process: the proxy process, with the same audit key, agrees
+    placeholder = placeholder_for("acme", "CUSTOMER_ID", customer)
+    sim.script(match="settled", content=f"Account {placeholder} is settled.", chunking="char")
+    prompt = f"Is account {customer} settled?"
+    if stream:
+        deltas, _, request_id = ask_streamed(proxy, prompt)
+        text: str | None = "".join(deltas)
+    else:
+        text, request_id = ask(proxy, prompt)
+    assert text == f"Account {customer} is settled."
+    sent = sim.bodies()[-1]
+    assert customer not in json.dumps(sent) and sent["messages"][-1]["content"] == f"Is account {placeholder} settled?"
+    record = proxy.record(request_id)
+    assert customer not in json.dumps(record.to_dict(), default=str)
+    assert record.input_text == f"Is account {placeholder} settled?"
+    assert record.output_text == f"Account {placeholder} is settled."
+    restore = next(s for s in record.steps if s.name == "restore")
+    assert [r["placeholder"] for r in restore.detail["restored"]] == [placeholder]
 
 
 def test_embeddings_inputs_are_checked_and_audited(proxy: Proxy, sim: SimulatorHandle) -> None:

@@ -167,6 +167,9 @@ def render() -> None:
         _text_block("Prompt (as stored)", record.input_text, record_view.input_layers(record))
     with right:
         _text_block("Answer (as stored)", record.output_text, record_view.output_layers(record))
+        restored = record_view.restored_placeholders(record)
+        if restored:
+            st.caption("Restored for the client (stored as placeholders): " + "; ".join(restored))
     st.subheader("Step timeline")
     _timeline(record)
     _reasoning(record)

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +25,10 @@ from policies.schema import Action, OnError
 
 log = logging.getLogger("warden.checks")
 
+#: whether an answer span's text lies in a value restored from a placeholder (the client's own
+#: value from the same request): checks leave such spans alone unless ``check_restored``
+Exempt = Callable[[str], bool]
+
 # Checks with a timeout run here so the event loop can stop waiting for them; a check
 # that overruns keeps its thread until it returns (Python cannot kill a thread).
 #: the longest a check waits for background start-up work before its timeout counts again
@@ -36,6 +40,8 @@ _ACTION_VERDICT = {
     Action.flag: Verdict.flag,
     Action.redact: Verdict.redact,
     Action.block: Verdict.block,
+    # The value is replaced before the model sees it, as with redact; only the mask differs.
+    Action.pseudonymize: Verdict.redact,
 }
 _ERROR_VERDICT = {OnError.block: Verdict.block, OnError.flag: Verdict.flag, OnError.allow: Verdict.passed}
 
@@ -56,13 +62,22 @@ class CheckOutcome:
         return self.bound.enforced and self.verdict is not Verdict.passed
 
 
-def decide(bound: BoundCheck, text: str, result: CheckResult, latency_ms: float) -> CheckOutcome:
+def decide(
+    bound: BoundCheck, text: str, result: CheckResult, latency_ms: float, exempt: Exempt | None = None
+) -> CheckOutcome:
     detail: dict[str, object] = dict(result.detail)
     spans = result.spans
+    if bound.action is Action.pseudonymize:
+        detail["action"] = Action.pseudonymize.value
     if bound.allow and spans:
         kept = tuple(s for s in spans if not bound.allow.allows_span(text, s.start, s.end))
         if len(kept) != len(spans):
             detail["allowed_spans"] = len(spans) - len(kept)
+        spans = kept
+    if exempt is not None and spans and not bound.spec.check_restored:
+        kept = tuple(s for s in spans if not exempt(text[s.start : s.end]))
+        if len(kept) != len(spans):
+            detail["restored_spans"] = len(spans) - len(kept)
         spans = kept
     fired = result.fired and (bool(spans) or not result.spans)
     if fired and not result.spans and bound.allow and bound.allow.allows_text(text):
@@ -92,10 +107,15 @@ def _failed(bound: BoundCheck, error: str, latency_ms: float) -> CheckOutcome:
 
 
 async def run_check(
-    bound: BoundCheck, text: str, messages: Sequence[str] | None = None, context: RequestContext | None = None
+    bound: BoundCheck,
+    text: str,
+    messages: Sequence[str] | None = None,
+    context: RequestContext | None = None,
+    exempt: Exempt | None = None,
 ) -> CheckOutcome:
     """Run one check on ``text``; with ``messages`` (the input stage), on those texts, whose
-    blank-line join is ``text``; with ``context`` (an answer), knowing its request."""
+    blank-line join is ``text``; with ``context`` (an answer), knowing its request; with
+    ``exempt`` (an answer), leaving restored values alone."""
     start = time.perf_counter()
     scan: Any = bound.check.scan if messages is None else bound.check.scan_messages
     arg: Any = text if messages is None else messages
@@ -111,7 +131,7 @@ async def run_check(
     except Exception as exc:  # a check must never take the gateway down; on_error decides
         log.warning("check %s raised %s", bound.name, type(exc).__name__, exc_info=True)
         return _failed(bound, f"{type(exc).__name__}: {exc}"[:500], _ms(start))
-    return decide(bound, text, result, _ms(start))
+    return decide(bound, text, result, _ms(start), exempt)
 
 
 async def _bounded(scan: Any, arg: Any, timeout_s: float) -> Any:
@@ -131,8 +151,9 @@ async def run_checks(
     text: str,
     messages: Sequence[str] | None = None,
     context: RequestContext | None = None,
+    exempt: Exempt | None = None,
 ) -> list[CheckOutcome]:
-    return [await run_check(bound, text, messages, context) for bound in checks]
+    return [await run_check(bound, text, messages, context, exempt) for bound in checks]
 
 
 def _ms(start: float) -> float:

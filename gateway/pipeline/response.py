@@ -9,6 +9,10 @@ Per choice: a content channel, a reasoning channel and one channel per tool call
 ``ChannelScanner``; reasoning (deltas or ``<think>`` blocks) is also cut into steps for the
 policy's ``reasoning`` checks. Finish chunks are held until the upstream is done, so the
 output checks can still turn the ending into ``content_filter``.
+
+When the input stage pseudonymized values, each channel first restores this request's
+placeholders (``gateway.pipeline.pseudonyms``); every check on the answer then reads what the
+client gets, and what the audit stores has the placeholders put back.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, Literal
 
 from audit.record import Stage, Status, Verdict
 from gateway.pipeline.checks import CheckOutcome, run_checks
+from gateway.pipeline.pseudonyms import Restorer
 from gateway.pipeline.reasoning import StepSplitter, ThinkRouter
 from gateway.pipeline.segments import mask_spans
 from gateway.pipeline.session import GuardSession, span_record
@@ -56,6 +61,7 @@ class ResponseGuard:
     redactions: dict[int, list[Span]] = field(default_factory=dict)
     #: the request's ``response_format``, for ``json_schema`` checks that follow it
     response_format: dict[str, Any] | None = None
+    _restore_recorded: bool = False
 
     # -- streaming -----------------------------------------------------------------------
 
@@ -156,14 +162,17 @@ class ResponseGuard:
     def _choice(self, index: int) -> Choice:
         choice = self.choices.get(index)
         if choice is None:
-            policy = self.session.policy
-            choice = Choice(
-                index,
-                ChannelScanner(policy.stream, policy.holdback_chars, self.session.context),
-                ChannelScanner(policy.stream, policy.holdback_chars, self.session.context),
-            )
+            choice = Choice(index, self._scanner("content"), self._scanner("reasoning"))
             self.choices[index] = choice
         return choice
+
+    def _scanner(self, channel: str) -> ChannelScanner:
+        policy = self.session.policy
+        table = self.session.pseudonyms
+        restorer = Restorer(table, channel, json=channel == "tool_call") if table else None
+        return ChannelScanner(
+            policy.stream, policy.holdback_chars, self.session.context, restorer=restorer, exempt=self.session.exempt
+        )
 
     async def _process_choice(self, choice: Choice, raw: dict[str, Any]) -> dict[str, Any] | None:
         out = dict(raw)
@@ -212,8 +221,7 @@ class ResponseGuard:
     def _tool(self, choice: Choice, index: int, text: str, final: bool) -> str:
         scanner = choice.tools.get(index)
         if scanner is None:
-            policy = self.session.policy
-            scanner = choice.tools[index] = ChannelScanner(policy.stream, policy.holdback_chars, self.session.context)
+            scanner = choice.tools[index] = self._scanner("tool_call")
         return self._released(choice, scanner.feed(text, final), "tool_call")
 
     def _tool_delta(self, choice: Choice, call: dict[str, Any]) -> dict[str, Any]:
@@ -265,7 +273,7 @@ class ResponseGuard:
             choice.step_count += 1
             outcomes: list[CheckOutcome] = []
             if checks:
-                outcomes = await run_checks(checks, text)
+                outcomes = await run_checks(checks, text, exempt=self.session.exempt)
             redact = [s for o in outcomes if o.bound.action is Action.redact for s in o.spans]
             verdict = max(
                 (o.verdict for o in outcomes if o.bound.enforced), key=lambda v: v.rank, default=Verdict.passed
@@ -306,6 +314,25 @@ class ResponseGuard:
                     by_check.setdefault(hit.bound.name, []).append(hit)
                 for hits in by_check.values():
                     self._hits_step(hits, channel, scanner.scan_ms)
+        self._restore_step()
+
+    def _restore_step(self) -> None:
+        """Which of the request's placeholders the answer carried and got back as values: the
+        placeholders and fingerprints, never the values. Its spans are where they stand in the
+        first choice's answer, which the stored answer shows as placeholders again."""
+        table = self.session.pseudonyms
+        if not table or self._restore_recorded:
+            return
+        self._restore_recorded = True
+        first = self.choices.get(0)
+        text = "".join(first.sent) if first else ""
+        self.session.add_step(
+            Stage.stream,
+            "restore",
+            Verdict.passed,
+            spans=self.session.span_records(text, table.spans_in(text)),
+            detail=table.summary(),
+        )
 
     def _hit_step(self, hit: StreamHit, channel: str) -> None:
         self._hits_step([hit], channel, 0.0)

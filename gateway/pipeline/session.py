@@ -17,8 +17,9 @@ from typing import Any
 from audit.fingerprint import fingerprint
 from audit.record import AuditRecord, SpanRecord, Stage, Status, StepRecord, Verdict
 from gateway.errors import CheckUnavailable, PolicyBlocked
-from gateway.pipeline.checks import CheckOutcome, run_check, run_checks
-from gateway.pipeline.segments import Segments, View, mask_spans
+from gateway.pipeline.checks import CheckOutcome, Exempt, run_check, run_checks
+from gateway.pipeline.pseudonyms import Pseudonyms
+from gateway.pipeline.segments import Segments, View, mask_spans, merge
 from policies.checks.base import NO_CONTEXT, RequestContext, Span
 from policies.compiled import BoundCheck, CompiledPolicy
 from policies.roles import OPERATOR_ROLES
@@ -71,6 +72,8 @@ class GuardSession:
     listener: StepListener | None = None
     #: what the answer-side checks may know of the request (set by the input stage)
     context: RequestContext = NO_CONTEXT
+    #: this request's placeholders and their values (``action: pseudonymize``); never stored
+    pseudonyms: Pseudonyms | None = None
     started: float = field(default_factory=time.perf_counter)
     _first_token_at: float | None = None
 
@@ -120,6 +123,9 @@ class GuardSession:
         detail: dict[str, Any] | None = None,
         text: str | None = None,
     ) -> StepRecord:
+        if self.pseudonyms:
+            detail = self.pseudonyms.conceal(detail) if detail else detail
+            text = self.pseudonyms.conceal(text) if text else text
         step = StepRecord(
             seq=len(self.record.steps) + 1,
             stage=stage,
@@ -156,12 +162,20 @@ class GuardSession:
         return [span_record(s, text[s.start : s.end]) for s in spans]
 
     def stored(self, text: str, redact: Iterable[Span]) -> str | None:
-        """Text as the policy's ``audit.store_text`` allows it to be kept."""
+        """Text as the policy's ``audit.store_text`` allows it to be kept. A pseudonymized value
+        is kept as its placeholder whatever the setting: the record never holds it."""
         if self.store_text is StoreText.none:
             return None
+        # First in the list: where a placeholder and a redaction start together, it wins.
+        hidden = self.pseudonyms.spans_in(text) if self.pseudonyms else []
         if self.store_text is StoreText.full:
-            return text
-        return mask_spans(text, redact)
+            return mask_spans(text, hidden) if hidden else text
+        return mask_spans(text, [*hidden, *redact])
+
+    @property
+    def exempt(self) -> Exempt | None:
+        """For answer-side checks: whether a span lies in a value restored from a placeholder."""
+        return self.pseudonyms.covers if self.pseudonyms else None
 
     # -- stages ------------------------------------------------------------------------
 
@@ -169,7 +183,8 @@ class GuardSession:
         self, stage: Stage, checks: Sequence[BoundCheck], text: str, messages: Sequence[str] | None = None
     ) -> list[CheckOutcome]:
         context = self.context if messages is None else None
-        outcomes = await run_checks(checks, text, messages, context)
+        exempt = self.exempt if messages is None else None
+        outcomes = await run_checks(checks, text, messages, context, exempt)
         for outcome in outcomes:
             self.add_outcome(stage, text, outcome)
         return outcomes
@@ -204,7 +219,9 @@ class GuardSession:
             outcome = await self._input_check(bound, segments)
             self.add_outcome(Stage.input, text, outcome)
             outcomes.append(outcome)
-        redactions = [s for o in outcomes if o.spans and o.bound.action is Action.redact for s in o.spans]
+        hiding = (Action.redact, Action.pseudonymize)
+        placeholders = self._pseudonymize(text, outcomes)
+        redactions = [s for o in outcomes if o.spans and o.bound.action in hiding for s in o.spans]
         self.record.input_text = self.stored(text, redactions)
         try:
             self.raise_for(Stage.input, outcomes)
@@ -212,14 +229,46 @@ class GuardSession:
             if self.policy.policy.on_block is OnBlock.refusal:
                 return InputDecision(refusal=exc)
             raise
-        applied = [s for o in outcomes if o.applies and o.verdict is Verdict.redact for s in o.spans]
-        if applied:
-            segments.redact(applied)
+        applied = [
+            s
+            for o in outcomes
+            if o.applies and o.verdict is Verdict.redact and o.bound.action is not Action.pseudonymize
+            for s in o.spans
+        ]
+        if applied or placeholders:
+            segments.redact([*placeholders, *applied])
         preamble = self.policy.policy.constrain.system_prompt.strip()
         if preamble and constrain is not None:
             constrain.insert(0, {"role": "system", "content": preamble})
             self.add_step(Stage.input, "constrain", Verdict.passed, detail={"system_prompt_chars": len(preamble)})
         return InputDecision()
+
+    def _pseudonymize(self, text: str, outcomes: Sequence[CheckOutcome]) -> list[Span]:
+        """The placeholders for the values enforced ``pseudonymize`` checks found, as spans
+        labelled with them (``<EMAIL_ADDRESS_7f3a>``), and the step that records them."""
+        found = merge(
+            s
+            for o in outcomes
+            if o.applies and o.verdict is Verdict.redact and o.bound.action is Action.pseudonymize
+            for s in o.spans
+        )
+        if not found:
+            return []
+        table = Pseudonyms.assign(self.record.tenant, ((s.entity_type, text[s.start : s.end]) for s in found))
+        self.pseudonyms = table
+        spans = []
+        for s in found:
+            p = table.of(s.entity_type, text[s.start : s.end])
+            if p is not None:
+                spans.append(Span(s.start, s.end, p.label, s.score))
+        self.add_step(
+            Stage.input,
+            "pseudonymize",
+            Verdict.passed,
+            spans=self.span_records(text, spans),
+            detail={"placeholders": [p.placeholder for p in table.items]},
+        )
+        return spans
 
     async def _input_check(self, bound: BoundCheck, segments: Segments) -> CheckOutcome:
         """Run one input check on the roles it reads; spans and attribution in request terms."""
@@ -245,7 +294,7 @@ class GuardSession:
         if http_status is not None:
             rec.http_status = http_status
         if error:
-            rec.error = error[:2000]
+            rec.error = (self.pseudonyms.conceal(error) if self.pseudonyms else error)[:2000]
         rec.finished_at = datetime.now(UTC)
         rec.latency_ms = round((time.perf_counter() - self.started) * 1000, 3)
         # The last step of every timeline: what the client got, however the request ended.

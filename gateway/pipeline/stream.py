@@ -20,14 +20,20 @@ decided on what is there: fail closed, it is redacted. Work per feed is bounded 
 
 Only checks that can change what the client gets (enforce mode, action redact or block)
 take part; flag-only and monitor checks run on the finished text instead.
+
+With pseudonymization, a ``Restorer`` sits in front: the checks scan the *restored* text,
+the text the client will get, so the hold-back promise holds for it too. Spans inside a
+restored value (the client's own, from this request) are left alone unless the check sets
+``check_restored``; the model's own new values are acted on as ever.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from gateway.pipeline.pseudonyms import Restorer
 from policies.checks.base import NO_CONTEXT, RequestContext, Span, StreamMatcher
 from policies.compiled import BoundCheck
 from policies.schema import Action
@@ -60,6 +66,10 @@ class ChannelScanner:
     checks: Sequence[BoundCheck]
     holdback: int
     context: RequestContext = NO_CONTEXT
+    #: puts pseudonymized values back before the checks see the text (None: nothing to restore)
+    restorer: Restorer | None = None
+    #: whether a span's text lies in a restored value (see ``gateway.pipeline.checks.Exempt``)
+    exempt: Callable[[str], bool] | None = None
     matchers: list[tuple[BoundCheck, StreamMatcher]] = field(default_factory=list)
     hits: list[StreamHit] = field(default_factory=list)
     scan_ms: float = 0.0
@@ -89,6 +99,8 @@ class ChannelScanner:
     def feed(self, text: str, final: bool = False) -> Release:
         if self.blocked:
             return Release("")
+        if self.restorer is not None:
+            text = self.restorer.feed(text, final)
         if not self.matchers:
             return Release(text)
         started = time.perf_counter()
@@ -114,6 +126,8 @@ class ChannelScanner:
             found.extend(self._take_deferred())
         if found:
             found = [(s, b) for s, b in found if not (b.allow and b.allow.allows_span(buf, s.start, s.end))]
+        if found and self.exempt is not None:
+            found = [(s, b) for s, b in found if not self._exempt(b, buf[max(s.start, 0) : s.end])]
         if final:
             hold = end
         cut = max(hold, start)
@@ -124,9 +138,12 @@ class ChannelScanner:
             found.append((Span(start, end, hold_by.check.default_entity), hold_by))
             cut = end
         elif end - cut > self.holdback and hold_by is not None:
-            found.append((Span(cut, end, hold_by.check.default_entity), hold_by))
-            self._carry = cut
-            cut = end
+            if self._exempt(hold_by, buf[cut:end]):
+                cut = end  # a restored value longer than the window: the client's own, let it go
+            else:
+                found.append((Span(cut, end, hold_by.check.default_entity), hold_by))
+                self._carry = cut
+                cut = end
         if not found:
             return Release(self._advance(buf, start, cut, hold))
         out: list[str] = []
@@ -153,6 +170,13 @@ class ChannelScanner:
             self._open_redaction = True
         out.append(self._advance(buf, cursor, cut, hold))
         return Release("".join(out))
+
+    def _exempt(self, bound: BoundCheck, value: str) -> bool:
+        if self.exempt is None or bound.spec.check_restored or not self.exempt(value):
+            return False
+        if self.restorer is not None:
+            self.restorer.table.exempted += 1
+        return True
 
     def _advance(self, buf: str, cursor: int, cut: int, hold: int) -> str:
         """Send ``buf[cursor:cut]`` as it is and move the window past what has been decided."""
