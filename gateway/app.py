@@ -135,7 +135,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
             stream=bool(body.get("stream")),
             client_addr=request.client.host if request.client else None,
         )
-        result = await run_flow(session, upstream, endpoint, body, gw.finish)
+        result = await run_flow(session, upstream, endpoint, body, gw.finish, config.limits)
         if isinstance(result, Streamed):
             return StreamingResponse(result.body, media_type="text/event-stream", headers=SSE_HEADERS)
         return _json(result)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.api_models import RequestLimits
 from policies.yamlio import FieldError, YamlModelError, load_model_file
 
 DEFAULT_CONFIG_ENV = "WARDEN_CONFIG"
@@ -77,8 +78,10 @@ class Deployment(BaseModel):
 class UpstreamSettings(Strict):
     timeout_s: float = Field(default=600.0, gt=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
-    #: seconds without a byte from the upstream before a stream is abandoned (504)
-    read_timeout_s: float = Field(default=120.0, gt=0)
+    #: seconds to wait for the upstream's first byte, and then for each next one, before the
+    #: request is abandoned with a 504 (never retried). A non-streamed reply's first byte comes
+    #: only when the whole answer is generated: raise this for long non-streamed generations.
+    read_timeout_s: float = Field(default=60.0, gt=0)
     num_retries: int = Field(default=1, ge=0, le=10)
     #: forward OpenAI-compatible deployments with the gateway's own HTTP client instead of litellm
     #: (measured many times faster per token; see README, Performance)
@@ -104,6 +107,8 @@ class GatewayConfig(Strict):
     database_url: str = "sqlite:///./warden.db"
     keys: list[KeyConfig] = Field(min_length=1)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    #: caps on messages, tools and inputs per request, checked before anything goes upstream
+    limits: RequestLimits = Field(default_factory=RequestLimits)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)

@@ -3,13 +3,16 @@
 litellm's stream wrapper costs about 0.4 ms per chunk; this path costs a few µs per chunk
 and, under load, hands on everything one socket read brought in as one batch (see
 ``gateway.upstream.transport``). It serves deployments that speak the OpenAI API
-(``openai/...`` with an ``api_base``); everything else goes through litellm. Connection
-failures before anything was sent are retried ``num_retries`` times; nothing is retried once
-the request has gone out.
+(``openai/...`` with an ``api_base``); everything else goes through litellm. A call is
+retried (``num_retries`` times, short backoff) only when nothing of an answer was received
+or relayed and the failure is a connection failure, a 429 or a 5xx; never after a read
+timeout (the upstream has the request and may be working on it) and never once a byte went
+to the client. ``read_timeout_s`` bounds the wait for the first byte, then for each next one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncGenerator
 from typing import Any
@@ -64,6 +67,7 @@ class FastUpstream:
         content = orjson.dumps({**body, "model": model})
         attempts = s.num_retries + 1
         for attempt in range(attempts):
+            last = attempt + 1 == attempts
             try:
                 response = await self._transports.post(
                     f"{base}/{endpoint}",
@@ -73,12 +77,15 @@ class FastUpstream:
                     connect_timeout=min(total, s.connect_timeout_s),
                     read_timeout=min(total, s.read_timeout_s),
                 )
-            except ConnectFailed as exc:
-                if attempt + 1 < attempts:
+            except (ConnectFailed, ConnectTimeout) as exc:
+                if not last:
+                    await asyncio.sleep(_backoff(attempt))
                     continue
+                if isinstance(exc, ConnectTimeout):
+                    raise UpstreamTimeout("Upstream timed out while connecting.") from exc
                 raise UpstreamError("Upstream unreachable: ConnectError") from exc
-            except (ConnectTimeout, ReadTimeout) as exc:
-                raise UpstreamTimeout("Upstream timed out.") from exc
+            except ReadTimeout as exc:  # never retried: the upstream has the request
+                raise UpstreamTimeout(f"Upstream sent nothing within {min(total, s.read_timeout_s):g} s.") from exc
             except Http1Error as exc:
                 raise UpstreamError(f"Upstream request failed: {exc}") from exc
             if response.status_code >= 400:
@@ -88,6 +95,9 @@ class FastUpstream:
                     detail = ""
                 finally:
                     await response.aclose()
+                if not last and (response.status_code == 429 or response.status_code >= 500):
+                    await asyncio.sleep(_backoff(attempt))
+                    continue  # nothing of this answer reached the client yet
                 raise UpstreamStatus(_message(detail, response.status_code), response.status_code)
             return response
         raise AssertionError("unreachable")
@@ -134,6 +144,10 @@ class FastUpstream:
 
     async def aclose(self) -> None:
         return None
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(0.1 * 2**attempt, 1.0))
 
 
 def _message(detail: str, status: int) -> str:
