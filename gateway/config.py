@@ -39,6 +39,8 @@ class KeyConfig(Strict):
     id: str | None = None
     #: requests per minute for this key, across all replicas when ``redis_url`` is set
     rpm: int | None = Field(default=None, ge=1)
+    #: tokens (prompt + completion) per minute for this key, across all replicas likewise
+    tpm: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_form(self) -> KeyConfig:
@@ -101,11 +103,28 @@ class TelemetryConfig(Strict):
     service_name: str = "warden"
 
 
+class FleetSettings(Strict):
+    """How a replica follows what the fleet shares through the database."""
+
+    #: seconds between polls of the database for key changes and policy activations (0: never)
+    poll_s: float = Field(default=1.0, ge=0)
+
+
+class CorsSettings(Strict):
+    """Cross-origin access for browser apps. Off (no CORS headers at all) unless origins are given."""
+
+    allow_origins: list[str] = Field(default_factory=list)
+    allow_headers: list[str] = Field(default_factory=lambda: ["authorization", "content-type"])
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE"])
+    max_age_s: int = Field(default=600, ge=0)
+
+
 class GatewayConfig(Strict):
     model_list: list[Deployment] = Field(min_length=1)
     policy: str = "policies/default.yaml"
     database_url: str = "sqlite:///./warden.db"
-    keys: list[KeyConfig] = Field(min_length=1)
+    #: may be empty when the keys live in the database (admin API, ``warden keys create --db``)
+    keys: list[KeyConfig] = Field(default_factory=list)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     #: caps on messages, tools and inputs per request, checked before anything goes upstream
     limits: RequestLimits = Field(default_factory=RequestLimits)
@@ -114,6 +133,8 @@ class GatewayConfig(Strict):
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     policy_reload: bool = True
     redis_url: str | None = None
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
 
     #: folder of the config file; relative paths resolve against it
     base_dir: Path = Field(default=Path("."), exclude=True)
