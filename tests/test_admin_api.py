@@ -94,12 +94,8 @@ def test_revoked_key_stops_working(gw: RunningGateway) -> None:
     assert admin(gw, "DELETE", "/keys/no-such-key").status_code == 404
 
 
-def test_a_config_key_can_be_revoked_fleet_wide(
-    simulator: SimulatorHandle, tmp_path: Path
-) -> None:
-    config = with_admin(
-        write_config(tmp_path, simulator.base_url, policy_text=POLICY, database_url="sqlite:///./a.db")
-    )
+def test_a_config_key_can_be_revoked_fleet_wide(simulator: SimulatorHandle, tmp_path: Path) -> None:
+    config = with_admin(write_config(tmp_path, simulator.base_url, policy_text=POLICY, database_url="sqlite:///./a.db"))
     with running_gateway(config) as gw:
         assert chat(gw, CLIENT_KEY).status_code == 200
         assert admin(gw, "DELETE", "/keys/client-1").status_code == 200
@@ -231,7 +227,9 @@ def test_cors_is_off_unless_configured(gw: RunningGateway, simulator: SimulatorH
     with running_gateway(config) as open_gw:
         r = httpx.options(f"{open_gw.base_url}/chat/completions", headers=preflight)
         assert r.headers["access-control-allow-origin"] == "https://app.example"
-        r = httpx.options(f"{open_gw.base_url}/chat/completions", headers={**preflight, "origin": "https://evil.example"})
+        r = httpx.options(
+            f"{open_gw.base_url}/chat/completions", headers={**preflight, "origin": "https://evil.example"}
+        )
         assert "access-control-allow-origin" not in r.headers
 
 
