@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit import fleet as store
 from policies.compiled import CompiledPolicy
 from policies.loader import load_policy_text
 from policies.yamlio import YamlModelError
 
 if TYPE_CHECKING:
+    from audit.fleet import Activation
     from gateway.service import Gateway
 
 log = logging.getLogger("warden.fleet")
@@ -71,6 +71,8 @@ class FleetSync:
             self._poll(engine)
 
     def _poll(self, engine: Any) -> None:
+        from audit import fleet as store  # SQLAlchemy's models load off the start-up path
+
         marker = store.keys_marker(engine)
         if marker != self._keys_marker:
             self._gw.keys.set_database_keys(store.list_keys(engine), self.policy_path)
@@ -88,7 +90,7 @@ class FleetSync:
                 return str(path)
         return None
 
-    def _apply(self, engine: Any, activation: store.Activation, *, only_if_newer_than_file: bool) -> None:
+    def _apply(self, engine: Any, activation: Activation, *, only_if_newer_than_file: bool) -> None:
         for path in self._gw.policies.paths():
             running = self._gw.policies.get(path)
             if running.name != activation.name or running.version == activation.version_hash:
@@ -99,14 +101,16 @@ class FleetSync:
             if compiled is not None:
                 self._gw.policies.install(path, compiled)
 
-    def apply_now(self, activation: store.Activation, compiled: CompiledPolicy) -> None:
+    def apply_now(self, activation: Activation, compiled: CompiledPolicy) -> None:
         """This replica activated a version itself: serve it at once, not at the next poll."""
         for path in self._gw.policies.paths():
             if self._gw.policies.get(path).name == activation.name:
                 self._gw.policies.install(path, compiled)
 
     @staticmethod
-    def _load(engine: Any, activation: store.Activation, path: Path) -> CompiledPolicy | None:
+    def _load(engine: Any, activation: Activation, path: Path) -> CompiledPolicy | None:
+        from audit import fleet as store
+
         version = store.find_version(engine, activation.name, activation.version_hash)
         if version is None:
             log.error("activated policy %s version %s is not stored", activation.name, activation.version_hash)
