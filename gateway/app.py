@@ -239,7 +239,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
 
     # -- admin API (gateway.admin_api) ---------------------------------------------------
 
-    @app.post("/v1/admin/keys")
+    @app.post("/v1/admin/keys", status_code=201)
     async def admin_create_key(request: Request) -> Response:
         from gateway import admin_api
 
@@ -276,7 +276,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
 
         return await guarded(request, "policy.list", ("admin",), run)
 
-    @app.post("/v1/admin/policies/{name}/versions")
+    @app.post("/v1/admin/policies/{name}/versions", status_code=201)
     async def admin_save_version(request: Request, name: str) -> Response:
         from gateway import admin_api
 
@@ -310,4 +310,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
+    from gateway.openapi import install
+
+    install(app)
     return app
