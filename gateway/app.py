@@ -21,8 +21,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway import metrics
 from gateway.auth import Principal, require_role
 from gateway.config import GatewayConfig, Role
-from gateway.errors import BadRequest, BodyTooLarge, InvalidJSON, NotFound, WardenError, http_status
-from gateway.pipeline.flow import Streamed, run_flow
+from gateway.errors import (
+    AuditUnavailable,
+    BadRequest,
+    BodyTooLarge,
+    InvalidJSON,
+    NotFound,
+    WardenError,
+    http_status,
+)
+from gateway.pipeline.flow import DONE, Streamed, run_flow
 from gateway.pipeline.session import new_request_id
 from gateway.service import Gateway
 from gateway.upstream.base import Endpoint
@@ -149,10 +157,24 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
             client_addr=request.client.host if request.client else None,
         )
         result = await run_flow(session, upstream, endpoint, body, gw.finish, config.limits)
+        durable = config.audit.ack == "durable"
         if isinstance(result, Streamed):
             headers = {**SSE_HEADERS, **limits.headers()}
-            return StreamingResponse(result.body, media_type="text/event-stream", headers=headers)
+            stream = held_until_durable(result.body, rid(request)) if durable else result.body
+            return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+        if durable and not await gw.audit.durable(rid(request), config.audit.ack_timeout_s):
+            raise AuditUnavailable("The answer's audit record could not be made durable in time.")
         return _json(result, headers=limits.headers())
+
+    async def held_until_durable(body: AsyncIterator[bytes], request_id: str) -> AsyncIterator[bytes]:
+        """The stream, with its final ``[DONE]`` held until the record is durable (the record is
+        finished before ``[DONE]`` is produced); an error event instead if it never is."""
+        async for chunk in body:
+            if chunk == DONE and not await gw.audit.durable(request_id, config.audit.ack_timeout_s):
+                err = AuditUnavailable("The answer's audit record could not be made durable in time.")
+                yield b"data: " + orjson.dumps(err.to_body(request_id)) + b"\n\n"
+                return
+            yield chunk
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:

@@ -96,6 +96,11 @@ class AuditConfig(Strict):
     spool_dir: str = "./warden-spool"
     chain_id: str | None = None
     batch_size: int = Field(default=500, ge=1)
+    #: "queued": answer at once, the record follows within the writer's batch interval;
+    #: "durable": hold each answer until its record is in the database or the fsynced spool
+    ack: Literal["queued", "durable"] = "queued"
+    #: with ack "durable": how long an answer may wait for its record before it is refused (503)
+    ack_timeout_s: float = Field(default=10.0, gt=0)
 
 
 class TelemetryConfig(Strict):
