@@ -96,13 +96,38 @@ def record_action(
     client_addr: str | None,
 ) -> None:
     """The audit record of one admin or audit-API call (this replica's chain)."""
+    record = admin_record(
+        tenant=who.tenant,
+        key_id=who.key_id,
+        request_id=request_id,
+        endpoint=endpoint,
+        action=action,
+        detail=detail,
+        error=error,
+        client_addr=client_addr,
+    )
+    gw.audit.submit(record)
+
+
+def admin_record(
+    *,
+    tenant: str,
+    key_id: str,
+    request_id: str,
+    endpoint: str,
+    action: str,
+    detail: dict[str, Any],
+    error: WardenError | None = None,
+    client_addr: str | None = None,
+) -> AuditRecord:
+    """An administrative action as an audit record: one ``admin`` step with what was done."""
     now = datetime.now(UTC)
     verdict = Verdict.error if error is not None else Verdict.passed
     record = AuditRecord(
         request_id=request_id,
         started_at=now,
-        tenant=who.tenant,
-        key_id=who.key_id,
+        tenant=tenant,
+        key_id=key_id,
         endpoint=endpoint,
         model_requested="",
         stream=False,
@@ -118,7 +143,7 @@ def record_action(
     )
     step = StepRecord(1, Stage.response, "admin", verdict, detail={"action": action, **detail}, at=now)
     record.steps.append(step)
-    gw.audit.submit(record)
+    return record
 
 
 # -- keys ----------------------------------------------------------------------------------

@@ -287,6 +287,9 @@ def keys_create(
         except fleet.FleetError as exc:
             _fail(str(exc), 1)
             raise AssertionError from exc
+        _record_cli_action(
+            config, "key.create", {"key_id": rec.key_id, "tenant": rec.tenant, "role": rec.role, "policy": rec.policy}
+        )
         typer.echo(secret)
         typer.echo(f"key id {rec.key_id} stored in the database; every replica accepts it within seconds", err=True)
         return
@@ -321,6 +324,7 @@ def keys_revoke(
         rec = fleet.revoke_key(_engine(config), key_id, by=_cli_user(), config_key=config_key)
         if rec is None:
             _fail(f"no key with id {key_id!r}", 1)
+        _record_cli_action(config, "key.revoke", {"key_id": key_id})
         typer.echo(f"key {key_id} revoked on every replica within seconds")
         return
     from gateway.keyfile import revoke_key
@@ -377,6 +381,32 @@ def _load(config: str | None) -> Any:
         raise AssertionError from exc
 
 
+def _record_cli_action(config: str | None, action: str, detail: dict[str, Any]) -> None:
+    """The CLI's database actions are audit records too, in a chain of this command's own."""
+    from audit.writer import AuditWriter
+    from gateway.admin_api import admin_record
+    from gateway.pipeline.session import new_request_id
+
+    cfg = _load(config)
+    if not cfg.audit.enabled:
+        return
+    writer = AuditWriter(_database_url(config), spool_dir=cfg.resolve(cfg.audit.spool_dir))
+    writer.start()
+    try:
+        writer.submit(
+            admin_record(
+                tenant="(cli)",
+                key_id=_cli_user(),
+                request_id=new_request_id(),
+                endpoint=f"warden {action}",
+                action=action,
+                detail=detail,
+            )
+        )
+    finally:
+        writer.close()
+
+
 def _cli_user() -> str:
     import getpass
 
@@ -422,6 +452,7 @@ def policy_activate(
     except YamlModelError as exc:
         _fail(f"version {version} no longer loads:\n{exc}", 1)
     fleet.activate(engine, name, version, by=_cli_user(), note=note)
+    _record_cli_action(config, "policy.activate", {"policy": name, "version": version})
     typer.echo(f"policy {name} version {version} activated; every replica serves it within seconds")
 
 

@@ -278,5 +278,15 @@ def test_cli_keys_and_policy_activation_on_the_database(gw: RunningGateway) -> N
     gw.gateway.fleet.poll(gw.gateway.audit.engine)
     assert chat(gw, secret).status_code == 401
     assert warden("keys", "revoke", "--db", "no-such").returncode == 1
+    version = admin(gw, "POST", "/policies/admin-test/versions", json={"yaml": textwrap.dedent(POLICY)}).json()
     versions = warden("policy", "versions", "admin-test")
-    assert versions.returncode == 0 and versions.stdout.strip()
+    assert versions.returncode == 0 and version["version"] in versions.stdout
+    activated = warden("policy", "activate", "admin-test", version["version"], "--note", "from the CLI")
+    assert activated.returncode == 0, activated.stderr
+    assert warden("policy", "activate", "admin-test", "0" * 16).returncode == 1
+    with db(gw) as conn:
+        recorded = conn.execute(
+            "SELECT endpoint, steps FROM audit_requests WHERE endpoint LIKE 'warden %' ORDER BY started_at"
+        ).fetchall()
+    assert [e for e, _ in recorded] == ["warden key.create", "warden key.revoke", "warden policy.activate"]
+    assert all(secret not in steps for _, steps in recorded) and '"cli-1"' in recorded[0][1]
