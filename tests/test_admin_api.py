@@ -290,3 +290,24 @@ def test_cli_keys_and_policy_activation_on_the_database(gw: RunningGateway) -> N
         ).fetchall()
     assert [e for e, _ in recorded] == ["warden key.create", "warden key.revoke", "warden policy.activate"]
     assert all(secret not in steps for _, steps in recorded) and '"cli-1"' in recorded[0][1]
+
+
+def test_a_dashboard_save_is_activated_for_replicas_on_other_hosts(simulator: SimulatorHandle, tmp_path: Path) -> None:
+    """The dashboard writes the file (replicas sharing it reload it) and records the version as
+    activated, which replicas that do not share the file take from the database."""
+    from audit.db import make_engine, upgrade
+    from audit.fleet import active_versions
+    from dashboard.policy_files import save
+
+    here = write_config(tmp_path / "here", simulator.base_url, policy_text=POLICY, database_url="sqlite:///../fleet.db")
+    there = write_config(
+        tmp_path / "there", simulator.base_url, policy_text=POLICY, database_url="sqlite:///../fleet.db"
+    )
+    upgrade(f"sqlite:///{tmp_path / 'fleet.db'}")
+    engine = make_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
+    with running_gateway(there) as gw:
+        assert chat(gw, CLIENT_KEY, "I like bananas").status_code == 200
+        result = save(engine, here.parent / "policy.yaml", textwrap.dedent(STRICT), user="alice", note="stricter")
+        assert active_versions(engine)["admin-test"].version_hash == result.version.version_hash
+        gw.gateway.fleet.poll(gw.gateway.audit.engine or _wait_engine(gw))  # what its poller does each second
+        assert chat(gw, CLIENT_KEY, "I like bananas").status_code == 400
