@@ -126,7 +126,11 @@ def test_no_audit_record_was_lost(gw: RunningGateway) -> None:
             break
         time.sleep(0.2)
     print(f"{len(cases)} generated requests, {len(answered)} answered 200 by a model endpoint")
-    assert missing == []
+    config = gw.gateway.config
+    spool = config.resolve(config.audit.spool_dir)
+    # if any is missing, say where it went: refused by the database, or still in the spool
+    where = {p.name: p.read_text()[:2000] for p in spool.glob("*.jsonl") if p.stat().st_size} if missing else {}
+    assert missing == [], where
     from audit.db import make_engine
     from audit.verify import verify
 
