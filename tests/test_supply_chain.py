@@ -92,3 +92,40 @@ def test_installed_versions_are_not_compromised_and_meet_the_bounds() -> None:
             continue
         assert installed not in COMPROMISED.get(req.name, set())
         assert req.specifier.contains(installed, prereleases=True), f"{req.name} {installed} outside {req}"
+
+
+DEV_TOOLS = {"pytest", "pytest-asyncio", "pytest-timeout", "pytest-xdist", "mypy", "ruff", "hypothesis", "schemathesis"}
+_PIN = re.compile(r"^([A-Za-z0-9_.-]+)==(\S+)")
+
+
+def pins(lock: Path) -> dict[str, tuple[str, int]]:
+    """name -> (version, number of --hash lines) of a `uv pip compile --generate-hashes` file."""
+    found: dict[str, tuple[str, int]] = {}
+    current = None
+    for line in lock.read_text(encoding="utf-8").splitlines():
+        if m := _PIN.match(line):
+            current = m.group(1).lower().replace("_", "-")
+            found[current] = (m.group(2), 0)
+        elif current and line.strip().startswith("--hash=sha256:"):
+            version, hashes = found[current]
+            found[current] = (version, hashes + 1)
+    return found
+
+
+def test_locks_carry_hashes_and_the_runtime_lock_no_dev_tools() -> None:
+    runtime, dev = pins(REPO / "requirements.lock"), pins(REPO / "requirements-dev.lock")
+    assert runtime and dev
+    assert [n for n, (_, h) in {**runtime, **dev}.items() if h == 0] == []
+    assert DEV_TOOLS.isdisjoint(runtime), "test or lint tools in the runtime lock (the Docker image)"
+    assert set(dev) >= DEV_TOOLS
+    assert {n: v for n, (v, _) in runtime.items() if dev.get(n, (v,))[0] != v} == {}, "dev lock drifts"
+    for name, bad in COMPROMISED.items():
+        assert Version(runtime[name][0]) not in bad
+
+
+def test_the_image_installs_only_the_hashed_runtime_lock() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    installs = [line for line in dockerfile.splitlines() if "pip install" in line]
+    assert any("--require-hashes -r requirements.lock" in line for line in installs)
+    assert "requirements-dev" not in dockerfile
+    assert not any(tool in dockerfile for tool in DEV_TOOLS)
