@@ -1,7 +1,8 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY requirements.lock pyproject.toml README.md ./
-RUN pip install --no-cache-dir uv==0.13.8 && uv pip install --system --no-cache -r requirements.lock
+# Runtime dependencies only (no test or lint tools), each checked against its hash in the lock.
+RUN pip install --no-cache-dir uv==0.13.8 && uv pip install --system --no-cache --require-hashes -r requirements.lock
 COPY gateway gateway
 COPY policies policies
 COPY audit audit

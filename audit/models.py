@@ -305,3 +305,53 @@ class PolicyVersionRow(Base):
     created_at: Mapped[datetime]
     created_by: Mapped[str]
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class ApiKeyRow(Base):
+    """An API key managed through the admin API or ``warden keys``: only its SHA-256 is kept.
+
+    Rows are never deleted: a revoked key keeps its row (``revoked_at``), so the audit trail's
+    ``key_id`` always names a known key. A row with ``source = 'config'`` only revokes a key
+    that a config file defines, so a leaked key is shut off fleet-wide without file edits.
+    ``updated_at`` moves on every change; replicas poll ``count(*)`` and ``max(updated_at)``
+    (an index-only read) and reload the rows only when either moved.
+    """
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_updated_at", "updated_at"),)
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_sha256: Mapped[str] = mapped_column(String(HASH_LEN), unique=True)
+    tenant: Mapped[str]
+    role: Mapped[str] = mapped_column(String(16))
+    #: a policy *name* (one the gateways load); None: the gateway's default policy
+    policy: Mapped[str | None]
+    rpm: Mapped[int | None]
+    tpm: Mapped[int | None]
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str]
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None]
+    updated_at: Mapped[datetime]
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class PolicyActivationRow(Base):
+    """A policy version made the running one (admin API, ``warden policy activate``, dashboard).
+
+    Append-only: the newest row per policy name is in force; replicas read rows with an ``id``
+    above the last one they saw (one index probe per poll).
+    """
+
+    __tablename__ = "policy_activations"
+    __table_args__ = (Index("ix_policy_activations_name_id", "name", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    name: Mapped[str]
+    version_hash: Mapped[str] = mapped_column(String(128))
+    activated_at: Mapped[datetime]
+    activated_by: Mapped[str]
+    note: Mapped[str | None] = mapped_column(Text)

@@ -130,24 +130,32 @@ class AuditWriter:
         self._prep_thread.start()
         self._thread.start()
 
-    def submit(self, record: AuditRecord) -> None:
-        """Hand over a finished request's record; returns at once, never raises on DB trouble."""
-        self._submit(record)
+    def submit(self, record: AuditRecord) -> int:
+        """Hand over a finished request's record; returns at once, never raises on DB trouble.
+        Returns its ticket: the record is durable once ``durable_count`` reaches it."""
+        return self._submit(record)
+
+    @property
+    def durable_count(self) -> int:
+        """How many submitted items are durable (database or spool), in submission order."""
+        return self._durable
 
     def submit_review(self, request_id: str, reviewer: str, ruling: Ruling | str, note: str = "") -> ReviewRecord:
         review = ReviewRecord(request_id=request_id, reviewer=reviewer, ruling=Ruling(ruling), note=note)
         self._submit(review)
         return review
 
-    def _submit(self, item: Item) -> None:
+    def _submit(self, item: Item) -> int:
         if self._closed or self._spool is None:
             raise RuntimeError("AuditWriter is not running (call start(), and not after close())")
         with self._cond:
             self._accepted += 1
+            ticket = self._accepted
         try:
             self._queue.put_nowait(item)
         except queue.Full:
             self._overflow(item)
+        return ticket
 
     def _overflow(self, item: Item) -> None:
         # The writer is far behind: one fsynced append here beats dropping the record.

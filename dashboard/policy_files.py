@@ -6,7 +6,8 @@ Saving does two things, in this order:
    content hash the gateway writes into every audit record, so records link to versions);
    the text the file held before is stored too if it was never saved, so the edit can be undone;
 2. writes the policy file atomically (temporary file in the same folder, fsync, ``os.replace``),
-   which the gateway's watcher hot-reloads on every replica that reads the file.
+   which the gateway's watcher hot-reloads on every replica that reads the file, and records
+   the version as activated (``policy_activations``), which replicas on other hosts poll.
 
 An invalid text is refused before either step, with every error and its line; nothing is saved.
 """
@@ -123,6 +124,10 @@ def save(engine: Engine, path: Path, text: str, *, user: str, note: str | None) 
     if running == text:
         return SaveResult(version, changed=False)
     write_atomic(path, text)
+    # Replicas that do not share this file (other hosts) take the version from the database.
+    from audit.fleet import activate
+
+    activate(engine, new.name, new.version, by=user, note=note or None)
     return SaveResult(version, changed=True)
 
 

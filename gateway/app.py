@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -20,15 +20,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway import metrics
 from gateway.auth import Principal, require_role
-from gateway.config import GatewayConfig
-from gateway.errors import BadRequest, BodyTooLarge, InvalidJSON, NotFound, WardenError, http_status
-from gateway.pipeline.flow import Streamed, run_flow
+from gateway.config import GatewayConfig, Role
+from gateway.errors import (
+    AuditUnavailable,
+    BadRequest,
+    BodyTooLarge,
+    InvalidJSON,
+    NotFound,
+    WardenError,
+    http_status,
+)
+from gateway.pipeline.flow import DONE, Streamed, run_flow
 from gateway.pipeline.session import new_request_id
 from gateway.service import Gateway
 from gateway.upstream.base import Endpoint
 
 log = logging.getLogger("warden.app")
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+#: admin bodies carry at most a policy text
+ADMIN_BODY_BYTES = 2 * 1024 * 1024
 
 
 class RequestIdMiddleware:
@@ -95,6 +105,17 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     app = FastAPI(title="Warden", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gw
     app.add_middleware(RequestIdMiddleware)
+    if config.cors.allow_origins:  # off unless configured: no CORS header is ever sent otherwise
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.cors.allow_origins,
+            allow_methods=config.cors.allow_methods,
+            allow_headers=config.cors.allow_headers,
+            expose_headers=["x-warden-request-id", "retry-after"],
+            max_age=config.cors.max_age_s,
+        )
 
     def rid(request: Request) -> str:
         return str(request.state.request_id)
@@ -119,7 +140,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
 
     async def model_route(request: Request, endpoint: Endpoint) -> Response:
         who = principal(request)
-        await gw.limiter.check(who.key_id, who.rpm)
+        limits = await gw.limiter.check(who.key_id, who.rpm, who.tpm)
         body = await read_json(request, config.max_body_bytes)
         if gw.upstreams is None:
             raise NotFound("This gateway serves no models.")
@@ -135,10 +156,25 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
             stream=bool(body.get("stream")),
             client_addr=request.client.host if request.client else None,
         )
-        result = await run_flow(session, upstream, endpoint, body, gw.finish)
+        result = await run_flow(session, upstream, endpoint, body, gw.finish, config.limits)
+        durable = config.audit.ack == "durable"
         if isinstance(result, Streamed):
-            return StreamingResponse(result.body, media_type="text/event-stream", headers=SSE_HEADERS)
-        return _json(result)
+            headers = {**SSE_HEADERS, **limits.headers()}
+            stream = held_until_durable(result.body, rid(request)) if durable else result.body
+            return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+        if durable and not await gw.audit.durable(rid(request), config.audit.ack_timeout_s):
+            raise AuditUnavailable("The answer's audit record could not be made durable in time.")
+        return _json(result, headers=limits.headers())
+
+    async def held_until_durable(body: AsyncIterator[bytes], request_id: str) -> AsyncIterator[bytes]:
+        """The stream, with its final ``[DONE]`` held until the record is durable (the record is
+        finished before ``[DONE]`` is produced); an error event instead if it never is."""
+        async for chunk in body:
+            if chunk == DONE and not await gw.audit.durable(request_id, config.audit.ack_timeout_s):
+                err = AuditUnavailable("The answer's audit record could not be made durable in time.")
+                yield b"data: " + orjson.dumps(err.to_body(request_id)) + b"\n\n"
+                return
+            yield chunk
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -175,19 +211,119 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
     async def prometheus() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
+    async def guarded(
+        request: Request,
+        action: str,
+        roles: tuple[Role, ...],
+        run: Callable[[Principal], Awaitable[tuple[Any, dict[str, Any]]]],
+        status: int = 200,
+    ) -> Response:
+        """An admin or audit-API call: the role is checked, and the call, done or refused,
+        becomes an audit record."""
+        from gateway.admin_api import record_action
+
+        who = principal(request)
+        detail: dict[str, Any] = {}
+        error: WardenError | None = None
+        try:
+            require_role(who, *roles)
+            body, detail = await run(who)
+        except WardenError as exc:
+            error = exc
+            raise
+        except Exception:
+            error = WardenError("Internal error in the gateway.")
+            raise
+        finally:
+            record_action(
+                gw,
+                who,
+                request_id=rid(request),
+                endpoint=f"{request.method} {request.url.path}",
+                action=action,
+                detail=detail,
+                error=error,
+                client_addr=request.client.host if request.client else None,
+            )
+        return body if isinstance(body, Response) else _json(body, status)
+
     @app.get("/v1/audit/requests/{request_id}")
     async def audit_request(request: Request, request_id: str) -> Response:
-        require_role(principal(request), "reviewer", "admin")
-        from gateway.audit_api import fetch_request
+        async def run(_: Principal) -> tuple[Any, dict[str, Any]]:
+            from gateway.audit_api import fetch_request
 
-        found = await fetch_request(gw, request_id)
-        if found is None:
-            raise NotFound(f"No audit record for request '{request_id}'.")
-        return _json(found)
+            found = await fetch_request(gw, request_id)
+            if found is None:
+                raise NotFound(f"No audit record for request '{request_id}'.")
+            return found, {"request_id": request_id}
+
+        return await guarded(request, "audit.read", ("reviewer", "admin"), run)
+
+    # -- admin API (gateway.admin_api) ---------------------------------------------------
+
+    @app.post("/v1/admin/keys", status_code=201)
+    async def admin_create_key(request: Request) -> Response:
+        from gateway import admin_api
+
+        async def run(who: Principal) -> tuple[Any, dict[str, Any]]:
+            return await admin_api.create_key(gw, who, await read_json(request, ADMIN_BODY_BYTES))
+
+        return await guarded(request, "key.create", ("admin",), run, status=201)
+
+    @app.get("/v1/admin/keys")
+    async def admin_list_keys(request: Request) -> Response:
+        from gateway import admin_api
+
+        async def run(_: Principal) -> tuple[Any, dict[str, Any]]:
+            listed = await admin_api.list_keys(gw)
+            return listed, {"count": len(listed["data"])}
+
+        return await guarded(request, "key.list", ("admin",), run)
+
+    @app.delete("/v1/admin/keys/{key_id}")
+    async def admin_revoke_key(request: Request, key_id: str) -> Response:
+        from gateway import admin_api
+
+        async def run(who: Principal) -> tuple[Any, dict[str, Any]]:
+            return await admin_api.revoke_key(gw, who, key_id), {"key_id": key_id}
+
+        return await guarded(request, "key.revoke", ("admin",), run)
+
+    @app.get("/v1/admin/policies")
+    async def admin_list_policies(request: Request) -> Response:
+        from gateway import admin_api
+
+        async def run(_: Principal) -> tuple[Any, dict[str, Any]]:
+            return await admin_api.list_policies(gw), {}
+
+        return await guarded(request, "policy.list", ("admin",), run)
+
+    @app.post("/v1/admin/policies/{name}/versions", status_code=201)
+    async def admin_save_version(request: Request, name: str) -> Response:
+        from gateway import admin_api
+
+        async def run(who: Principal) -> tuple[Any, dict[str, Any]]:
+            out = await admin_api.save_version(gw, who, name, await read_json(request, ADMIN_BODY_BYTES))
+            return out, {"policy": name, "version": out["version"], "activated": out["active"]}
+
+        return await guarded(request, "policy.save", ("admin",), run, status=201)
+
+    @app.post("/v1/admin/policies/{name}/activate")
+    async def admin_activate(request: Request, name: str) -> Response:
+        from gateway import admin_api
+
+        async def run(who: Principal) -> tuple[Any, dict[str, Any]]:
+            out = await admin_api.activate(gw, who, name, await read_json(request, ADMIN_BODY_BYTES))
+            return out, {"policy": name, "version": out["version"]}
+
+        return await guarded(request, "policy.activate", ("admin",), run)
 
     @app.get("/v1/audit/live")
     async def audit_live(request: Request, tenant: str | None = None) -> Response:
-        require_role(principal(request), "reviewer", "admin")
+        async def run(_: Principal) -> tuple[Any, dict[str, Any]]:
+            return None, {"tenant": tenant}
+
+        await guarded(request, "audit.live", ("reviewer", "admin"), run)
 
         async def events() -> AsyncIterator[bytes]:
             yield b": connected\n\n"
@@ -196,4 +332,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
 
         return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
 
+    from gateway.openapi import install
+
+    install(app)
     return app

@@ -9,12 +9,18 @@ logged and ``/health`` answers 503 with it, so an orchestrator stops routing to 
 the writer runs anyway and keeps records in its spool until the database takes them. Only if
 the writer itself cannot be made (an invalid URL) do records stay in memory, up to a bound,
 past which ``submit`` waits.
+
+With ``audit.ack: durable`` the gateway holds each answer (a non-streamed body, a stream's
+``[DONE]``) until its record is durable (``durable``): then no answer a client received can
+lose its record to a crash, at the cost of the writer's batch interval (~50 ms) per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from typing import Any, Literal
 
@@ -38,6 +44,9 @@ class NullSink:
 
     def submit(self, record: AuditRecord) -> None: ...
 
+    async def durable(self, request_id: str, within_s: float) -> bool:
+        return True
+
     def close(self) -> None: ...
 
 
@@ -49,6 +58,9 @@ class BackgroundAudit:
         self._config = config
         self._writer: Any = None
         self._pending: deque[AuditRecord] = deque()
+        #: request id -> writer ticket, kept only when answers wait for their record (ack: durable)
+        self._tickets: dict[str, int] = {}
+        self._track = config.audit.ack == "durable"
         self._max_pending = max_pending
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -97,7 +109,7 @@ class BackgroundAudit:
         writer.start()
         with self._cond:
             while self._pending:
-                writer.submit(self._pending.popleft())
+                self._ticket(self._pending.popleft(), writer)
             self._writer = writer
             if schema_ok:
                 self.state = "ready"
@@ -147,7 +159,29 @@ class BackgroundAudit:
                     self._pending.append(record)
                     return
                 writer = self._writer
-        writer.submit(record)
+        self._ticket(record, writer)
+
+    def _ticket(self, record: AuditRecord, writer: Any) -> None:
+        ticket = writer.submit(record)
+        if self._track:
+            self._tickets[record.request_id] = ticket
+
+    async def durable(self, request_id: str, within_s: float) -> bool:
+        """Wait until the record of ``request_id`` is in the database or the fsynced spool.
+        Polls the writer's counter (a few ms apart): no thread per waiting request."""
+        deadline = time.monotonic() + within_s
+        delay = 0.002
+        while True:
+            ticket = self._tickets.get(request_id)
+            writer = self._writer
+            if ticket is not None and writer is not None and writer.durable_count >= ticket:
+                del self._tickets[request_id]
+                return True
+            if time.monotonic() >= deadline:
+                self._tickets.pop(request_id, None)
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.02)
 
     def wait_started(self, timeout: float) -> bool:
         """Wait until the writer runs, or could not be made; False on timeout."""

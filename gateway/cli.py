@@ -264,24 +264,203 @@ def keys_create(
     config: ConfigOpt = None,
     role: Annotated[str, typer.Option(help="client, reviewer or admin.")] = "client",
     key_id: Annotated[str | None, typer.Option("--id", help="A name for the key (default: random).")] = None,
-    policy: Annotated[str | None, typer.Option(help="A policy file this key runs under.")] = None,
+    policy: Annotated[
+        str | None, typer.Option(help="A policy file (config) or policy name (--db) this key runs under.")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute (--db).", min=1)] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute (--db).", min=1)] = None,
+    db: Annotated[
+        bool, typer.Option("--db", help="Store the key in the database (every replica, no file edit).")
+    ] = False,
 ) -> None:
-    """Make a new key, store only its SHA-256 in the config, print the key once."""
+    """Make a new key, store only its SHA-256 (in the config, or with --db in the database), print the key once."""
+    if db:
+        from audit import fleet
+
+        cfg = _load(config)
+        try:
+            secret, rec = fleet.create_key(
+                _engine(config),
+                tenant=tenant,
+                role=role,
+                policy=policy,
+                rpm=rpm,
+                tpm=tpm,
+                key_id=key_id,
+                created_by=_cli_user(),
+                taken_ids=frozenset(k.key_id for k in cfg.keys),
+                taken_digests=frozenset(k.digest for k in cfg.keys),
+            )
+        except fleet.FleetError as exc:
+            _fail(str(exc), 1)
+            raise AssertionError from exc
+        _record_cli_action(
+            config, "key.create", {"key_id": rec.key_id, "tenant": rec.tenant, "role": rec.role, "policy": rec.policy}
+        )
+        typer.echo(secret)
+        typer.echo(f"key id {rec.key_id} stored in the database; every replica accepts it within seconds", err=True)
+        return
+    if rpm is not None or tpm is not None:
+        _fail("--rpm / --tpm need --db (or edit the config file)")
     from gateway.keyfile import create_key
 
-    key, kid = create_key(_config_path(config), tenant=tenant, role=role, key_id=key_id, policy=policy)
+    try:
+        key, kid = create_key(_config_path(config), tenant=tenant, role=role, key_id=key_id, policy=policy)
+    except ValueError as exc:
+        _fail(str(exc), 1)
+        raise AssertionError from exc
     typer.echo(key)
     typer.echo(f"key id {kid} added to {_config_path(config)}; running gateways pick it up within seconds", err=True)
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")], config: ConfigOpt = None) -> None:
-    """Remove a key from the config by its id."""
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id.")],
+    config: ConfigOpt = None,
+    db: Annotated[
+        bool, typer.Option("--db", help="Revoke in the database: a database key, or a config key on every replica.")
+    ] = False,
+) -> None:
+    """Revoke a key by its id: remove it from the config, or with --db revoke it fleet-wide."""
+    if db:
+        from audit import fleet
+
+        cfg = _load(config)
+        known = next((k for k in cfg.keys if k.key_id == key_id), None)
+        config_key = (known.digest, known.tenant, known.role) if known else None
+        rec = fleet.revoke_key(_engine(config), key_id, by=_cli_user(), config_key=config_key)
+        if rec is None:
+            _fail(f"no key with id {key_id!r}", 1)
+        _record_cli_action(config, "key.revoke", {"key_id": key_id})
+        typer.echo(f"key {key_id} revoked on every replica within seconds")
+        return
     from gateway.keyfile import revoke_key
 
     if not revoke_key(_config_path(config), key_id):
-        _fail(f"no key with id {key_id!r}", 1)
+        _fail(f"no key with id {key_id!r} in the config (a database key needs --db)", 1)
     typer.echo(f"key {key_id} revoked")
+
+
+@keys_app.command("list")
+def keys_list(
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """List the config file's keys and the database's keys (never a secret or digest)."""
+
+    from audit import fleet
+
+    cfg = _load(config)
+    stored = {r.key_id: r for r in fleet.list_keys(_engine(config))}
+    rows: list[dict[str, Any]] = []
+    for k in cfg.keys:
+        revoked = stored.pop(k.key_id, None)
+        rows.append(
+            {
+                "id": k.key_id,
+                "tenant": k.tenant,
+                "role": k.role,
+                "policy": k.policy,
+                "rpm": k.rpm,
+                "tpm": k.tpm,
+                "source": "config",
+                "revoked_at": revoked.public()["revoked_at"] if revoked else None,
+            }
+        )
+    rows.extend(r.public() for r in stored.values())
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    for row in rows:
+        state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+        limits = f"rpm={row['rpm'] or '-'} tpm={row['tpm'] or '-'}"
+        typer.echo(f"{row['id']:<24} {row['tenant']:<16} {row['role']:<8} {row['source']:<8} {limits:<20} {state}")
+
+
+def _load(config: str | None) -> Any:
+    from gateway.config import load_config
+
+    try:
+        return load_config(config)
+    except YamlModelError as exc:
+        _fail(f"invalid configuration:\n{exc}")
+        raise AssertionError from exc
+
+
+def _record_cli_action(config: str | None, action: str, detail: dict[str, Any]) -> None:
+    """The CLI's database actions are audit records too, in a chain of this command's own."""
+    from audit.writer import AuditWriter
+    from gateway.admin_api import admin_record
+    from gateway.pipeline.session import new_request_id
+
+    cfg = _load(config)
+    if not cfg.audit.enabled:
+        return
+    writer = AuditWriter(_database_url(config), spool_dir=cfg.resolve(cfg.audit.spool_dir))
+    writer.start()
+    try:
+        writer.submit(
+            admin_record(
+                tenant="(cli)",
+                key_id=_cli_user(),
+                request_id=new_request_id(),
+                endpoint=f"warden {action}",
+                action=action,
+                detail=detail,
+            )
+        )
+    finally:
+        writer.close()
+
+
+def _cli_user() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@policy_app.command("versions")
+def policy_versions(
+    name: Annotated[str, typer.Argument(help="Policy name.")],
+    config: ConfigOpt = None,
+) -> None:
+    """The stored versions of a policy, newest first; the activated one is marked."""
+    from audit import fleet
+
+    engine = _engine(config)
+    active = fleet.active_versions(engine).get(name)
+    for v in fleet.versions(engine, name):
+        mark = "*" if active and active.version_hash == v.version_hash else " "
+        typer.echo(f"{mark} {v.version_hash}  {v.created_at:%Y-%m-%d %H:%M:%S}  {v.created_by}  {v.note or ''}")
+
+
+@policy_app.command("activate")
+def policy_activate(
+    name: Annotated[str, typer.Argument(help="Policy name.")],
+    version: Annotated[str, typer.Argument(help="A stored version (content hash).")],
+    config: ConfigOpt = None,
+    note: Annotated[str | None, typer.Option(help="Why.")] = None,
+) -> None:
+    """Put a stored policy version in force on every replica (within seconds)."""
+    from audit import fleet
+    from policies.loader import load_policy_text
+
+    engine = _engine(config)
+    stored = fleet.find_version(engine, name, version)
+    if stored is None:
+        _fail(f"policy {name!r} has no stored version {version!r}", 1)
+        return
+    try:
+        load_policy_text(stored.yaml_text, f"{name} (version {version})")
+    except YamlModelError as exc:
+        _fail(f"version {version} no longer loads:\n{exc}", 1)
+    fleet.activate(engine, name, version, by=_cli_user(), note=note)
+    _record_cli_action(config, "policy.activate", {"policy": name, "version": version})
+    typer.echo(f"policy {name} version {version} activated; every replica serves it within seconds")
 
 
 def _config_path(config: str | None) -> Path:

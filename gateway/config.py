@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gateway.api_models import RequestLimits
 from policies.yamlio import FieldError, YamlModelError, load_model_file
 
 DEFAULT_CONFIG_ENV = "WARDEN_CONFIG"
@@ -38,6 +39,8 @@ class KeyConfig(Strict):
     id: str | None = None
     #: requests per minute for this key, across all replicas when ``redis_url`` is set
     rpm: int | None = Field(default=None, ge=1)
+    #: tokens (prompt + completion) per minute for this key, across all replicas likewise
+    tpm: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one_form(self) -> KeyConfig:
@@ -77,8 +80,10 @@ class Deployment(BaseModel):
 class UpstreamSettings(Strict):
     timeout_s: float = Field(default=600.0, gt=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
-    #: seconds without a byte from the upstream before a stream is abandoned (504)
-    read_timeout_s: float = Field(default=120.0, gt=0)
+    #: seconds to wait for the upstream's first byte, and then for each next one, before the
+    #: request is abandoned with a 504 (never retried). A non-streamed reply's first byte comes
+    #: only when the whole answer is generated: raise this for long non-streamed generations.
+    read_timeout_s: float = Field(default=60.0, gt=0)
     num_retries: int = Field(default=1, ge=0, le=10)
     #: forward OpenAI-compatible deployments with the gateway's own HTTP client instead of litellm
     #: (measured many times faster per token; see README, Performance)
@@ -97,6 +102,11 @@ class AuditConfig(Strict):
     spool_dir: str = "./warden-spool"
     chain_id: str | None = None
     batch_size: int = Field(default=500, ge=1)
+    #: "queued": answer at once, the record follows within the writer's batch interval;
+    #: "durable": hold each answer until its record is in the database or the fsynced spool
+    ack: Literal["queued", "durable"] = "queued"
+    #: with ack "durable": how long an answer may wait for its record before it is refused (503)
+    ack_timeout_s: float = Field(default=10.0, gt=0)
 
 
 class TelemetryConfig(Strict):
@@ -104,17 +114,38 @@ class TelemetryConfig(Strict):
     service_name: str = "warden"
 
 
+class FleetSettings(Strict):
+    """How a replica follows what the fleet shares through the database."""
+
+    #: seconds between polls of the database for key changes and policy activations (0: never)
+    poll_s: float = Field(default=1.0, ge=0)
+
+
+class CorsSettings(Strict):
+    """Cross-origin access for browser apps. Off (no CORS headers at all) unless origins are given."""
+
+    allow_origins: list[str] = Field(default_factory=list)
+    allow_headers: list[str] = Field(default_factory=lambda: ["authorization", "content-type"])
+    allow_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE"])
+    max_age_s: int = Field(default=600, ge=0)
+
+
 class GatewayConfig(Strict):
     model_list: list[Deployment] = Field(min_length=1)
     policy: str = "policies/default.yaml"
     database_url: str = "sqlite:///./warden.db"
-    keys: list[KeyConfig] = Field(min_length=1)
+    #: may be empty when the keys live in the database (admin API, ``warden keys create --db``)
+    keys: list[KeyConfig] = Field(default_factory=list)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    #: caps on messages, tools and inputs per request, checked before anything goes upstream
+    limits: RequestLimits = Field(default_factory=RequestLimits)
     upstream: UpstreamSettings = Field(default_factory=UpstreamSettings)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     policy_reload: bool = True
     redis_url: str | None = None
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
 
     #: folder of the config file; relative paths resolve against it
     base_dir: Path = Field(default=Path("."), exclude=True)

@@ -114,19 +114,20 @@ class AuditUnavailable(WardenError):
 
 
 class RateLimited(WardenError):
-    """The key is over its requests-per-minute limit."""
+    """The key is over its requests- or tokens-per-minute limit."""
 
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
     retryable = True
 
-    def __init__(self, message: str, retry_after_s: int) -> None:
+    def __init__(self, message: str, retry_after_s: int, limit_headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.limit_headers = limit_headers or {}
 
     def headers(self) -> dict[str, str]:
-        return {**super().headers(), "retry-after": str(self.retry_after_s)}
+        return {**super().headers(), **self.limit_headers, "retry-after": str(self.retry_after_s)}
 
 
 class UpstreamError(WardenError):

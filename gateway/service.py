@@ -16,6 +16,7 @@ from gateway import metrics
 from gateway.audit_sink import make_sink
 from gateway.auth import KeyStore, Principal
 from gateway.config import GatewayConfig
+from gateway.fleet import FleetSync
 from gateway.live import LiveHub
 from gateway.pipeline.session import GuardSession
 from gateway.ratelimit import RateLimiter
@@ -37,6 +38,7 @@ class Gateway:
         self.live = LiveHub()
         self.limiter = RateLimiter(config.redis_url)
         self.audit = make_sink(config)
+        self.fleet = FleetSync(self)
         self._warm_thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -49,6 +51,7 @@ class Gateway:
         if self.config.policy_reload:
             self.policies.watch()
         self.audit.start()  # in the background: the database is not needed to answer
+        self.fleet.start()  # keys and policy activations from the database, once it is there
         # Heavy libraries (litellm, presidio + spaCy) load in the background so the gateway
         # answers /health at once; a request that needs one first waits for its import lock.
         self._warm_thread = threading.Thread(target=self._warm, name="warden-warm", daemon=True)
@@ -70,7 +73,7 @@ class Gateway:
             if not any(Path(p).resolve() == source for _, p in changes):
                 continue
             try:
-                self.keys = KeyStore(load_config(source))
+                self.keys.set_config(load_config(source))
             except YamlModelError as exc:
                 log.error("config %s rejected, keeping the current keys:\n%s", source, exc)
                 continue
@@ -93,6 +96,7 @@ class Gateway:
 
     async def stop(self) -> None:
         self._stop.set()
+        self.fleet.stop()
         self.policies.stop()
         if self.upstreams is not None:
             await self.upstreams.aclose()
@@ -137,3 +141,7 @@ class Gateway:
             log.exception("telemetry failed for %s", record.request_id)
         metrics.observe(record)
         self.audit.submit(record)
+        tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
+        principal = self.keys.by_id(record.key_id) if tokens else None
+        if principal is not None and principal.tpm:
+            self.limiter.spend_tokens_soon(record.key_id, tokens)

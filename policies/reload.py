@@ -49,6 +49,18 @@ class PolicyStore:
                 self._on_load(compiled)
         return True
 
+    def paths(self) -> list[Path]:
+        return list(self._policies)
+
+    def install(self, path: Path, compiled: CompiledPolicy) -> None:
+        """Serve ``compiled`` for ``path`` from now on (a version activated in the database);
+        the file takes over again when it next changes."""
+        if compiled.version != self._policies[path].version:
+            self._policies[path] = compiled
+            log.info("policy %s now runs %s version %s (activated)", path, compiled.name, compiled.version)
+            if self._on_load:
+                self._on_load(compiled)
+
     def watch(self) -> None:
         """Start the watcher thread (idempotent)."""
         if self._thread is None:

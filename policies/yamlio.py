@@ -75,8 +75,8 @@ def line_of(doc: Any, loc: Sequence[int | str]) -> int | None:
             node = node[part]
         else:
             break
-    if line is None and isinstance(node, (CommentedMap, CommentedSeq)):
-        line = node.lc.line + 1
+    if line is None and isinstance(node, (CommentedMap, CommentedSeq)) and node.lc.line is not None:
+        line = node.lc.line + 1  # (an empty document is a map made here, with no position)
     return line
 
 

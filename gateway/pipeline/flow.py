@@ -19,7 +19,14 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from audit.record import Stage, Status, Verdict
-from gateway.api_models import ChatRequest, CompletionRequest, EmbeddingRequest, strip_routing
+from gateway.api_models import (
+    DEFAULT_LIMITS,
+    ChatRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RequestLimits,
+    strip_routing,
+)
 from gateway.errors import BadRequest, PolicyBlocked, UpstreamError, WardenError, http_status
 from gateway.pipeline.response import Kind, ResponseGuard
 from gateway.pipeline.segments import Segments, chat_segments, prompt_segments
@@ -45,13 +52,30 @@ class Streamed:
 Result = dict[str, Any] | Streamed
 
 
-def validate(model: type[BaseModel], body: dict[str, Any]) -> None:
+def validate(model: type[BaseModel], body: dict[str, Any], limits: RequestLimits | None = None) -> None:
+    """Refuse a body the upstream must not see: 400 naming the first wrong field."""
     try:
-        model.model_validate(body)
+        model.model_validate(body, context={"limits": limits or DEFAULT_LIMITS})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise BadRequest(f"Invalid request: {loc}: {err['msg']}", param=loc or None) from None
+        # Of the errors a union gives (one per type tried), the one that reached deepest
+        # into the value names the field best: messages[0].content[1].text, not .content.
+        found = [(field_path(body, e["loc"], missing=e["type"] == "missing"), e) for e in exc.errors()]
+        path, err = max(found, key=lambda f: len(f[0]))
+        param = path or str((err.get("ctx") or {}).get("field") or "") or None
+        raise BadRequest(f"Invalid request: '{param or 'body'}': {err['msg']}", param=param) from None
+
+
+def field_path(body: Any, loc: tuple[int | str, ...], *, missing: bool = False) -> str:
+    """``messages[2].content`` from pydantic's location, without its union-member tags
+    (which name a type the value was tried as, not a field of the request)."""
+    path, current, last = "", body, len(loc) - 1
+    for i, part in enumerate(loc):
+        if isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            path, current = f"{path}[{part}]", current[part]
+        elif isinstance(current, dict) and isinstance(part, str) and (part in current or (missing and i == last)):
+            path, current = f"{path}.{part}" if path else part, current.get(part)
+        # anything else is a union member's tag ("str", "list[...]", "ContentPart"): skipped
+    return path
 
 
 async def run_flow(
@@ -60,11 +84,12 @@ async def run_flow(
     endpoint: Endpoint,
     body: dict[str, Any],
     finish: Any,
+    limits: RequestLimits | None = None,
 ) -> Result:
     """Run one request. ``finish(record)`` is called exactly once with the audit record."""
     kind: Kind = "chat" if endpoint == "chat/completions" else "completion"
     try:
-        segments = _segments(endpoint, body)
+        segments = _segments(endpoint, body, limits)
         dropped = strip_routing(body)
         if dropped:
             session.add_step(Stage.input, "routing_fields", Verdict.passed, detail={"dropped": dropped})
@@ -94,14 +119,14 @@ async def run_flow(
         raise
 
 
-def _segments(endpoint: Endpoint, body: dict[str, Any]) -> Segments:
+def _segments(endpoint: Endpoint, body: dict[str, Any], limits: RequestLimits | None) -> Segments:
     if endpoint == "chat/completions":
-        validate(ChatRequest, body)
+        validate(ChatRequest, body, limits)
         return chat_segments(body)
     if endpoint == "completions":
-        validate(CompletionRequest, body)
+        validate(CompletionRequest, body, limits)
         return prompt_segments(body, "prompt")
-    validate(EmbeddingRequest, body)
+    validate(EmbeddingRequest, body, limits)
     return prompt_segments(body, "input")
 
 

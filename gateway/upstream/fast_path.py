@@ -3,9 +3,11 @@
 litellm's stream wrapper costs about 0.4 ms per chunk; this path costs a few µs per chunk
 and, under load, hands on everything one socket read brought in as one batch (see
 ``gateway.upstream.transport``). It serves deployments that speak the OpenAI API
-(``openai/...`` with an ``api_base``); everything else goes through litellm. Connection
-failures before anything was sent are retried ``num_retries`` times; nothing is retried once
-the request has gone out.
+(``openai/...`` with an ``api_base``); everything else goes through litellm. A call is
+retried (``num_retries`` times, short backoff) only when nothing of an answer was received
+or relayed and the failure is a connection failure, a 429 or a 5xx; never after a read
+timeout (the upstream has the request and may be working on it) and never once a byte went
+to the client. ``read_timeout_s`` bounds the wait for the first byte, then for each next one.
 
 Redirects are never followed: an upstream that answers 3xx is an error (logged once per
 upstream and target), so a compromised or misconfigured upstream cannot send the gateway,
@@ -14,6 +16,7 @@ with its API key, somewhere else.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections.abc import AsyncGenerator
@@ -74,6 +77,7 @@ class FastUpstream:
         content = orjson.dumps({**body, "model": model})
         attempts = s.num_retries + 1
         for attempt in range(attempts):
+            last = attempt + 1 == attempts
             try:
                 response = await self._transports.post(
                     f"{base}/{endpoint}",
@@ -89,17 +93,20 @@ class FastUpstream:
                 raise UpstreamError(
                     "Upstream speaks only HTTP/2; the fast path speaks HTTP/1.1 unless `upstream.http2: true` is set."
                 ) from exc
-            except ConnectFailed as exc:
-                if attempt + 1 < attempts:
+            except (ConnectFailed, ConnectTimeout) as exc:
+                if not last:
+                    await asyncio.sleep(_backoff(attempt))
                     continue
+                if isinstance(exc, ConnectTimeout):
+                    raise UpstreamTimeout("Upstream timed out while connecting.") from exc
                 raise UpstreamError("Upstream unreachable: ConnectError") from exc
             except PoolBusy as exc:
                 log.warning("upstream %s: %s", base, exc)
                 raise UpstreamTimeout(
                     "Upstream timed out waiting for a free connection (upstream.max_connections_per_origin)."
                 ) from exc
-            except (ConnectTimeout, ReadTimeout) as exc:
-                raise UpstreamTimeout("Upstream timed out.") from exc
+            except ReadTimeout as exc:  # never retried: the upstream has the request
+                raise UpstreamTimeout(f"Upstream sent nothing within {min(total, s.read_timeout_s):g} s.") from exc
             except Http1Error as exc:
                 raise UpstreamError(f"Upstream request failed: {exc}") from exc
             if 300 <= response.status_code < 400:
@@ -122,6 +129,9 @@ class FastUpstream:
                     detail = ""
                 finally:
                     await response.aclose()
+                if not last and (response.status_code == 429 or response.status_code >= 500):
+                    await asyncio.sleep(_backoff(attempt))
+                    continue  # nothing of this answer reached the client yet
                 raise UpstreamStatus(_message(detail, response.status_code), response.status_code)
             return response
         raise AssertionError("unreachable")
@@ -176,6 +186,10 @@ def _log_once(key: tuple[str, ...], message: str, *args: object) -> None:
         return
     _logged.add(key)
     log.warning(message, *args)
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(0.1 * 2**attempt, 1.0))
 
 
 def _message(detail: str, status: int) -> str:

@@ -583,6 +583,11 @@ class Http1Pool:
             try:
                 conn.send(head, body)
                 await conn.read_head(read_timeout)
+            except ReadTimeout:
+                # The request went out and the server kept it: sending it again could run it
+                # twice and doubles the client's wait. A read timeout is final.
+                conn.close()
+                raise
             except Http1Error:
                 self._discard(conn)
                 if reused and not conn.received_any and attempt == 0:

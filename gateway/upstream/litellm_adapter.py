@@ -63,11 +63,16 @@ class LiteLLMUpstream:
         if self._router is None:
             litellm = _import_litellm()
             s = self._settings
+            from litellm.types.router import RetryPolicy
+
             self._router = litellm.Router(
                 model_list=self._deployments,
                 num_retries=s.num_retries,
                 timeout=s.timeout_s,
+                stream_timeout=min(s.timeout_s, s.read_timeout_s),
                 fallbacks=s.fallbacks or None,
+                # as on the fast path: a timed-out call is never sent again
+                retry_policy=RetryPolicy(TimeoutErrorRetries=0, BadRequestErrorRetries=0, AuthenticationErrorRetries=0),
             )
         return self._router
 

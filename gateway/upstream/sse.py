@@ -254,7 +254,7 @@ class SseBatcher:
     def feed(self, data: bytes) -> Iterator[Chunk]:
         """The complete chunks of ``data``, each as soon as it is known: the first ones are on
         their way through the checks before the rest of a large read has been looked at."""
-        split_crlf = self._buf.endswith(b"\r")
+        split_crlf = self._buf.endswith(b"\r")  # a CR that ended the last read waits for its LF
         buf = self._buf + data if self._buf else data
         if split_crlf or b"\r" in data:  # CRLF line endings (a split CRLF is mended when its \n arrives)
             buf = buf.replace(b"\r\n", b"\n")
