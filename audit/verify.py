@@ -59,6 +59,10 @@ class ProblemKind(StrEnum):
     bad_checkpoint = "bad_checkpoint"
     index_mismatch = "index_mismatch"
     orphan_index = "orphan_index"
+    erasure_unrecorded = "erasure_unrecorded"
+    anchor_missing = "anchor_missing"
+    anchor_mismatch = "anchor_mismatch"
+    anchor_invalid = "anchor_invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,10 @@ class VerifyResult:
     problems: tuple[Problem, ...] = ()
     #: more problems were found than ``max_problems`` kept
     truncated: bool = False
+    #: records whose texts were erased (and whose erasure is a verified chained record)
+    erased: int = 0
+    #: the erasures those records name: "id by WHO at TIME (scope)"
+    erasures: tuple[str, ...] = ()
 
     @property
     def first_bad_id(self) -> str | None:
@@ -178,7 +186,7 @@ def verify(engine: Engine, *, key: ChainKey | None = None, max_problems: int = 1
     report = Report(max_problems)
     counts: dict[ChainKind, int] = {}
     chains_checked = 0
-    with _snapshot(engine) as conn:
+    with snapshot(engine) as conn:
         chains = load_chains(conn)
         checkpoints = load_checkpoints(conn, chains, key, report)
         for spec in KINDS:
@@ -210,7 +218,7 @@ def find_orphans(conn: Connection, report: Report) -> None:
             )  # fmt: skip
 
 
-def _snapshot(engine: Engine) -> Connection:
+def snapshot(engine: Engine) -> Connection:
     """One consistent read view: records and chain heads as of one moment."""
     conn = engine.connect()
     if engine.dialect.name == "postgresql":

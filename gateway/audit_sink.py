@@ -48,6 +48,8 @@ class BackgroundAudit:
     def __init__(self, config: GatewayConfig, *, max_pending: int = 10_000) -> None:
         self._config = config
         self._writer: Any = None
+        #: what runs beside the writer: the anchor publisher, retention (``audit.services``)
+        self._services: Any = None
         self._pending: deque[AuditRecord] = deque()
         self._max_pending = max_pending
         self._cond = threading.Condition()
@@ -95,6 +97,12 @@ class BackgroundAudit:
             return False
         schema_ok = self._check_schema(writer.engine)
         writer.start()
+        try:
+            from audit.services import AuditServices
+
+            self._services = AuditServices.start(writer.engine, config)
+        except Exception as exc:  # a missing anchor key: say so loudly, keep auditing
+            self._fail(exc, "records are still written, but chain heads are not published")
         with self._cond:
             while self._pending:
                 writer.submit(self._pending.popleft())
@@ -166,6 +174,8 @@ class BackgroundAudit:
             self._thread.join(30)
         if self._writer is not None:
             self._writer.close()
+            if self._services is not None:
+                self._services.close()  # after the writer: the final heads are published
         elif self._pending:
             log.error("%d audit records were never written: the audit writer could not start", len(self._pending))
 

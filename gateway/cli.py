@@ -152,25 +152,120 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     typer.echo(f"audit database is up to date ({url.split('@')[-1]})")
 
 
+def _load_config_quiet(config: str | None) -> Any:
+    """The gateway config if one is named (``--config`` or ``$WARDEN_CONFIG``), else None."""
+    from gateway.config import load_config
+
+    if config is None and not os.environ.get("WARDEN_CONFIG"):
+        return None
+    try:
+        return load_config(config)
+    except YamlModelError as exc:
+        _fail(f"invalid configuration:\n{exc}")
+        raise AssertionError from exc  # unreachable: _fail exits
+
+
 @audit_app.command("verify")
-def audit_verify(config: ConfigOpt = None) -> None:
-    """Check the hash chains: exit 0 when intact, 1 naming the first bad record."""
+def audit_verify(
+    config: ConfigOpt = None,
+    anchors: Annotated[
+        str | None, typer.Option(help="Folder, file or http(s) URL of published chain heads (default: the config's).")
+    ] = None,
+    public_key: Annotated[
+        str | None, typer.Option(help="Anchor public key, base64 or a file (default: audit.anchors.public_key).")
+    ] = None,
+) -> None:
+    """Check the hash chains (and, with anchors, that no published head was cut off or rewritten)."""
     from audit.verify import verify
 
-    result = verify(_engine(config))
-    if result.ok:
-        typer.echo(
-            f"ok: {result.records_checked} records and {result.reviews_checked} reviews in "
-            f"{result.chains_checked} chains verified"
-        )
-        return
+    cfg = _load_config_quiet(config)
+    settings = cfg.audit.anchors if cfg is not None else None
+    if anchors is None and settings is not None and settings.dir:
+        anchors = str(cfg.resolve(settings.dir))
+    engine = _engine(config)
+    result = verify(engine)
+    failed = not result.ok
     for problem in result.problems:
         where = f"record {problem.record_id}" if problem.record_id else f"chain {problem.chain_id}"
         typer.secho(
             f"{problem.kind.value}: {where} (seq {problem.seq}): {problem.message}", err=True, fg=typer.colors.RED
         )
-    typer.secho(f"FAILED: first bad record {result.first_bad_id}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(1)
+    if result.erased:
+        typer.echo(f"erased: {result.erased} records had their texts erased ({', '.join(result.erasures)})")
+    if anchors is None:
+        typer.secho(
+            "note: no anchors given (--anchors DIR|URL): truncation of a chain's newest records cannot be "
+            "detected, since the chain's head is stored in the same database",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    else:
+        failed |= _check_anchors(engine, anchors, public_key or (settings.public_key if settings else None))
+    if failed:
+        typer.secho(f"FAILED: first bad record {result.first_bad_id}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
+    typer.echo(
+        f"ok: {result.records_checked} records and {result.reviews_checked} reviews in "
+        f"{result.chains_checked} chains verified"
+    )
+
+
+def _check_anchors(engine: Any, source: str, public_key: str | None) -> bool:
+    """Print the anchor check; True if it failed."""
+    from audit.anchors import check_anchors, load_public_key, read_anchors
+
+    if not public_key:
+        _fail("checking anchors needs their public key: --public-key or audit.anchors.public_key in the config")
+    try:
+        found = read_anchors(source, load_public_key(str(public_key)))
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot read anchors from {source}: {exc}")
+        raise AssertionError from exc
+    except Exception as exc:  # httpx errors for a URL
+        _fail(f"cannot read anchors from {source}: {type(exc).__name__}: {exc}")
+        raise AssertionError from exc
+    check = check_anchors(engine, found)
+    for problem in check.problems:
+        typer.secho(f"{problem.kind.value}: {problem.message}", err=True, fg=typer.colors.RED)
+    for note in check.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(
+        f"anchors: {check.anchors_read} signed heads from {check.sources} sources checked "
+        f"for {check.chains_anchored} chains: {'ok' if check.ok else 'FAILED'}"
+    )
+    if not found.anchors and check.ok:
+        typer.secho(f"no anchors found at {source}", err=True, fg=typer.colors.YELLOW)
+    return not check.ok
+
+
+@audit_app.command("anchor-key")
+def audit_anchor_key(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the private key (PEM, mode 0600).")],
+) -> None:
+    """Make the Ed25519 key that signs published chain heads; prints the public key for the config."""
+    from audit.anchors import generate_key
+
+    try:
+        public = generate_key(out)
+    except FileExistsError:
+        _fail(f"{out} exists: a signing key is never overwritten")
+        return
+    typer.echo(f"private key written to {out} (keep it outside the database; back it up)", err=True)
+    typer.echo(f"public key written to {out}.pub; put it in the config:", err=True)
+    typer.echo(f"audit:\n  anchors:\n    key_file: {out}\n    public_key: {public}")
+
+
+@audit_app.command("anchor")
+def audit_anchor(config: ConfigOpt = None) -> None:
+    """Sign and publish every chain's head now (as the gateway does at its interval)."""
+    from audit.anchors import AnchorPublisher
+
+    cfg = _load_config_quiet(config)
+    if cfg is None or cfg.audit.anchors is None:
+        _fail("no audit.anchors in the config")
+        return
+    publisher = AnchorPublisher.from_settings(_engine(config), cfg.audit.anchors, cfg.resolve)
+    typer.echo(f"{publisher.publish()} chain heads published")
 
 
 @audit_app.command("prune")

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from audit.settings import AnchorSettings, RetentionDays, SyslogSettings
 from policies.yamlio import FieldError, YamlModelError, load_model_file
 
 DEFAULT_CONFIG_ENV = "WARDEN_CONFIG"
@@ -91,6 +92,16 @@ class AuditConfig(Strict):
     spool_dir: str = "./warden-spool"
     chain_id: str | None = None
     batch_size: int = Field(default=500, ge=1)
+    #: signed chain heads published outside the database (``audit.anchors``)
+    anchors: AnchorSettings | None = None
+    #: days to keep stored texts, for all tenants or per tenant (``{"*": 90, "acme": 30}``)
+    retention_days: RetentionDays | None = None
+    #: days after which whole records are pruned (all tenants)
+    prune_days: int | None = Field(default=None, ge=1)
+    #: seconds between retention runs in the gateway
+    retention_interval_s: float = Field(default=3600.0, gt=0)
+    #: stream committed requests as OCSF events over RFC 5424 syslog
+    syslog: SyslogSettings | None = None
 
 
 class TelemetryConfig(Strict):

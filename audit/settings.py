@@ -1,0 +1,68 @@
+"""Config models for the audit trail's outward-facing parts: anchors, retention, sinks.
+
+Pydantic only (no cryptography, no database), so the gateway's config can name them without
+importing what they configure. Unknown keys are errors, as everywhere in the config.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _syslog_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("udp://", "tcp://")):
+        raise ValueError("syslog must be udp://HOST:PORT or tcp://HOST:PORT")
+    return value
+
+
+class AnchorSettings(_Strict):
+    """``audit.anchors``: where signed chain heads are published, and how often."""
+
+    #: folder of append-only JSONL files, one per publishing process and UTC day
+    dir: str | None = None
+    interval_s: float = Field(default=60.0, gt=0)
+    #: the Ed25519 private key (PEM) made by ``warden audit anchor-key``; never in the database
+    key_file: str
+    #: the matching public key (base64, as ``anchor-key`` prints it): what ``verify`` trusts
+    public_key: str | None = None
+    #: also POST each batch of heads here (JSON), best effort
+    webhook_url: str | None = None
+    #: also send each head as an RFC 5424 message (``udp://host:514``, ``tcp://host:6514``)
+    syslog: str | None = None
+
+    _check_syslog = field_validator("syslog")(_syslog_url)
+
+
+class SyslogSettings(_Strict):
+    """``audit.syslog``: stream every committed request as an OCSF event over RFC 5424 syslog."""
+
+    url: str
+    app_name: str = "warden"
+    #: RFC 5424 facility number (16 = local0)
+    facility: int = Field(default=16, ge=0, le=23)
+    interval_s: float = Field(default=5.0, gt=0)
+
+    _check_url = field_validator("url")(_syslog_url)
+
+
+def _retention(value: int | dict[str, int]) -> dict[str, int]:
+    days = {"*": value} if isinstance(value, int) else dict(value)
+    bad = sorted(t for t, d in days.items() if d < 1)
+    if bad:
+        raise ValueError(f"retention days must be at least 1 (tenants {', '.join(bad)})")
+    return days
+
+
+#: ``audit.retention_days``: ``90`` (every tenant) or ``{"*": 90, "acme": 30}``; texts of
+#: records older than that are erased (the chain still verifies)
+RetentionDays = Annotated[int | dict[str, int], AfterValidator(_retention)]
+
+
+def retention_for(days: dict[str, int], tenant: str) -> int | None:
+    return days.get(tenant, days.get("*"))
