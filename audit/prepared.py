@@ -31,6 +31,7 @@ from typing import Any, Final
 import orjson
 
 from audit.canonical import FORMAT_VERSION, canonical
+from audit.commitments import Plain, commit_record, plain_steps
 from audit.models import ChainKind, Ruling
 from audit.record import AuditRecord, SpanRecord, Stage, Status, StepRecord, Verdict
 from audit.review import ReviewRecord
@@ -337,6 +338,8 @@ class Prepared:
     body: bytes | None = None
     #: rows in the form the database's bulk insert wants, made ahead by ``audit.bulk``
     rows: Any = None
+    #: a request record's texts and salt, which its hash covers only by commitment
+    plain: Plain | None = None
 
     @property
     def id(self) -> str:
@@ -389,15 +392,39 @@ class Prepared:
             steps = _objects(self.kind, orjson.loads(self.unlinked()))["steps"]
         return steps
 
+    def resalted(self, salt: str) -> Prepared:
+        """The same request record committed under ``salt`` (hex): to tell a record sent again
+        (which got a fresh salt) from a different one stored under its id."""
+        assert self.plain is not None
+        plain = self.plain
+        obj = {
+            **self.obj,
+            "v": FORMAT_VERSION,
+            "input_text": plain.input_text,
+            "output_text": plain.output_text,
+            "steps": plain_steps(self.steps(), plain.texts),
+        }
+        committed, new_plain = commit_record(obj, bytes.fromhex(salt))
+        return Prepared(self.kind, committed, plain=new_plain)
+
     def spool_line(self) -> bytes:
         """One JSON line, always unlinked: a spooled item is linked when it is replayed."""
-        return b'%s,"t":"%s"}\n' % (self.unlinked()[:-1], self.kind.value.encode())
+        extra = b""
+        if self.plain is not None:
+            extra = b',"x":' + orjson.dumps(self.plain.to_json())
+        return b'%s,"t":"%s"%s}\n' % (self.unlinked()[:-1], self.kind.value.encode(), extra)
 
     @staticmethod
     def from_line(line: bytes) -> Prepared:
         obj: dict[str, Any] = orjson.loads(line)
         kind = ChainKind(obj.pop("t"))
-        return Prepared(kind, _objects(kind, obj))
+        x = obj.pop("x", None)
+        obj = _objects(kind, obj)
+        if kind is ChainKind.requests and x is None:
+            # spooled before texts were committed (format 1): commit them now
+            committed, plain = commit_record(obj)
+            return Prepared(kind, committed, plain=plain)
+        return Prepared(kind, obj, plain=None if x is None else Plain.from_json(x))
 
 
 def _objects(kind: ChainKind, obj: dict[str, Any]) -> dict[str, Any]:
@@ -421,7 +448,8 @@ _NUL_ESCAPE: Final = b"\\u0000"
 
 def _prepare_request(r: AuditRecord) -> Prepared:
     try:
-        obj = _fast_record_obj(r)
+        # commit_record raises ValueError for texts with NUL or lone surrogates
+        obj, plain = commit_record(_fast_record_obj(r))
         body = canonical(obj)
     except (_Unusual, KeyError, TypeError, ValueError, AttributeError):  # orjson's errors are TypeErrors
         pass
@@ -429,9 +457,9 @@ def _prepare_request(r: AuditRecord) -> Prepared:
         # A false alarm (a detail holding an escaped NUL, or a literal backslash before
         # "u0000") only costs the careful path.
         if _NUL_ESCAPE not in body:
-            return Prepared(ChainKind.requests, obj, body=body)
-    obj = prepare_record_obj(r)
-    return Prepared(ChainKind.requests, obj, body=canonical(obj))
+            return Prepared(ChainKind.requests, obj, body=body, plain=plain)
+    obj, plain = commit_record(prepare_record_obj(r))
+    return Prepared(ChainKind.requests, obj, body=canonical(obj), plain=plain)
 
 
 def prepare(item: AuditRecord | ReviewRecord) -> Prepared:
