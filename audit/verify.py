@@ -27,8 +27,8 @@ from sqlalchemy import Connection, Engine, Table, exists, select
 
 from audit import commitments
 from audit.canonical import canonical_review
-from audit.commitments import is_committed
 from audit.chain import GENESIS, HMAC_SHA256, ChainKey, checkpoint_mac, link_hash
+from audit.commitments import is_committed
 from audit.models import ChainKind
 from audit.rows import (
     ACTED,

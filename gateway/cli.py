@@ -280,6 +280,60 @@ def audit_prune(
     typer.echo(str(result))
 
 
+@audit_app.command("erase")
+def audit_erase(
+    config: ConfigOpt = None,
+    request: Annotated[str | None, typer.Option("--request", help="Erase this request's texts.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Erase the texts of every record of this tenant.")] = None,
+    subject_fingerprint: Annotated[
+        str | None, typer.Option(help="Erase every record where a value with this fingerprint was found.")
+    ] = None,
+    before: Annotated[datetime | None, typer.Option(help="Only records that started before this (UTC).")] = None,
+    actor: Annotated[str | None, typer.Option(help="Who asks (recorded; default: $USER).")] = None,
+) -> None:
+    """Erase stored texts (and their fingerprints); the chains still verify, and the erasure
+    is itself a chained record."""
+    from audit.erasure import erase
+
+    if sum(x is not None for x in (request, tenant, subject_fingerprint)) != 1:
+        _fail("give exactly one of --request, --tenant or --subject-fingerprint")
+    who = actor or os.environ.get("USER") or "unknown"
+    result = erase(
+        _engine(config),
+        actor=who,
+        request_id=request,
+        tenant=tenant,
+        subject_fingerprint=subject_fingerprint,
+        before=before,
+    )
+    typer.echo(f"erased the texts of {result.erased} records (erasure records: {', '.join(result.erasure_ids) or '-'})")
+    if result.already_erased:
+        typer.echo(f"{result.already_erased} matching records were erased before")
+    if result.not_erasable:
+        typer.secho(
+            f"{result.not_erasable} matching records predate commitments (written before migration "
+            "0005_commitments): their hash covers the text itself, so they are left as they are; "
+            "`warden audit prune` removes them whole",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    if request is not None and not (result.erased or result.already_erased or result.not_erasable):
+        _fail(f"no record {request!r}", 1)
+
+
+@audit_app.command("retention")
+def audit_retention(config: ConfigOpt = None) -> None:
+    """Apply audit.retention_days (erase texts) and audit.prune_days (prune) once, now."""
+    from audit.erasure import apply_retention
+
+    cfg = _load_config_quiet(config)
+    if cfg is None or (cfg.audit.retention_days is None and cfg.audit.prune_days is None):
+        _fail("no audit.retention_days or audit.prune_days in the config")
+        return
+    result = apply_retention(_engine(config), cfg.audit.retention_days, prune_days=cfg.audit.prune_days)
+    typer.echo(f"retention: erased the texts of {result.erased} records")
+
+
 @audit_app.command("export")
 def audit_export(
     config: ConfigOpt = None,
