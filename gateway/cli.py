@@ -337,7 +337,9 @@ def audit_retention(config: ConfigOpt = None) -> None:
 @audit_app.command("export")
 def audit_export(
     config: ConfigOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl, csv or ocsf (OCSF API Activity events, JSONL).")
+    ] = "jsonl",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
     since: Annotated[datetime | None, typer.Option(help="Only records from this time on.")] = None,
     until: Annotated[datetime | None, typer.Option(help="Only records before this time.")] = None,
@@ -354,8 +356,8 @@ def audit_export(
     from audit.export import RecordFilter, write_csv, write_jsonl
     from audit.record import Verdict
 
-    if fmt not in ("jsonl", "csv"):
-        _fail("--format must be jsonl or csv")
+    if fmt not in ("jsonl", "csv", "ocsf"):
+        _fail("--format must be jsonl, csv or ocsf")
     filters = RecordFilter(
         since=since,
         until=until,
@@ -366,7 +368,9 @@ def audit_export(
         policy_version=policy_version,
         text=text,
     )
-    writer = write_jsonl if fmt == "jsonl" else write_csv
+    from audit.siem import write_ocsf
+
+    writer = {"jsonl": write_jsonl, "csv": write_csv, "ocsf": write_ocsf}[fmt]
     engine = _engine(config)
     out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
