@@ -6,7 +6,7 @@ importing what they configure. Unknown keys are errors, as everywhere in the con
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -66,3 +66,33 @@ RetentionDays = Annotated[int | dict[str, int], AfterValidator(_retention)]
 
 def retention_for(days: dict[str, int], tenant: str) -> int | None:
     return days.get(tenant, days.get("*"))
+
+
+class AlertRule(_Strict):
+    """One condition that sends an alert.
+
+    ``block``: a request was blocked; ``flag_rate``: a check (``check``, or any) acted on more
+    than ``threshold`` (0..1) of the requests in the last ``window_s`` (at least
+    ``min_requests`` of them); ``writer_behind``: the audit writer's queue holds more than
+    ``threshold`` records or it is spooling; ``verify_failed``: ``warden audit verify`` failed.
+    """
+
+    on: Literal["block", "flag_rate", "writer_behind", "verify_failed"]
+    check: str | None = None
+    threshold: float | None = Field(default=None, ge=0)
+    window_s: float = Field(default=300.0, gt=0)
+    min_requests: int = Field(default=20, ge=1)
+
+
+class AlertSettings(_Strict):
+    """A policy's ``alerts:``: where alerts go and when. The HMAC secret comes from the
+    environment variable ``secret_env``, never from the policy file."""
+
+    webhook_url: str
+    secret_env: str = "WARDEN_ALERT_SECRET"  # noqa: S105 - the name of a variable, not a secret
+    rules: tuple[AlertRule, ...] = Field(min_length=1)
+    #: alerts raised within this many seconds go in one POST
+    batch_s: float = Field(default=2.0, gt=0)
+    max_batch: int = Field(default=100, ge=1)
+    retries: int = Field(default=5, ge=0)
+    backoff_s: float = Field(default=0.5, gt=0)

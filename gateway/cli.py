@@ -203,11 +203,27 @@ def audit_verify(
         failed |= _check_anchors(engine, anchors, public_key or (settings.public_key if settings else None))
     if failed:
         typer.secho(f"FAILED: first bad record {result.first_bad_id}", err=True, fg=typer.colors.RED)
+        _alert_verify_failed(cfg, [f"{p.kind.value}: {p.message}" for p in result.problems])
         raise typer.Exit(1)
     typer.echo(
         f"ok: {result.records_checked} records and {result.reviews_checked} reviews in "
         f"{result.chains_checked} chains verified"
     )
+
+
+def _alert_verify_failed(cfg: Any, problems: list[str]) -> None:
+    """Send the policy's ``verify_failed`` alert, if it has one (verify usually runs from cron)."""
+    if cfg is None:
+        return
+    from audit.alerts import send_verify_failed
+    from policies.loader import load_policy
+
+    try:
+        policy = load_policy(cfg.resolve(cfg.policy)).policy
+        if policy.alerts is not None:
+            send_verify_failed(policy.alerts, problems or ["anchor check failed"], policy.name)
+    except Exception as exc:  # the failure itself is already reported; the alert is extra
+        typer.secho(f"could not send the verify_failed alert: {exc}", err=True, fg=typer.colors.YELLOW)
 
 
 def _check_anchors(engine: Any, source: str, public_key: str | None) -> bool:

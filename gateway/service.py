@@ -11,6 +11,7 @@ import logging
 import threading
 from pathlib import Path
 
+from audit.alerts import Alerter
 from audit.record import AuditRecord
 from gateway import metrics
 from gateway.audit_sink import make_sink
@@ -37,6 +38,7 @@ class Gateway:
         self.live = LiveHub()
         self.limiter = RateLimiter(config.redis_url)
         self.audit = make_sink(config)
+        self._alerter: Alerter | None = None
         self._warm_thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -98,6 +100,8 @@ class Gateway:
             await self.upstreams.aclose()
         await self.limiter.aclose()
         self.audit.close()
+        if self._alerter is not None:
+            self._alerter.close()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -137,3 +141,18 @@ class Gateway:
             log.exception("telemetry failed for %s", record.request_id)
         metrics.observe(record)
         self.audit.submit(record)
+        self._alert(record)
+
+    def _alert(self, record: AuditRecord) -> None:
+        """Hand the record to the alerter when its policy has ``alerts:`` (a queue put)."""
+        for policy in self.policies.all():
+            settings = policy.policy.alerts
+            if settings is not None and policy.policy.name == record.policy_name:
+                if self._alerter is None:
+                    self._alerter = Alerter(writer_stats=self._writer_stats)
+                self._alerter.observe(record, settings)
+                return
+
+    def _writer_stats(self) -> object:
+        writer = getattr(self.audit, "_writer", None)
+        return None if writer is None else writer.stats
