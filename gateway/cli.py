@@ -403,6 +403,58 @@ def audit_export(
         typer.echo(f"{n} records written to {output}", err=True)
 
 
+@audit_app.command("report")
+def audit_report(
+    since: Annotated[datetime, typer.Option(help="Start of the period (UTC).")],
+    until: Annotated[datetime, typer.Option(help="End of the period, exclusive (UTC).")],
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="html or pdf.")] = "html",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: report.FORMAT).")
+    ] = None,
+    anchors: Annotated[
+        str | None, typer.Option(help="Folder, file or URL of published chain heads (default: the config's).")
+    ] = None,
+    public_key: Annotated[str | None, typer.Option(help="Anchor public key (default: the config's).")] = None,
+) -> None:
+    """The auditor's report for a period: volume, blocks and redactions, rulings and open items,
+    policy versions and who changed them, and the integrity result with the anchors checked."""
+    from audit.anchors import check_anchors, load_public_key, read_anchors
+    from audit.report import build_report
+    from audit.report_render import render_html, render_pdf
+
+    if fmt not in ("html", "pdf"):
+        _fail("--format must be html or pdf")
+    cfg = _load_config_quiet(config)
+    settings = cfg.audit.anchors if cfg is not None else None
+    if anchors is None and settings is not None and settings.dir:
+        anchors = str(cfg.resolve(settings.dir))
+    key_text = public_key or (settings.public_key if settings else None)
+    engine = _engine(config)
+    check = None
+    if anchors is not None:
+        if not key_text:
+            _fail("checking anchors needs their public key: --public-key or audit.anchors.public_key")
+        try:
+            check = check_anchors(engine, read_anchors(anchors, load_public_key(str(key_text))))
+        except (OSError, ValueError) as exc:
+            _fail(f"cannot read anchors from {anchors}: {exc}")
+    try:
+        rep = build_report(engine, since, until, anchors=check, anchors_source=anchors)
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    out = output or Path(f"report.{fmt}")
+    if fmt == "html":
+        out.write_text(render_html(rep), encoding="utf-8")
+    else:
+        render_pdf(rep, out)
+    ok = rep.integrity is not None and rep.integrity.ok
+    typer.echo(
+        f"{out}: {rep.total} requests, {rep.open_items} open items, integrity {'verified' if ok else 'NOT verified'}"
+    )
+
+
 @audit_app.command("replay-spool")
 def audit_replay_spool(
     spool: Annotated[Path | None, typer.Argument(help="A spool file or folder (default: the config's).")] = None,
