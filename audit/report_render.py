@@ -11,6 +11,7 @@ import html
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from audit.report import ActionRow, AuditReport
 
@@ -190,7 +191,7 @@ figure {{ margin: 0 0 1em }} figcaption {{ font-size: 80% }}
 # -- PDF --------------------------------------------------------------------------------------
 
 
-def render_pdf(rep: AuditReport, out: Path) -> None:
+def render_pdf(rep: AuditReport, out: Path | BinaryIO) -> None:
     from reportlab.graphics.charts.barcharts import VerticalBarChart
     from reportlab.graphics.shapes import Drawing
     from reportlab.lib import colors
