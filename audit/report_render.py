@@ -19,6 +19,13 @@ TITLE = "Warden audit report"
 _BLOCK, _REDACT, _FLAG, _OK = "#c0392b", "#e67e22", "#f1c40f", "#5b8def"
 
 
+def _short(label: str) -> str:
+    """A chart label: a day as MM-DD, a long check name cut."""
+    if len(label) == 10 and label[4] == "-" and label[7] == "-":
+        return label[5:]
+    return label if len(label) <= 16 else label[:15] + "…"
+
+
 def _t(value: datetime | None) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%M UTC")
 
@@ -48,7 +55,8 @@ def integrity_lines(rep: AuditReport) -> tuple[bool, list[str]]:
     else:
         lines.append(
             f"Anchors ({rep.integrity.anchors_source}): {a.anchors_read:,} signed chain heads from {a.sources} "
-            f"sources checked for {a.chains_anchored} chains: " + ("all held." if a.ok else "FAILED.")
+            f"source{'s' if a.sources != 1 else ''} checked for {a.chains_anchored} chains: "
+            + ("all held." if a.ok else "FAILED.")
         )
         lines += [f"{p.kind.value}: {p.message}" for p in a.problems[:20]]
         lines += [f"note: {n}" for n in a.notes[:10]]
@@ -80,7 +88,7 @@ def _bars_svg(labels: Sequence[str], series: Sequence[tuple[str, str, Sequence[i
         if n <= 31:
             parts.append(
                 f'<text x="{30 + i * bw + bw * 0.4:.1f}" y="{height + 14}" font-size="9" text-anchor="middle">'
-                f"{_e(label[-5:])}</text>"
+                f"{_e(_short(label))}</text>"
             )
     parts.append(f'<text x="0" y="10" font-size="9">{top}</text><line x1="28" y1="{height}" x2="{width}" ')
     parts.append(f'y2="{height}" stroke="#888"/></svg>')
@@ -229,10 +237,10 @@ def render_pdf(rep: AuditReport, out: Path | BinaryIO) -> None:
         c = VerticalBarChart()
         c.x, c.y, c.width, c.height = 1.2 * cm, 1.2 * cm, 14 * cm, 3.8 * cm
         c.data = [values for _, _, values in series]
-        c.categoryAxis.categoryNames = [label[-10:] for label in labels]
+        c.categoryAxis.categoryNames = [_short(label) for label in labels]
         c.categoryAxis.labels.fontSize = 6
-        c.categoryAxis.labels.angle = 30 if len(labels) > 8 else 0
-        c.categoryAxis.labels.boxAnchor = "ne" if len(labels) > 8 else "n"
+        c.categoryAxis.labels.angle = 30 if len(labels) > 16 else 0
+        c.categoryAxis.labels.boxAnchor = "ne" if len(labels) > 16 else "n"
         c.valueAxis.valueMin = 0
         c.valueAxis.labels.fontSize = 7
         c.categoryAxis.style = "stacked"
@@ -241,6 +249,7 @@ def render_pdf(rep: AuditReport, out: Path | BinaryIO) -> None:
         d.add(c)
         story.append(d)
         para(" ".join(f'<font color="{colour}">&#9632;</font> {name}' for name, colour, _ in series))
+        story.append(Spacer(1, 0.3 * cm))
 
     ok, lines = integrity_lines(rep)
     para(TITLE, "Title")

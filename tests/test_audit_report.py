@@ -108,7 +108,7 @@ def test_html_and_pdf_render(engine: Engine, filled: list[AuditRecord], tmp_path
     for heading in headings:
         assert heading in page
     assert "<svg" in page and "<script" not in page
-    assert "signed chain heads from 1 sources checked" in page
+    assert "signed chain heads from 1 source checked" in page
     out = tmp_path / "report.pdf"
     render_pdf(rep, out)
     pdf = pdfium.PdfDocument(str(out))
