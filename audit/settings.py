@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -21,11 +21,17 @@ def _syslog_url(value: str | None) -> str | None:
     return value
 
 
+def _http_url(value: str | None) -> str | None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
 class AnchorSettings(_Strict):
     """``audit.anchors``: where signed chain heads are published, and how often."""
 
-    #: folder of append-only JSONL files, one per publishing process and UTC day
-    dir: str | None = None
+    #: folder of append-only JSONL files, one per publishing process and UTC day (null: none)
+    dir: str | None = "./anchors"
     interval_s: float = Field(default=60.0, gt=0)
     #: the Ed25519 private key (PEM) made by ``warden audit anchor-key``; never in the database
     key_file: str
@@ -37,6 +43,13 @@ class AnchorSettings(_Strict):
     syslog: str | None = None
 
     _check_syslog = field_validator("syslog")(_syslog_url)
+    _check_webhook = field_validator("webhook_url")(_http_url)
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> AnchorSettings:
+        if not (self.dir or self.webhook_url or self.syslog):
+            raise ValueError("anchors need somewhere to go: dir, webhook_url or syslog")
+        return self
 
 
 class SyslogSettings(_Strict):
@@ -89,6 +102,7 @@ class AlertSettings(_Strict):
     environment variable ``secret_env``, never from the policy file."""
 
     webhook_url: str
+    _check_webhook = field_validator("webhook_url")(_http_url)
     secret_env: str = "WARDEN_ALERT_SECRET"  # noqa: S105 - the name of a variable, not a secret
     rules: tuple[AlertRule, ...] = Field(min_length=1)
     #: alerts raised within this many seconds go in one POST

@@ -200,7 +200,7 @@ def audit_verify(
             fg=typer.colors.YELLOW,
         )
     else:
-        failed |= _check_anchors(engine, anchors, public_key or (settings.public_key if settings else None))
+        failed |= _check_anchors(engine, anchors, public_key or _public_key_of(cfg))
     if failed:
         typer.secho(f"FAILED: first bad record {result.first_bad_id}", err=True, fg=typer.colors.RED)
         _alert_verify_failed(cfg, [f"{p.kind.value}: {p.message}" for p in result.problems])
@@ -209,6 +209,21 @@ def audit_verify(
         f"ok: {result.records_checked} records and {result.reviews_checked} reviews in "
         f"{result.chains_checked} chains verified"
     )
+
+
+def _public_key_of(cfg: Any) -> str | None:
+    """The anchors' public key from the config, or (if only the key file is named) from it."""
+    settings = cfg.audit.anchors if cfg is not None else None
+    if settings is None:
+        return None
+    if settings.public_key:
+        return str(settings.public_key)
+    from audit.anchors import load_private_key, public_key_text
+
+    try:
+        return public_key_text(load_private_key(cfg.resolve(settings.key_file)).public_key())
+    except (OSError, ValueError):
+        return None
 
 
 def _alert_verify_failed(cfg: Any, problems: list[str]) -> None:
@@ -429,7 +444,7 @@ def audit_report(
     settings = cfg.audit.anchors if cfg is not None else None
     if anchors is None and settings is not None and settings.dir:
         anchors = str(cfg.resolve(settings.dir))
-    key_text = public_key or (settings.public_key if settings else None)
+    key_text = public_key or _public_key_of(cfg)
     engine = _engine(config)
     check = None
     if anchors is not None:

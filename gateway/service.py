@@ -147,7 +147,7 @@ class Gateway:
         """Hand the record to the alerter when its policy has ``alerts:`` (a queue put)."""
         for policy in self.policies.all():
             settings = policy.policy.alerts
-            if settings is not None and policy.policy.name == record.policy_name:
+            if settings is not None and policy.version == record.policy_version:
                 if self._alerter is None:
                     self._alerter = Alerter(writer_stats=self._writer_stats)
                 self._alerter.observe(record, settings)

@@ -263,3 +263,75 @@ def test_cli_anchor_key_writes_a_private_key_once(tmp_path: Path) -> None:
     again = _cli("audit", "anchor-key", "--out", str(out), url="sqlite://")
     assert again.returncode == 2
     assert "never overwritten" in again.stderr
+
+
+def test_anchors_go_to_a_webhook_and_syslog_and_read_back(
+    engine: Engine, tmp_path: Path, signing: tuple[Path, str]
+) -> None:
+    import socket
+
+    from http.server import BaseHTTPRequestHandler
+
+    from audit.anchors import SyslogSink, WebhookSink
+
+    posted: list[bytes] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            posted.append(self.rfile.read(int(self.headers["content-length"])))
+            self.send_response(204)
+            self.end_headers()
+
+        def do_GET(self) -> None:  # serves what was posted, as an anchor service would
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(posted[-1])
+
+        def log_message(self, *args: object) -> None: ...
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(5)
+    url = f"http://127.0.0.1:{server.server_port}/anchors"
+    key_file, public = signing
+    sinks = [WebhookSink(url), SyslogSink(f"udp://127.0.0.1:{udp.getsockname()[1]}")]
+    writer = AuditWriter(engine, spool_dir=tmp_path / "spool", key=NO_KEY)
+    writer.start()
+    writer.submit(make_record(0))
+    assert writer.flush(30)
+    writer.close()
+    assert AnchorPublisher(engine, load_private_key(key_file), sinks).publish() == 1
+    message = udp.recvfrom(65535)[0]
+    udp.close()
+    assert message.startswith(b"<133>1 ") and b" anchor " in message  # local0.notice, msgid anchor
+    assert b'"chain_id":"' + writer.requests_chain.chain_id.encode() in message
+    found = read_anchors(url, load_public_key(public))
+    server.shutdown()
+    assert [(a.chain_id, a.seq) for a in found.anchors] == [(writer.requests_chain.chain_id, 1)]
+    assert check_anchors(engine, found, key=NO_KEY).ok
+
+
+def test_bad_anchor_settings_are_clear_errors(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from audit.settings import AnchorSettings
+
+    with pytest.raises(ValidationError, match="somewhere to go"):
+        AnchorSettings(key_file="k.pem", dir=None)
+    with pytest.raises(ValidationError, match="udp://HOST:PORT"):
+        AnchorSettings(key_file="k.pem", syslog="syslog.example:514")
+    with pytest.raises(ValidationError, match="extra"):
+        AnchorSettings.model_validate({"key_file": "k.pem", "intervals": 5})
+    with pytest.raises(ValueError, match="not an Ed25519 public key"):
+        load_public_key("bm90IGEga2V5")
+    other = tmp_path / "a.pem"
+    generate_key(other)
+    settings = AnchorSettings(key_file=str(other), public_key=load_public_key_text(tmp_path))
+    with pytest.raises(ValueError, match="does not belong"):
+        AnchorPublisher.from_settings(None, settings, Path)  # type: ignore[arg-type]
+
+
+def load_public_key_text(tmp_path: Path) -> str:
+    return generate_key(tmp_path / "b.pem")
