@@ -269,7 +269,6 @@ def test_anchors_go_to_a_webhook_and_syslog_and_read_back(
     engine: Engine, tmp_path: Path, signing: tuple[Path, str]
 ) -> None:
     import socket
-
     from http.server import BaseHTTPRequestHandler
 
     from audit.anchors import SyslogSink, WebhookSink
