@@ -144,7 +144,12 @@ class SyslogStream:
         self.engine = engine
         self.settings = settings
         self.sender = SyslogSender(settings.url)
-        self._seen = self._heads()  # only what is committed from now on
+        # Only what is committed from now on; with the database away, from the first poll on.
+        self._seen: dict[str, int] | None = None
+        try:
+            self._seen = self._heads()
+        except Exception as exc:
+            log.warning("syslog stream: the audit database is not readable yet (%s)", exc)
         self._stop = threading.Event()
         self.sent = 0
         self._thread: threading.Thread | None = None
@@ -158,7 +163,11 @@ class SyslogStream:
             return {c: int(s) for c, s in conn.execute(q)}
 
     def _new_records(self) -> Iterator[AuditRecord]:
-        for chain_id, head in sorted(self._heads().items()):
+        heads = self._heads()
+        if self._seen is None:
+            self._seen = heads
+            return
+        for chain_id, head in sorted(heads.items()):
             seen = self._seen.get(chain_id, 0)
             while seen < head:
                 with self.engine.connect() as conn:

@@ -50,6 +50,8 @@ class BackgroundAudit:
         self._writer: Any = None
         #: what runs beside the writer: the anchor publisher, retention (``audit.services``)
         self._services: Any = None
+        #: the services could not start (a bad anchor key): /health stays failed
+        self._services_failed = False
         self._pending: deque[AuditRecord] = deque()
         self._max_pending = max_pending
         self._cond = threading.Condition()
@@ -97,12 +99,6 @@ class BackgroundAudit:
             return False
         schema_ok = self._check_schema(writer.engine)
         writer.start()
-        try:
-            from audit.services import AuditServices
-
-            self._services = AuditServices.start(writer.engine, config)
-        except Exception as exc:  # a missing anchor key: say so loudly, keep auditing
-            self._fail(exc, "records are still written, but chain heads are not published")
         with self._cond:
             while self._pending:
                 writer.submit(self._pending.popleft())
@@ -110,6 +106,13 @@ class BackgroundAudit:
             if schema_ok:
                 self.state = "ready"
             self._cond.notify_all()
+        try:
+            from audit.services import AuditServices
+
+            self._services = AuditServices.start(writer.engine, config)
+        except Exception as exc:  # an unreadable anchor key: say so loudly (/health), keep auditing
+            self._fail(exc, "records are still written, but chain heads are not published")
+            self._services_failed = True
         return schema_ok
 
     def _watch_schema(self, engine: Any) -> None:
@@ -117,6 +120,8 @@ class BackgroundAudit:
         `warden db upgrade` ran): the writer replays its spool by itself, /health recovers."""
         while not self._stopping.wait(self.recheck_s):
             if self._check_schema(engine, quiet=True):
+                if self._services_failed:
+                    return
                 log.info("audit database usable again")
                 with self._cond:
                     self.state, self.error = "ready", None

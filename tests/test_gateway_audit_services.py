@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from audit.anchors import generate_key, load_public_key, read_anchors
 from audit.db import make_engine
@@ -77,3 +78,23 @@ def test_a_gateway_anchors_its_heads_and_alerts_on_blocks(
     bad = _cli("audit", "verify", "--config", str(config))
     assert bad.returncode == 1
     assert f"chain {chain_id}: records seq 4..4 are missing" in bad.stderr
+
+
+def test_an_unreadable_anchor_key_fails_health_but_records_are_still_written(
+    simulator: SimulatorHandle, tmp_path: Path
+) -> None:
+    extra = """
+    audit:
+      anchors: {dir: anchors, key_file: keys/missing.pem}
+    """
+    config = write_config(tmp_path, simulator.base_url, extra=extra)
+    with running_gateway(config) as gw:
+        gw.client().chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        gw.flush_audit()
+        health = httpx.get(f"{gw.url}/health")
+        assert health.status_code == 503
+        assert "missing.pem" in health.json()["audit"]["error"]
+    engine = make_engine(f"sqlite:///{tmp_path / 'warden.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM audit_requests")).scalar_one() == 1
+    engine.dispose()
