@@ -28,7 +28,7 @@ import orjson
 from sqlalchemy import Engine, exists, func, insert, select, update
 
 from audit.chain import Chain, ChainKey, link_hash
-from audit.commitments import INPUT, OUTPUT, commit, dumps, erasure_canonical
+from audit.commitments import INPUT, OUTPUT, TEXTS, dumps, erasure_canonical, top_commitments
 from audit.db import WRITE_OPTIONS
 from audit.models import ChainKind
 from audit.rows import ERASURES, REQUESTS, SPANS
@@ -93,7 +93,7 @@ def erase(
         with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
             rows = list(
                 conn.execute(
-                    select(r.request_id, r.salt, r.input_text, r.output_text)
+                    select(r.request_id, r.salt, r.input_text, r.output_text, r.texts, r.erasure_id)
                     .where(*where, r.salt.is_not(None), r.erasure_id.is_(None))
                     .order_by(r.request_id)
                     .limit(BATCH)
@@ -105,8 +105,7 @@ def erase(
             ids = [row["request_id"] for row in rows]
             _append_erasure(conn, chain, eid, actor, scope or what, selector, ids)
             for row in rows:
-                salt = bytes.fromhex(row["salt"])
-                kept = {name: None if row[name] is None else commit(salt, name, row[name]) for name in (INPUT, OUTPUT)}
+                kept = dict(zip((INPUT, OUTPUT, TEXTS), top_commitments(row), strict=True))
                 conn.execute(
                     update(REQUESTS)
                     .where(r.request_id == row["request_id"])

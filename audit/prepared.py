@@ -218,11 +218,15 @@ def _f_opt(value: float | None) -> float | None:
     return value + 0.0  # folds -0.0, which SQLite would give back as 0.0
 
 
-def _fast_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
+def _fast_steps(
+    steps: list[StepRecord], texts: dict[str, str] | None = None, fps: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """With ``texts`` and ``fps``, the step texts and span fingerprints go there by position
+    (``audit.commitments``) and the steps hold null, in the same pass."""
     out: list[dict[str, Any]] = []
     append = out.append
     stages, verdicts = _STAGES, _VERDICTS
-    for s in steps:
+    for i, s in enumerate(steps):
         score, latency, name, text, at, seq, enforced = (
             s.score, s.latency_ms, s.name, s.text, s.at, s.seq, s.enforced,
         )  # fmt: skip
@@ -242,6 +246,14 @@ def _fast_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
         detail, spans = s.detail, s.spans
         if type(detail) is not dict:
             raise _Unusual
+        if texts is not None and text is not None:
+            texts[str(i)] = text
+            text = None
+        span_objs = [_span(x) for x in spans] if spans else ()
+        if fps is not None and spans:
+            for j, sp in enumerate(span_objs):
+                if sp["fingerprint"] is not None:
+                    fps[f"{i}.{j}"], sp["fingerprint"] = sp["fingerprint"], None
         # The detail goes in as it is: the record's one canonical dump sorts its keys, and
         # anything in it that JSON cannot hold as it is (non-string keys, sets, huge integers)
         # makes that dump fail, which sends the record down the careful path.
@@ -253,7 +265,7 @@ def _fast_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
             "name": name,
             "score": score,
             "seq": seq,
-            "spans": [_span(x) for x in spans] if spans else (),
+            "spans": span_objs,
             "stage": stages[s.stage],
             "text": text,
             "verdict": verdicts[s.verdict],
@@ -261,7 +273,9 @@ def _fast_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
     return out
 
 
-def _fast_record_obj(r: AuditRecord) -> dict[str, Any]:
+def _fast_record_obj(
+    r: AuditRecord, texts: dict[str, str] | None = None, fps: dict[str, str] | None = None
+) -> dict[str, Any]:
     """``prepare_record_obj(r)`` for a record that needs no normalizing, else ``_Unusual``.
 
     Strings are only type-checked here: NUL characters and lone surrogates show in the
@@ -292,7 +306,7 @@ def _fast_record_obj(r: AuditRecord) -> dict[str, Any]:
         "seq": None,
         "started_at": started_at,
         "status": _STATUSES[r.status],
-        "steps": _fast_steps(r.steps),
+        "steps": _fast_steps(r.steps, texts, fps),
         "stream": bool(r.stream),
         "tenant": _s(r.tenant),
         "trace_id": _s_opt(r.trace_id),
@@ -449,7 +463,9 @@ _NUL_ESCAPE: Final = b"\\u0000"
 def _prepare_request(r: AuditRecord) -> Prepared:
     try:
         # commit_record raises ValueError for texts with NUL or lone surrogates
-        obj, plain = commit_record(_fast_record_obj(r))
+        texts: dict[str, str] = {}
+        fps: dict[str, str] = {}
+        obj, plain = commit_record(_fast_record_obj(r, texts, fps), texts=texts, fps=fps)
         body = canonical(obj)
     except (_Unusual, KeyError, TypeError, ValueError, AttributeError):  # orjson's errors are TypeErrors
         pass

@@ -99,7 +99,7 @@ def stored_canonical(req: RowMapping) -> bytes:
     obj["steps"] = orjson.Fragment(req["steps"].encode())
     if is_committed(req):
         obj["v"] = COMMITTED_FORMAT
-        obj["input_text"], obj["output_text"] = top_commitments(req)
+        obj["input_text"], obj["output_text"], obj["texts"] = top_commitments(req)
     return canonical(obj)
 
 

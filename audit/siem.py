@@ -41,7 +41,8 @@ _SEVERITY = {
     Verdict.error: (3, "Medium"),
     Verdict.block: (4, "High"),
 }
-#: OCSF disposition ids: 1 allowed, 2 blocked, 17 logged (flagged), 19 modified... (redacted: 20? use "Other")
+#: OCSF disposition ids: 1 allowed, 2 blocked, 17 logged; redacted and error have no id of
+#: their own, so they are "Other" (99) with the name said
 _DISPOSITION = {
     Verdict.passed: (1, "Allowed"),
     Verdict.flag: (17, "Logged"),
@@ -65,10 +66,11 @@ def to_ocsf(r: AuditRecord) -> dict[str, Any]:
         "class_name": "API Activity",
         "category_uid": 6,
         "category_name": "Application Activity",
-        "activity_id": 2,
-        "activity_name": "Read",
-        "type_uid": API_ACTIVITY * 100 + 2,
-        "type_name": "API Activity: Read",
+        # a completion is a POST that makes something: OCSF's "Create"
+        "activity_id": 1,
+        "activity_name": "Create",
+        "type_uid": API_ACTIVITY * 100 + 1,
+        "type_name": "API Activity: Create",
         "time": _ms(r.started_at),
         "end_time": _ms(r.finished_at),
         "duration": None if r.latency_ms is None else int(r.latency_ms),

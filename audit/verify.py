@@ -152,7 +152,7 @@ def _load_requests(conn: Connection, rows: Sequence[Any]) -> Iterator[Stored]:
             raise ValueError("steps are not a list of objects")
         problem = None
         committed = is_committed(row)
-        text_problem = commitments.text_problem(steps, row) if committed else None
+        text_problem = commitments.text_problem(row) if committed else None
         acted, spans = index_of(steps, commitments.parse_texts(row["texts"])[1] if committed else None)
         stored_acted, stored_spans = index[row["request_id"]]
         if acted != stored_acted:

@@ -6,7 +6,7 @@ import orjson
 
 from audit.bulk import record_rows
 from audit.canonical import canonical
-from audit.commitments import commit, commit_record, parse_texts, plain_steps
+from audit.commitments import commit, commit_bytes, commit_record, parse_texts, plain_steps
 from audit.prepared import Prepared, prepare, prepare_record_obj
 from tests.audit_db import make_record
 
@@ -25,12 +25,15 @@ def test_the_hashed_form_holds_no_text_and_each_record_has_its_own_salt() -> Non
 
 def test_texts_and_fingerprints_come_back_from_beside_the_document() -> None:
     r = make_record(1)
-    obj = prepare_record_obj(r)
-    committed, plain = commit_record(obj, b"\x01" * 16)
+    expected = orjson.loads(canonical(prepare_record_obj(r)))["steps"]
+    committed, plain = commit_record(prepare_record_obj(r), b"\x01" * 16)
     texts, fps = parse_texts(plain.texts)
     assert texts["5"] == r.steps[5].text and fps == {"0.0": "f" * 32}
     restored = plain_steps(orjson.loads(canonical(committed))["steps"], plain.texts)
-    assert restored == orjson.loads(canonical(obj))["steps"]
+    assert restored == expected
+    hashed = orjson.loads(canonical(committed))
+    assert all(s["text"] is None for s in hashed["steps"])  # texts are in the "texts" commitment
+    assert hashed["texts"] == commit_bytes(b"\x01" * 16, "texts", plain.texts or b"")
     # erased: texts gone, so the steps read back with nulls, never with the commitments
     erased = plain_steps(orjson.loads(canonical(committed))["steps"], None)
     assert all(s["text"] is None for s in erased)

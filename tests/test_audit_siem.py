@@ -56,7 +56,7 @@ def test_ocsf_events_carry_the_decision_and_no_text(engine: Engine, tmp_path: Pa
     assert write_ocsf(engine, out) == 2
     events = [orjson.loads(line) for line in out.getvalue().splitlines()]
     for e in events:
-        assert (e["class_uid"], e["category_uid"], e["type_uid"]) == (6003, 6, 600302)
+        assert (e["class_uid"], e["category_uid"], e["type_uid"]) == (6003, 6, 600301)
         assert e["metadata"]["version"] == "1.3.0"
         assert e["unmapped"]["warden"]["hash"]
         assert "email" not in orjson.dumps(e).decode()  # no prompt text leaves
