@@ -164,3 +164,30 @@ def test_cli_erase(engine: Engine, records: list[AuditRecord], audit_url: str) -
     assert "erased the texts of 1 records" in done.stdout
     stored = get_record(engine, records[0].request_id)
     assert stored is not None and stored.input_text is None
+
+
+def test_records_from_before_commitments_still_verify_and_are_left_by_erase(database_url: str, tmp_path: Path) -> None:
+    from audit.db import upgrade
+    from tests import test_audit_migrations as old
+
+    upgrade(database_url, "0001")
+    eng = make_engine(database_url)
+    try:
+        recs = old.records()  # tenants tenant-0..2; tenant-0 has three
+        old.write_as_0001(eng, recs)
+        upgrade(eng)
+        new = make_record(9)  # tenant-0, written by this writer: committed
+        writer = AuditWriter(eng, spool_dir=tmp_path / "spool", key=old.KEY)
+        writer.start()
+        writer.submit(new)
+        assert writer.flush(30)
+        writer.close()
+        result = erase(eng, actor="dpo", tenant="tenant-0", key=old.KEY)
+        assert (result.erased, result.not_erasable) == (1, 3)
+        checked = verify(eng, key=old.KEY)
+        assert checked.ok, checked.problems
+        assert (checked.records_checked, checked.erased) == (len(recs) + 1, 1)
+        kept = get_record(eng, recs[0].request_id)
+        assert kept is not None and kept.input_text == recs[0].input_text
+    finally:
+        eng.dispose()
