@@ -36,6 +36,9 @@ class NullSink:
 
     def start(self) -> None: ...
 
+    def writer_stats(self) -> Any:
+        return None
+
     def submit(self, record: AuditRecord) -> None: ...
 
     def close(self) -> None: ...
@@ -161,6 +164,11 @@ class BackgroundAudit:
                     return
                 writer = self._writer
         writer.submit(record)
+
+    def writer_stats(self) -> Any:
+        """The audit writer's ``WriterStats`` once it runs, else None (for the alerts)."""
+        writer = self._writer
+        return None if writer is None else writer.stats
 
     def wait_started(self, timeout: float) -> bool:
         """Wait until the writer runs, or could not be made; False on timeout."""

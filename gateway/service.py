@@ -39,6 +39,7 @@ class Gateway:
         self.limiter = RateLimiter(config.redis_url)
         self.audit = make_sink(config)
         self._alerter: Alerter | None = None
+        self._alerter_lock = threading.Lock()
         self._warm_thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -148,11 +149,11 @@ class Gateway:
         for policy in self.policies.all():
             settings = policy.policy.alerts
             if settings is not None and policy.version == record.policy_version:
-                if self._alerter is None:
-                    self._alerter = Alerter(writer_stats=self._writer_stats)
-                self._alerter.observe(record, settings)
+                alerter = self._alerter
+                if alerter is None:
+                    with self._alerter_lock:  # the LiteLLM plugin may finish requests on other threads
+                        if self._alerter is None:
+                            self._alerter = Alerter(writer_stats=self.audit.writer_stats)
+                        alerter = self._alerter
+                alerter.observe(record, settings)
                 return
-
-    def _writer_stats(self) -> object:
-        writer = getattr(self.audit, "_writer", None)
-        return None if writer is None else writer.stats
