@@ -191,3 +191,23 @@ def test_records_from_before_commitments_still_verify_and_are_left_by_erase(data
         assert kept is not None and kept.input_text == recs[0].input_text
     finally:
         eng.dispose()
+
+
+def test_cli_retention_follows_the_config(
+    engine: Engine, records: list[AuditRecord], audit_url: str, tmp_path: Path
+) -> None:
+    from tests.gateway_harness import write_config
+
+    extra = """
+    audit:
+      retention_days: {tenant-0: 30, "*": 36500}
+    """
+    config = write_config(tmp_path / "cfg", "http://127.0.0.1:9/v1", database_url=audit_url, extra=extra)
+    env = {k: v for k, v in os.environ.items() if k not in ("WARDEN_DATABASE_URL", "WARDEN_CONFIG")}
+    env["WARDEN_AUDIT_KEY"] = "erasure-cli-key"
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "audit", "retention", "--config", str(config)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "erased the texts of 2 records" in done.stdout  # tenant-0's, written long ago

@@ -72,6 +72,11 @@ def test_a_gateway_anchors_its_heads_and_alerts_on_blocks(
     ok = _cli("audit", "verify", "--config", str(config))
     assert ok.returncode == 0, ok.stderr
     assert "anchors: " in ok.stdout and ": ok" in ok.stdout
+    published = _cli("audit", "anchor", "--config", str(config))
+    assert published.returncode == 0, published.stderr
+    assert "1 chain heads published" in published.stdout  # a new publisher signs each head once
+    retention = _cli("audit", "retention", "--config", str(config))
+    assert retention.returncode == 2 and "no audit.retention_days" in retention.stderr
     engine = make_engine(f"sqlite:///{tmp_path / 'warden.db'}")
     cut_newest(engine, chain_id)
     engine.dispose()
