@@ -55,7 +55,7 @@ REQUEST_COLUMNS = (
     "key_id", "client_addr", "endpoint", "model_requested", "model_served", "stream",
     "policy_name", "policy_version", "input_text", "output_text", "verdict", "status",
     "http_status", "finish_reason", "prompt_tokens", "completion_tokens", "latency_ms", "ttft_ms",
-    "trace_id", "error", "steps",
+    "trace_id", "error", "steps", "salt", "texts",
 )  # fmt: skip
 ACTED_COLUMNS = ("request_id", "seq", "stage", "name", "verdict", "score", "enforced")
 SPAN_COLUMNS = (
@@ -104,7 +104,8 @@ _INT4: Final = 2**31
 
 
 def record_rows(p: Prepared, dialect: str) -> RecordRows:
-    o = p.obj
+    o, plain = p.obj, p.plain
+    assert plain is not None, "request records are committed (audit.commitments) when prepared"
     rid = o["request_id"]
     if dialect == "sqlite":
         started, finished = _sqlite_dts([o["started_at"], o["finished_at"]])
@@ -113,11 +114,13 @@ def record_rows(p: Prepared, dialect: str) -> RecordRows:
     tail = (
         started, finished, o["tenant"], o["key_id"], o["client_addr"], o["endpoint"],
         o["model_requested"], o["model_served"], o["stream"], o["policy_name"],
-        o["policy_version"], o["input_text"], o["output_text"], o["verdict"], o["status"],
+        o["policy_version"], plain.input_text, plain.output_text, o["verdict"], o["status"],
         o["http_status"], o["finish_reason"], o["prompt_tokens"], o["completion_tokens"],
         o["latency_ms"], o["ttft_ms"], o["trace_id"], o["error"], p.steps_json().decode(),
+        plain.salt, None if plain.texts is None else plain.texts.decode(),
     )  # fmt: skip
-    acted, spans = index_of(p.steps())
+    # no fingerprints: the steps' nulls are already right, and index_of need not look any up
+    acted, spans = index_of(p.steps(), plain.fingerprints() or None)
     acted_rows = [(rid, *row) for row in acted]
     span_rows = [(rid, *row) for row in spans]
     fits = True

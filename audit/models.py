@@ -75,6 +75,7 @@ class Ruling(StrEnum):
 class ChainKind(StrEnum):
     requests = "requests"
     reviews = "reviews"
+    erasures = "erasures"
 
 
 class Base(DeclarativeBase):
@@ -117,6 +118,12 @@ class RequestRow(Base):
         Index("ix_audit_requests_verdict_started", "verdict", "started_at"),
         Index("ix_audit_requests_policy_started", "policy_version", "started_at"),
         Index("ix_audit_requests_trace_id", "trace_id"),
+        Index(
+            "ix_audit_requests_erasure_id",
+            "erasure_id",
+            sqlite_where=text("erasure_id IS NOT NULL"),
+            postgresql_where=text("erasure_id IS NOT NULL"),
+        ),
     )
 
     request_id: Mapped[str] = mapped_column(String(), primary_key=True)
@@ -148,8 +155,17 @@ class RequestRow(Base):
     trace_id: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
 
-    #: every step, in order, as canonical JSON (see the module docstring)
+    #: every step, in order, as canonical JSON (see the module docstring); in format 2
+    #: (``audit.commitments``) with commitments in place of step texts and fingerprints
     steps: Mapped[str] = mapped_column(Text, server_default="[]")
+    #: format 2: the record's commitment salt (hex); null once erased, and on older records
+    salt: Mapped[str | None] = mapped_column(String(32))
+    #: format 2: step texts and span fingerprints, ``{"t": {...}, "f": {...}}``
+    texts: Mapped[str | None] = mapped_column(Text)
+    #: set when the texts were erased: the erasure record (``audit_erasures``)
+    erasure_id: Mapped[str | None] = mapped_column(String(64))
+    #: the input and output commitments kept when the texts were erased (JSON)
+    erased_commits: Mapped[str | None] = mapped_column(Text)
 
     acted_steps: Mapped[list[ActedStepRow]] = relationship(
         primaryjoin="RequestRow.request_id == foreign(ActedStepRow.request_id)",
@@ -165,8 +181,12 @@ class RequestRow(Base):
     def step_records(self) -> list[StepRecord]:
         """The steps, typed, in order."""
         from audit.canonical import step_from_obj  # audit.canonical imports this module
+        from audit.commitments import plain_steps
 
-        return [step_from_obj(s) for s in orjson.loads(self.steps)]
+        steps = orjson.loads(self.steps)
+        if self.salt is not None or self.erasure_id is not None:
+            steps = plain_steps(steps, self.texts)
+        return [step_from_obj(s) for s in steps]
 
 
 class ActedStepRow(Base):
@@ -243,6 +263,30 @@ class ReviewRow(Base):
     )
     note: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime]
+
+
+class ErasureRow(Base):
+    """Texts erased from request records: who, when, why, which records; chained."""
+
+    __tablename__ = "audit_erasures"
+    __table_args__ = (
+        UniqueConstraint("chain_id", "seq", name="uq_audit_erasures_chain_seq"),
+        Index("ix_audit_erasures_at", "at"),
+    )
+
+    erasure_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    chain_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    prev_hash: Mapped[str] = mapped_column(String(HASH_LEN))
+    hash: Mapped[str] = mapped_column(String(HASH_LEN))
+    at: Mapped[datetime]
+    actor: Mapped[str]
+    #: request | tenant | subject | retention
+    scope: Mapped[str] = mapped_column(String(16))
+    #: the request id, tenant or subject fingerprint asked for
+    selector: Mapped[str]
+    #: the request ids erased, as a JSON list (at most one batch)
+    request_ids: Mapped[str] = mapped_column(Text)
 
 
 class CheckpointRow(Base):

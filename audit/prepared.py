@@ -31,6 +31,7 @@ from typing import Any, Final
 import orjson
 
 from audit.canonical import FORMAT_VERSION, canonical
+from audit.commitments import Plain, commit_record, plain_steps
 from audit.models import ChainKind, Ruling
 from audit.record import AuditRecord, SpanRecord, Stage, Status, StepRecord, Verdict
 from audit.review import ReviewRecord
@@ -217,11 +218,15 @@ def _f_opt(value: float | None) -> float | None:
     return value + 0.0  # folds -0.0, which SQLite would give back as 0.0
 
 
-def _fast_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
+def _fast_steps(
+    steps: list[StepRecord], texts: dict[str, str] | None = None, fps: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """With ``texts`` and ``fps``, the step texts and span fingerprints go there by position
+    (``audit.commitments``) and the steps hold null, in the same pass."""
     out: list[dict[str, Any]] = []
     append = out.append
     stages, verdicts = _STAGES, _VERDICTS
-    for s in steps:
+    for i, s in enumerate(steps):
         score, latency, name, text, at, seq, enforced = (
             s.score, s.latency_ms, s.name, s.text, s.at, s.seq, s.enforced,
         )  # fmt: skip
@@ -241,6 +246,14 @@ def _fast_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
         detail, spans = s.detail, s.spans
         if type(detail) is not dict:
             raise _Unusual
+        if texts is not None and text is not None:
+            texts[str(i)] = text
+            text = None
+        span_objs = [_span(x) for x in spans] if spans else ()
+        if fps is not None and spans:
+            for j, sp in enumerate(span_objs):
+                if sp["fingerprint"] is not None:
+                    fps[f"{i}.{j}"], sp["fingerprint"] = sp["fingerprint"], None
         # The detail goes in as it is: the record's one canonical dump sorts its keys, and
         # anything in it that JSON cannot hold as it is (non-string keys, sets, huge integers)
         # makes that dump fail, which sends the record down the careful path.
@@ -252,7 +265,7 @@ def _fast_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
             "name": name,
             "score": score,
             "seq": seq,
-            "spans": [_span(x) for x in spans] if spans else (),
+            "spans": span_objs,
             "stage": stages[s.stage],
             "text": text,
             "verdict": verdicts[s.verdict],
@@ -260,7 +273,9 @@ def _fast_steps(steps: list[StepRecord]) -> list[dict[str, Any]]:
     return out
 
 
-def _fast_record_obj(r: AuditRecord) -> dict[str, Any]:
+def _fast_record_obj(
+    r: AuditRecord, texts: dict[str, str] | None = None, fps: dict[str, str] | None = None
+) -> dict[str, Any]:
     """``prepare_record_obj(r)`` for a record that needs no normalizing, else ``_Unusual``.
 
     Strings are only type-checked here: NUL characters and lone surrogates show in the
@@ -291,7 +306,7 @@ def _fast_record_obj(r: AuditRecord) -> dict[str, Any]:
         "seq": None,
         "started_at": started_at,
         "status": _STATUSES[r.status],
-        "steps": _fast_steps(r.steps),
+        "steps": _fast_steps(r.steps, texts, fps),
         "stream": bool(r.stream),
         "tenant": _s(r.tenant),
         "trace_id": _s_opt(r.trace_id),
@@ -337,6 +352,8 @@ class Prepared:
     body: bytes | None = None
     #: rows in the form the database's bulk insert wants, made ahead by ``audit.bulk``
     rows: Any = None
+    #: a request record's texts and salt, which its hash covers only by commitment
+    plain: Plain | None = None
 
     @property
     def id(self) -> str:
@@ -389,15 +406,39 @@ class Prepared:
             steps = _objects(self.kind, orjson.loads(self.unlinked()))["steps"]
         return steps
 
+    def resalted(self, salt: str) -> Prepared:
+        """The same request record committed under ``salt`` (hex): to tell a record sent again
+        (which got a fresh salt) from a different one stored under its id."""
+        assert self.plain is not None
+        plain = self.plain
+        obj = {
+            **self.obj,
+            "v": FORMAT_VERSION,
+            "input_text": plain.input_text,
+            "output_text": plain.output_text,
+            "steps": plain_steps(self.steps(), plain.texts),
+        }
+        committed, new_plain = commit_record(obj, bytes.fromhex(salt))
+        return Prepared(self.kind, committed, plain=new_plain)
+
     def spool_line(self) -> bytes:
         """One JSON line, always unlinked: a spooled item is linked when it is replayed."""
-        return b'%s,"t":"%s"}\n' % (self.unlinked()[:-1], self.kind.value.encode())
+        extra = b""
+        if self.plain is not None:
+            extra = b',"x":' + orjson.dumps(self.plain.to_json())
+        return b'%s,"t":"%s"%s}\n' % (self.unlinked()[:-1], self.kind.value.encode(), extra)
 
     @staticmethod
     def from_line(line: bytes) -> Prepared:
         obj: dict[str, Any] = orjson.loads(line)
         kind = ChainKind(obj.pop("t"))
-        return Prepared(kind, _objects(kind, obj))
+        x = obj.pop("x", None)
+        obj = _objects(kind, obj)
+        if kind is ChainKind.requests and x is None:
+            # spooled before texts were committed (format 1): commit them now
+            committed, plain = commit_record(obj)
+            return Prepared(kind, committed, plain=plain)
+        return Prepared(kind, obj, plain=None if x is None else Plain.from_json(x))
 
 
 def _objects(kind: ChainKind, obj: dict[str, Any]) -> dict[str, Any]:
@@ -421,7 +462,10 @@ _NUL_ESCAPE: Final = b"\\u0000"
 
 def _prepare_request(r: AuditRecord) -> Prepared:
     try:
-        obj = _fast_record_obj(r)
+        # commit_record raises ValueError for texts with NUL or lone surrogates
+        texts: dict[str, str] = {}
+        fps: dict[str, str] = {}
+        obj, plain = commit_record(_fast_record_obj(r, texts, fps), texts=texts, fps=fps)
         body = canonical(obj)
     except (_Unusual, KeyError, TypeError, ValueError, AttributeError):  # orjson's errors are TypeErrors
         pass
@@ -429,9 +473,9 @@ def _prepare_request(r: AuditRecord) -> Prepared:
         # A false alarm (a detail holding an escaped NUL, or a literal backslash before
         # "u0000") only costs the careful path.
         if _NUL_ESCAPE not in body:
-            return Prepared(ChainKind.requests, obj, body=body)
-    obj = prepare_record_obj(r)
-    return Prepared(ChainKind.requests, obj, body=canonical(obj))
+            return Prepared(ChainKind.requests, obj, body=body, plain=plain)
+    obj, plain = commit_record(prepare_record_obj(r))
+    return Prepared(ChainKind.requests, obj, body=canonical(obj), plain=plain)
 
 
 def prepare(item: AuditRecord | ReviewRecord) -> Prepared:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Connection, Engine, Table, delete, func, insert, select
+from sqlalchemy import Column, Connection, Engine, delete, func, insert, select
 
 from audit.chain import ChainKey, checkpoint_mac
 from audit.db import WRITE_OPTIONS
@@ -63,7 +63,7 @@ def prune(engine: Engine, before: datetime, *, key: ChainKey | None = None) -> P
             if cutoff > cp_seq:
                 _write_checkpoint(engine, ckey, chain_id, cutoff, hash_, cutoff_time, cutoff - cp_seq)
                 written.append((chain_id, cutoff))
-            deleted[spec.table.name] += _delete_upto(engine, spec.table, chain_id, cutoff)
+            deleted[spec.table.name] = deleted.get(spec.table.name, 0) + _delete_upto(engine, spec, chain_id, cutoff)
     return PruneResult(
         records_deleted=deleted[REQUESTS.name],
         reviews_deleted=deleted[REVIEWS.name],
@@ -123,9 +123,10 @@ def _write_checkpoint(
         )
 
 
-def _delete_upto(engine: Engine, table: Table, chain_id: str, seq: int) -> int:
+def _delete_upto(engine: Engine, spec: ChainSpec, chain_id: str, seq: int) -> int:
     total = 0
-    id_col = table.c.request_id if table is REQUESTS else table.c.review_id
+    table = spec.table
+    id_col = table.c[spec.id_col]
     while True:
         with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
             ids: Sequence[str] = (

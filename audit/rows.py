@@ -16,6 +16,8 @@ import orjson
 from sqlalchemy import Connection, RowMapping, Select, select
 
 from audit.canonical import canonical, record_obj, step_from_obj
+from audit.commitments import FORMAT as COMMITTED_FORMAT
+from audit.commitments import is_committed, plain_steps, top_commitments
 from audit.models import Base, Ruling
 from audit.record import AuditRecord, Status, Verdict
 from audit.review import ReviewRecord
@@ -26,6 +28,7 @@ SPANS = Base.metadata.tables["audit_spans"]
 REVIEWS = Base.metadata.tables["audit_reviews"]
 CHAINS = Base.metadata.tables["audit_chains"]
 CHECKPOINTS = Base.metadata.tables["audit_checkpoints"]
+ERASURES = Base.metadata.tables["audit_erasures"]
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -70,12 +73,20 @@ def record_from_row(req: RowMapping, *, steps: bool = True) -> AuditRecord:
         ttft_ms=req["ttft_ms"],
         trace_id=req["trace_id"],
         error=req["error"],
-        steps=[step_from_obj(s) for s in orjson.loads(req["steps"])] if steps else [],
+        steps=[step_from_obj(s) for s in stored_steps(req)] if steps else [],
         chain_id=req["chain_id"],
         seq=req["seq"],
         prev_hash=req["prev_hash"],
         hash=req["hash"],
     )
+
+
+def stored_steps(req: RowMapping) -> list[dict[str, Any]]:
+    """A stored record's steps with their texts (format 2 keeps those beside the document)."""
+    steps: list[dict[str, Any]] = orjson.loads(req["steps"])
+    if is_committed(req):
+        return plain_steps(steps, req["texts"])
+    return steps
 
 
 def stored_canonical(req: RowMapping) -> bytes:
@@ -86,6 +97,9 @@ def stored_canonical(req: RowMapping) -> bytes:
     """
     obj = record_obj(record_from_row(req, steps=False), with_hashes=False)
     obj["steps"] = orjson.Fragment(req["steps"].encode())
+    if is_committed(req):
+        obj["v"] = COMMITTED_FORMAT
+        obj["input_text"], obj["output_text"], obj["texts"] = top_commitments(req)
     return canonical(obj)
 
 
@@ -96,19 +110,28 @@ ActedKey = tuple[int, str, str, str, float | None, bool]
 SpanKey = tuple[int, int, str, int, int, float, str | None]
 
 
-def index_of(steps: Sequence[Mapping[str, Any]]) -> tuple[list[ActedKey], list[SpanKey]]:
-    """The index rows a record's steps (as canonical objects) must have."""
+def index_of(
+    steps: Sequence[Mapping[str, Any]], fps: Mapping[str, str] | None = None
+) -> tuple[list[ActedKey], list[SpanKey]]:
+    """The index rows a record's steps (as canonical objects) must have.
+
+    ``fps``: for a steps document whose fingerprints are commitments (``audit.commitments``),
+    the fingerprints themselves by "step.span" position (missing: erased, null).
+    """
     acted: list[ActedKey] = [
         (s["seq"], s["stage"], s["name"], verdict, s["score"], s["enforced"])
         for s in steps
         if (verdict := s["verdict"]) != "pass"
     ]
     spans: list[SpanKey] = [
-        (s["seq"], i, sp["entity_type"], sp["start"], sp["end"], sp["score"], sp["fingerprint"])
-        for s in steps
+        (
+            s["seq"], i, sp["entity_type"], sp["start"], sp["end"], sp["score"],
+            sp["fingerprint"] if fps is None else fps.get(f"{k}.{i}"),
+        )
+        for k, s in enumerate(steps)
         if s["spans"]
         for i, sp in enumerate(s["spans"])
-    ]
+    ]  # fmt: skip
     return acted, spans
 
 

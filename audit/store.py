@@ -135,7 +135,7 @@ def _fresh(
     stored = {
         row[id_col]: row
         for row in conn.execute(
-            select(col, table.c.chain_id, table.c.seq, table.c.prev_hash, table.c.hash).where(
+            select(col, table.c.chain_id, table.c.seq, table.c.prev_hash, table.c.hash, *_salt(table)).where(
                 col.in_({i.id for i in items})
             )
         ).mappings()
@@ -157,11 +157,19 @@ def _fresh(
     return fresh
 
 
+def _salt(table: Table) -> list[Any]:
+    return [table.c.salt] if table is REQUESTS else []
+
+
 def _same(item: Prepared, stored: Any, chain: Chain) -> bool:
     """Is ``item`` the record already stored under its id (a replay), or a different one?"""
-    item.obj["chain_id"], item.obj["seq"] = stored["chain_id"], stored["seq"]
-    same: bool = link_hash(chain.key, stored["prev_hash"], item.canonical()) == stored["hash"]
-    item.unlink()
+    probe = item
+    salt = stored.get("salt")
+    if item.plain is not None and salt is not None and salt != item.plain.salt:
+        probe = item.resalted(salt)  # sent again: it was given a fresh salt
+    probe.obj["chain_id"], probe.obj["seq"] = stored["chain_id"], stored["seq"]
+    same: bool = link_hash(chain.key, stored["prev_hash"], probe.canonical()) == stored["hash"]
+    probe.unlink()
     return same
 
 

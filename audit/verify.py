@@ -25,13 +25,16 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine, Table, exists, select
 
+from audit import commitments
 from audit.canonical import canonical_review
 from audit.chain import GENESIS, HMAC_SHA256, ChainKey, checkpoint_mac, link_hash
+from audit.commitments import is_committed
 from audit.models import ChainKind
 from audit.rows import (
     ACTED,
     CHAINS,
     CHECKPOINTS,
+    ERASURES,
     REQUESTS,
     REVIEWS,
     SPANS,
@@ -59,6 +62,10 @@ class ProblemKind(StrEnum):
     bad_checkpoint = "bad_checkpoint"
     index_mismatch = "index_mismatch"
     orphan_index = "orphan_index"
+    erasure_unrecorded = "erasure_unrecorded"
+    anchor_missing = "anchor_missing"
+    anchor_mismatch = "anchor_mismatch"
+    anchor_invalid = "anchor_invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +87,10 @@ class VerifyResult:
     problems: tuple[Problem, ...] = ()
     #: more problems were found than ``max_problems`` kept
     truncated: bool = False
+    #: records whose texts were erased (and whose erasure is a verified chained record)
+    erased: int = 0
+    #: the erasures those records name: "id by WHO at TIME (scope)"
+    erasures: tuple[str, ...] = ()
 
     @property
     def first_bad_id(self) -> str | None:
@@ -118,6 +129,8 @@ class Stored:
     body: bytes
     #: why its index rows are not what its steps say, if they are not
     index_problem: str | None = None
+    #: why its stored texts are not what its hash covers by commitment, if they are not
+    text_problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,13 +151,15 @@ def _load_requests(conn: Connection, rows: Sequence[Any]) -> Iterator[Stored]:
         if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
             raise ValueError("steps are not a list of objects")
         problem = None
-        acted, spans = index_of(steps)
+        committed = is_committed(row)
+        text_problem = commitments.text_problem(row) if committed else None
+        acted, spans = index_of(steps, commitments.parse_texts(row["texts"])[1] if committed else None)
         stored_acted, stored_spans = index[row["request_id"]]
         if acted != stored_acted:
             problem = "its acted-steps index rows do not match its steps"
         elif spans != stored_spans:
             problem = "its span rows do not match its steps"
-        yield Stored(row["request_id"], row["seq"], row["prev_hash"], row["hash"], body, problem)
+        yield Stored(row["request_id"], row["seq"], row["prev_hash"], row["hash"], body, problem, text_problem)
 
 
 def _load_reviews(_conn: Connection, rows: Sequence[Any]) -> Iterator[Stored]:
@@ -153,9 +168,16 @@ def _load_reviews(_conn: Connection, rows: Sequence[Any]) -> Iterator[Stored]:
         yield Stored(row["review_id"], row["seq"], row["prev_hash"], row["hash"], canonical_review(review))
 
 
+def _load_erasures(_conn: Connection, rows: Sequence[Any]) -> Iterator[Stored]:
+    for row in rows:
+        body = commitments.erasure_canonical(row)
+        yield Stored(row["erasure_id"], row["seq"], row["prev_hash"], row["hash"], body)
+
+
 KINDS = (
     ChainSpec(ChainKind.requests, REQUESTS, "request_id", _load_requests),
     ChainSpec(ChainKind.reviews, REVIEWS, "review_id", _load_reviews),
+    ChainSpec(ChainKind.erasures, ERASURES, "erasure_id", _load_erasures),
 )
 
 
@@ -178,7 +200,7 @@ def verify(engine: Engine, *, key: ChainKey | None = None, max_problems: int = 1
     report = Report(max_problems)
     counts: dict[ChainKind, int] = {}
     chains_checked = 0
-    with _snapshot(engine) as conn:
+    with snapshot(engine) as conn:
         chains = load_chains(conn)
         checkpoints = load_checkpoints(conn, chains, key, report)
         for spec in KINDS:
@@ -188,6 +210,7 @@ def verify(engine: Engine, *, key: ChainKey | None = None, max_problems: int = 1
                 walk_chain(conn, spec, chain_id, chains.get(chain_id), checkpoints.get(chain_id), key, report)
             counts[spec.kind] = report.checked - before
         find_orphans(conn, report)
+        erased, erasures = check_erased(conn, report)
     return VerifyResult(
         ok=not report.problems and not report.truncated,
         records_checked=counts[ChainKind.requests],
@@ -195,7 +218,43 @@ def verify(engine: Engine, *, key: ChainKey | None = None, max_problems: int = 1
         chains_checked=chains_checked,
         problems=tuple(report.problems),
         truncated=report.truncated,
+        erased=erased,
+        erasures=erasures,
     )
+
+
+def check_erased(conn: Connection, report: Report) -> tuple[int, tuple[str, ...]]:
+    """Every erased record must be named by a stored erasure record (whose chain is walked
+    like the others): an erasure nobody recorded is tampering. Returns the count and the
+    erasures, described."""
+    wanted: dict[str, list[tuple[str, str, int]]] = {}
+    q = select(REQUESTS.c.request_id, REQUESTS.c.erasure_id, REQUESTS.c.chain_id, REQUESTS.c.seq).where(
+        REQUESTS.c.erasure_id.is_not(None)
+    )
+    count = 0
+    for rid, eid, chain_id, seq in conn.execute(q):
+        wanted.setdefault(eid, []).append((rid, chain_id, seq))
+        count += 1
+    described: list[str] = []
+    if not wanted:
+        return 0, ()
+    found = {r.erasure_id: r for r in conn.execute(select(ERASURES).where(ERASURES.c.erasure_id.in_(list(wanted))))}
+    for eid, items in sorted(wanted.items()):
+        row = found.get(eid)
+        listed: set[str] = set(orjson.loads(row.request_ids)) if row is not None else set()
+        for rid, chain_id, seq in items:
+            if rid not in listed:
+                report.add(
+                    ProblemKind.erasure_unrecorded, chain_id, seq, rid,
+                    f"chain {chain_id} seq {seq} ({rid}): its texts were erased, but no erasure record "
+                    f"{'exists' if row is None else 'names it'} ({eid})",
+                )  # fmt: skip
+        if row is not None:
+            at = utc(row.at)
+            described.append(
+                f"{eid} by {row.actor} at {at:%Y-%m-%d %H:%M:%S}Z ({row.scope} {row.selector}): {len(items)} records"
+            )
+    return count, tuple(described)
 
 
 def find_orphans(conn: Connection, report: Report) -> None:
@@ -210,7 +269,7 @@ def find_orphans(conn: Connection, report: Report) -> None:
             )  # fmt: skip
 
 
-def _snapshot(engine: Engine) -> Connection:
+def snapshot(engine: Engine) -> Connection:
     """One consistent read view: records and chain heads as of one moment."""
     conn = engine.connect()
     if engine.dialect.name == "postgresql":
@@ -312,6 +371,11 @@ def walk_chain(
             report.add(
                 ProblemKind.hash_mismatch, chain_id, seq, rid,
                 f"chain {chain_id} seq {seq} ({rid}): record or its steps changed since written",
+            )  # fmt: skip
+        elif item.text_problem:
+            report.add(
+                ProblemKind.hash_mismatch, chain_id, seq, rid,
+                f"chain {chain_id} seq {seq} ({rid}): its stored text changed since written: {item.text_problem}",
             )  # fmt: skip
         elif item.index_problem:
             report.add(

@@ -42,6 +42,7 @@ PAGES = (
     PageSpec("views/quality.py", "Check quality", ":material/insights:", Role.viewer, "Review"),
     PageSpec("views/policies.py", "Policies", ":material/policy:", Role.admin, "Govern"),
     PageSpec("views/integrity.py", "Integrity", ":material/verified:", Role.viewer, "Govern"),
+    PageSpec("views/report.py", "Auditor's report", ":material/summarize:", Role.viewer, "Govern"),
 )
 
 

@@ -42,6 +42,9 @@ class NullSink:
 
     def start(self) -> None: ...
 
+    def writer_stats(self) -> Any:
+        return None
+
     def submit(self, record: AuditRecord) -> None: ...
 
     async def durable(self, request_id: str, within_s: float) -> bool:
@@ -57,6 +60,10 @@ class BackgroundAudit:
     def __init__(self, config: GatewayConfig, *, max_pending: int = 10_000) -> None:
         self._config = config
         self._writer: Any = None
+        #: what runs beside the writer: the anchor publisher, retention (``audit.services``)
+        self._services: Any = None
+        #: the services could not start (a bad anchor key): /health stays failed
+        self._services_failed = False
         self._pending: deque[AuditRecord] = deque()
         #: request id -> writer ticket, kept only when answers wait for their record (ack: durable)
         self._tickets: dict[str, int] = {}
@@ -114,6 +121,13 @@ class BackgroundAudit:
             if schema_ok:
                 self.state = "ready"
             self._cond.notify_all()
+        try:
+            from audit.services import AuditServices
+
+            self._services = AuditServices.start(writer.engine, config)
+        except Exception as exc:  # an unreadable anchor key: say so loudly (/health), keep auditing
+            self._fail(exc, "records are still written, but chain heads are not published")
+            self._services_failed = True
         return schema_ok
 
     def _watch_schema(self, engine: Any) -> None:
@@ -121,6 +135,8 @@ class BackgroundAudit:
         `warden db upgrade` ran): the writer replays its spool by itself, /health recovers."""
         while not self._stopping.wait(self.recheck_s):
             if self._check_schema(engine, quiet=True):
+                if self._services_failed:
+                    return
                 log.info("audit database usable again")
                 with self._cond:
                     self.state, self.error = "ready", None
@@ -183,6 +199,11 @@ class BackgroundAudit:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.02)
 
+    def writer_stats(self) -> Any:
+        """The audit writer's ``WriterStats`` once it runs, else None (for the alerts)."""
+        writer = self._writer
+        return None if writer is None else writer.stats
+
     def wait_started(self, timeout: float) -> bool:
         """Wait until the writer runs, or could not be made; False on timeout."""
         with self._cond:
@@ -200,6 +221,8 @@ class BackgroundAudit:
             self._thread.join(30)
         if self._writer is not None:
             self._writer.close()
+            if self._services is not None:
+                self._services.close()  # after the writer: the final heads are published
         elif self._pending:
             log.error("%d audit records were never written: the audit writer could not start", len(self._pending))
 

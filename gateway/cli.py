@@ -159,25 +159,151 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     typer.echo(f"audit database is up to date ({url.split('@')[-1]})")
 
 
+def _load_config_quiet(config: str | None) -> Any:
+    """The gateway config if one is named (``--config`` or ``$WARDEN_CONFIG``), else None."""
+    from gateway.config import load_config
+
+    if config is None and not os.environ.get("WARDEN_CONFIG"):
+        return None
+    try:
+        return load_config(config)
+    except YamlModelError as exc:
+        _fail(f"invalid configuration:\n{exc}")
+        raise AssertionError from exc  # unreachable: _fail exits
+
+
 @audit_app.command("verify")
-def audit_verify(config: ConfigOpt = None) -> None:
-    """Check the hash chains: exit 0 when intact, 1 naming the first bad record."""
+def audit_verify(
+    config: ConfigOpt = None,
+    anchors: Annotated[
+        str | None, typer.Option(help="Folder, file or http(s) URL of published chain heads (default: the config's).")
+    ] = None,
+    public_key: Annotated[
+        str | None, typer.Option(help="Anchor public key, base64 or a file (default: audit.anchors.public_key).")
+    ] = None,
+) -> None:
+    """Check the hash chains (and, with anchors, that no published head was cut off or rewritten)."""
     from audit.verify import verify
 
-    result = verify(_engine(config))
-    if result.ok:
-        typer.echo(
-            f"ok: {result.records_checked} records and {result.reviews_checked} reviews in "
-            f"{result.chains_checked} chains verified"
-        )
-        return
+    cfg = _load_config_quiet(config)
+    settings = cfg.audit.anchors if cfg is not None else None
+    if anchors is None and settings is not None and settings.dir:
+        anchors = str(cfg.resolve(settings.dir))
+    engine = _engine(config)
+    result = verify(engine)
+    failed = not result.ok
     for problem in result.problems:
         where = f"record {problem.record_id}" if problem.record_id else f"chain {problem.chain_id}"
         typer.secho(
             f"{problem.kind.value}: {where} (seq {problem.seq}): {problem.message}", err=True, fg=typer.colors.RED
         )
-    typer.secho(f"FAILED: first bad record {result.first_bad_id}", err=True, fg=typer.colors.RED)
-    raise typer.Exit(1)
+    if result.erased:
+        typer.echo(f"erased: {result.erased} records had their texts erased ({', '.join(result.erasures)})")
+    if anchors is None:
+        typer.secho(
+            "note: no anchors given (--anchors DIR|URL): truncation of a chain's newest records cannot be "
+            "detected, since the chain's head is stored in the same database",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    else:
+        failed |= _check_anchors(engine, anchors, public_key or _public_key_of(cfg))
+    if failed:
+        typer.secho(f"FAILED: first bad record {result.first_bad_id}", err=True, fg=typer.colors.RED)
+        _alert_verify_failed(cfg, [f"{p.kind.value}: {p.message}" for p in result.problems])
+        raise typer.Exit(1)
+    typer.echo(
+        f"ok: {result.records_checked} records and {result.reviews_checked} reviews in "
+        f"{result.chains_checked} chains verified"
+    )
+
+
+def _public_key_of(cfg: Any) -> str | None:
+    """The anchors' public key from the config, or (if only the key file is named) from it."""
+    settings = cfg.audit.anchors if cfg is not None else None
+    if settings is None:
+        return None
+    if settings.public_key:
+        return str(settings.public_key)
+    from audit.anchors import load_private_key, public_key_text
+
+    try:
+        return public_key_text(load_private_key(cfg.resolve(settings.key_file)).public_key())
+    except (OSError, ValueError):
+        return None
+
+
+def _alert_verify_failed(cfg: Any, problems: list[str]) -> None:
+    """Send the policy's ``verify_failed`` alert, if it has one (verify usually runs from cron)."""
+    if cfg is None:
+        return
+    from audit.alerts import send_verify_failed
+    from policies.loader import load_policy
+
+    try:
+        policy = load_policy(cfg.resolve(cfg.policy)).policy
+        if policy.alerts is not None:
+            send_verify_failed(policy.alerts, problems or ["anchor check failed"], policy.name)
+    except Exception as exc:  # the failure itself is already reported; the alert is extra
+        typer.secho(f"could not send the verify_failed alert: {exc}", err=True, fg=typer.colors.YELLOW)
+
+
+def _check_anchors(engine: Any, source: str, public_key: str | None) -> bool:
+    """Print the anchor check; True if it failed."""
+    from audit.anchors import check_anchors, load_public_key, read_anchors
+
+    if not public_key:
+        _fail("checking anchors needs their public key: --public-key or audit.anchors.public_key in the config")
+    try:
+        found = read_anchors(source, load_public_key(str(public_key)))
+    except (OSError, ValueError) as exc:
+        _fail(f"cannot read anchors from {source}: {exc}")
+        raise AssertionError from exc
+    except Exception as exc:  # httpx errors for a URL
+        _fail(f"cannot read anchors from {source}: {type(exc).__name__}: {exc}")
+        raise AssertionError from exc
+    check = check_anchors(engine, found)
+    for problem in check.problems:
+        typer.secho(f"{problem.kind.value}: {problem.message}", err=True, fg=typer.colors.RED)
+    for note in check.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(
+        f"anchors: {check.anchors_read} signed heads from {check.sources} sources checked "
+        f"for {check.chains_anchored} chains: {'ok' if check.ok else 'FAILED'}"
+    )
+    if not found.anchors and check.ok:
+        typer.secho(f"no anchors found at {source}", err=True, fg=typer.colors.YELLOW)
+    return not check.ok
+
+
+@audit_app.command("anchor-key")
+def audit_anchor_key(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the private key (PEM, mode 0600).")],
+) -> None:
+    """Make the Ed25519 key that signs published chain heads; prints the public key for the config."""
+    from audit.anchors import generate_key
+
+    try:
+        public = generate_key(out)
+    except FileExistsError:
+        _fail(f"{out} exists: a signing key is never overwritten")
+        return
+    typer.echo(f"private key written to {out} (keep it outside the database; back it up)", err=True)
+    typer.echo(f"public key written to {out}.pub; put it in the config:", err=True)
+    typer.echo(f"audit:\n  anchors:\n    key_file: {out}\n    public_key: {public}")
+
+
+@audit_app.command("anchor")
+def audit_anchor(config: ConfigOpt = None) -> None:
+    """Sign and publish every chain's head now (as the gateway does at its interval)."""
+    from audit.anchors import AnchorPublisher
+
+    cfg = _load_config_quiet(config)
+    if cfg is None or cfg.audit.anchors is None:
+        _fail("no audit.anchors in the config")
+        return
+    publisher = AnchorPublisher.from_settings(_engine(config), cfg.audit.anchors, cfg.resolve)
+    typer.echo(f"{publisher.publish()} chain heads published")
 
 
 @audit_app.command("prune")
@@ -192,10 +318,66 @@ def audit_prune(
     typer.echo(str(result))
 
 
+@audit_app.command("erase")
+def audit_erase(
+    config: ConfigOpt = None,
+    request: Annotated[str | None, typer.Option("--request", help="Erase this request's texts.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Erase the texts of every record of this tenant.")] = None,
+    subject_fingerprint: Annotated[
+        str | None, typer.Option(help="Erase every record where a value with this fingerprint was found.")
+    ] = None,
+    before: Annotated[datetime | None, typer.Option(help="Only records that started before this (UTC).")] = None,
+    actor: Annotated[str | None, typer.Option(help="Who asks (recorded; default: $USER).")] = None,
+) -> None:
+    """Erase stored texts (and their fingerprints); the chains still verify, and the erasure
+    is itself a chained record."""
+    from audit.erasure import erase
+
+    if sum(x is not None for x in (request, tenant, subject_fingerprint)) != 1:
+        _fail("give exactly one of --request, --tenant or --subject-fingerprint")
+    who = actor or os.environ.get("USER") or "unknown"
+    result = erase(
+        _engine(config),
+        actor=who,
+        request_id=request,
+        tenant=tenant,
+        subject_fingerprint=subject_fingerprint,
+        before=before,
+    )
+    typer.echo(f"erased the texts of {result.erased} records (erasure records: {', '.join(result.erasure_ids) or '-'})")
+    if result.already_erased:
+        typer.echo(f"{result.already_erased} matching records were erased before")
+    if result.not_erasable:
+        typer.secho(
+            f"{result.not_erasable} matching records predate commitments (written before migration "
+            "0005_commitments): their hash covers the text itself, so they are left as they are; "
+            "`warden audit prune` removes them whole",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    if request is not None and not (result.erased or result.already_erased or result.not_erasable):
+        _fail(f"no record {request!r}", 1)
+
+
+@audit_app.command("retention")
+def audit_retention(config: ConfigOpt = None) -> None:
+    """Apply audit.retention_days (erase texts) and audit.prune_days (prune) once, now."""
+    from audit.erasure import apply_retention
+
+    cfg = _load_config_quiet(config)
+    if cfg is None or (cfg.audit.retention_days is None and cfg.audit.prune_days is None):
+        _fail("no audit.retention_days or audit.prune_days in the config")
+        return
+    result = apply_retention(_engine(config), cfg.audit.retention_days, prune_days=cfg.audit.prune_days)
+    typer.echo(f"retention: erased the texts of {result.erased} records")
+
+
 @audit_app.command("export")
 def audit_export(
     config: ConfigOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl, csv or ocsf (OCSF API Activity events, JSONL).")
+    ] = "jsonl",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
     since: Annotated[datetime | None, typer.Option(help="Only records from this time on.")] = None,
     until: Annotated[datetime | None, typer.Option(help="Only records before this time.")] = None,
@@ -212,8 +394,8 @@ def audit_export(
     from audit.export import RecordFilter, write_csv, write_jsonl
     from audit.record import Verdict
 
-    if fmt not in ("jsonl", "csv"):
-        _fail("--format must be jsonl or csv")
+    if fmt not in ("jsonl", "csv", "ocsf"):
+        _fail("--format must be jsonl, csv or ocsf")
     filters = RecordFilter(
         since=since,
         until=until,
@@ -224,7 +406,9 @@ def audit_export(
         policy_version=policy_version,
         text=text,
     )
-    writer = write_jsonl if fmt == "jsonl" else write_csv
+    from audit.siem import write_ocsf
+
+    writer = {"jsonl": write_jsonl, "csv": write_csv, "ocsf": write_ocsf}[fmt]
     engine = _engine(config)
     out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
@@ -239,6 +423,58 @@ def audit_export(
             out.close()
     if output is not None:
         typer.echo(f"{n} records written to {output}", err=True)
+
+
+@audit_app.command("report")
+def audit_report(
+    since: Annotated[datetime, typer.Option(help="Start of the period (UTC).")],
+    until: Annotated[datetime, typer.Option(help="End of the period, exclusive (UTC).")],
+    config: ConfigOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="html or pdf.")] = "html",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: report.FORMAT).")
+    ] = None,
+    anchors: Annotated[
+        str | None, typer.Option(help="Folder, file or URL of published chain heads (default: the config's).")
+    ] = None,
+    public_key: Annotated[str | None, typer.Option(help="Anchor public key (default: the config's).")] = None,
+) -> None:
+    """The auditor's report for a period: volume, blocks and redactions, rulings and open items,
+    policy versions and who changed them, and the integrity result with the anchors checked."""
+    from audit.anchors import check_anchors, load_public_key, read_anchors
+    from audit.report import build_report
+    from audit.report_render import render_html, render_pdf
+
+    if fmt not in ("html", "pdf"):
+        _fail("--format must be html or pdf")
+    cfg = _load_config_quiet(config)
+    settings = cfg.audit.anchors if cfg is not None else None
+    if anchors is None and settings is not None and settings.dir:
+        anchors = str(cfg.resolve(settings.dir))
+    key_text = public_key or _public_key_of(cfg)
+    engine = _engine(config)
+    check = None
+    if anchors is not None:
+        if not key_text:
+            _fail("checking anchors needs their public key: --public-key or audit.anchors.public_key")
+        try:
+            check = check_anchors(engine, read_anchors(anchors, load_public_key(str(key_text))))
+        except (OSError, ValueError) as exc:
+            _fail(f"cannot read anchors from {anchors}: {exc}")
+    try:
+        rep = build_report(engine, since, until, anchors=check, anchors_source=anchors)
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    out = output or Path(f"report.{fmt}")
+    if fmt == "html":
+        out.write_text(render_html(rep), encoding="utf-8")
+    else:
+        render_pdf(rep, out)
+    ok = rep.integrity is not None and rep.integrity.ok
+    typer.echo(
+        f"{out}: {rep.total} requests, {rep.open_items} open items, integrity {'verified' if ok else 'NOT verified'}"
+    )
 
 
 @audit_app.command("replay-spool")

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.api_models import RequestLimits
+from audit.settings import AnchorSettings, RetentionDays, SyslogSettings
 from policies.yamlio import FieldError, YamlModelError, load_model_file
 
 DEFAULT_CONFIG_ENV = "WARDEN_CONFIG"
@@ -107,6 +108,16 @@ class AuditConfig(Strict):
     ack: Literal["queued", "durable"] = "queued"
     #: with ack "durable": how long an answer may wait for its record before it is refused (503)
     ack_timeout_s: float = Field(default=10.0, gt=0)
+    #: signed chain heads published outside the database (``audit.anchors``)
+    anchors: AnchorSettings | None = None
+    #: days to keep stored texts, for all tenants or per tenant (``{"*": 90, "acme": 30}``)
+    retention_days: RetentionDays | None = None
+    #: days after which whole records are pruned (all tenants)
+    prune_days: int | None = Field(default=None, ge=1)
+    #: seconds between retention runs in the gateway
+    retention_interval_s: float = Field(default=3600.0, gt=0)
+    #: stream committed requests as OCSF events over RFC 5424 syslog
+    syslog: SyslogSettings | None = None
 
 
 class TelemetryConfig(Strict):

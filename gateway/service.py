@@ -11,6 +11,7 @@ import logging
 import threading
 from pathlib import Path
 
+from audit.alerts import Alerter
 from audit.record import AuditRecord
 from gateway import metrics
 from gateway.audit_sink import make_sink
@@ -39,6 +40,8 @@ class Gateway:
         self.limiter = RateLimiter(config.redis_url)
         self.audit = make_sink(config)
         self.fleet = FleetSync(self)
+        self._alerter: Alerter | None = None
+        self._alerter_lock = threading.Lock()
         self._warm_thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -102,6 +105,8 @@ class Gateway:
             await self.upstreams.aclose()
         await self.limiter.aclose()
         self.audit.close()
+        if self._alerter is not None:
+            self._alerter.close()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -145,3 +150,18 @@ class Gateway:
         principal = self.keys.by_id(record.key_id) if tokens else None
         if principal is not None and principal.tpm:
             self.limiter.spend_tokens_soon(record.key_id, tokens)
+        self._alert(record)
+
+    def _alert(self, record: AuditRecord) -> None:
+        """Hand the record to the alerter when its policy has ``alerts:`` (a queue put)."""
+        for policy in self.policies.all():
+            settings = policy.policy.alerts
+            if settings is not None and policy.version == record.policy_version:
+                alerter = self._alerter
+                if alerter is None:
+                    with self._alerter_lock:  # the LiteLLM plugin may finish requests on other threads
+                        if self._alerter is None:
+                            self._alerter = Alerter(writer_stats=self.audit.writer_stats)
+                        alerter = self._alerter
+                alerter.observe(record, settings)
+                return

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from audit.settings import AlertSettings
 from policies.checks.base import CheckOptions
 from policies.roles import Role
 
@@ -180,6 +181,8 @@ class Policy(Strict):
     output: tuple[CheckSpec, ...] = ()
     reasoning: tuple[CheckSpec, ...] = ()
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    #: webhook alerts on chosen verdicts (``audit.settings.AlertSettings``); off when absent
+    alerts: AlertSettings | None = None
 
     #: content hash of the file this was loaded from; set by the loader
     _version: str = PrivateAttr(default="")

@@ -242,8 +242,8 @@ def _copy_record(conn: Connection, src: str, new: str, seq: int) -> None:
             "INSERT INTO audit_requests SELECT :new, chain_id, :seq, prev_hash, hash, started_at, finished_at,"
             " tenant, key_id, client_addr, endpoint, model_requested, model_served, stream, policy_name,"
             " policy_version, input_text, output_text, verdict, status, http_status, finish_reason,"
-            " prompt_tokens, completion_tokens, latency_ms, ttft_ms, trace_id, error, steps"
-            " FROM audit_requests WHERE request_id = :src"
+            " prompt_tokens, completion_tokens, latency_ms, ttft_ms, trace_id, error, steps,"
+            " salt, texts, erasure_id, erased_commits FROM audit_requests WHERE request_id = :src"
         ),
         {"new": new, "seq": seq, "src": src},
     )
