@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.api_models import RequestLimits
 from audit.settings import AnchorSettings, RetentionDays, SyslogSettings
+from gateway.api_models import RequestLimits
 from policies.yamlio import FieldError, YamlModelError, load_model_file
 
 DEFAULT_CONFIG_ENV = "WARDEN_CONFIG"
