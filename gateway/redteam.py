@@ -2,7 +2,9 @@
 
 In process, each prompt goes through the policy's real input stage (``GuardSession``),
 exactly as a gateway request would; against a URL, through a running gateway's
-``/v1/chat/completions`` with a client key (a 400 ``content_policy_violation`` or a
+``/v1/chat/completions`` with a client key. A row may set ``role: tool`` (the text is a tool
+result the model reads, for indirect injection) and ``system`` (the operator's system prompt
+sent with it) (a 400 ``content_policy_violation`` or a
 ``content_filter`` refusal counts as blocked). The scorecard says, per category and per
 check: blocked attacks, missed attacks, benign prompts blocked (false positives), flags,
 and which checks were slowest.
@@ -38,6 +40,23 @@ class Prompt:
     category: str
     id: str
     source: str
+    #: where the text sits: ``user`` (a user turn) or ``tool`` (a tool result the model reads)
+    role: str = "user"
+    #: the operator's system prompt sent with it, if any
+    system: str | None = None
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The chat messages that carry the prompt as a real application would send it."""
+        out: list[dict[str, Any]] = [{"role": "system", "content": self.system}] if self.system else []
+        if self.role != "tool":
+            return [*out, {"role": "user", "content": self.text}]
+        call = {"id": "call_1", "type": "function", "function": {"name": "fetch", "arguments": "{}"}}
+        return [
+            *out,
+            {"role": "user", "content": "Please look this up and summarise it for me."},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": self.text},
+        ]
 
 
 @dataclass(slots=True)
@@ -66,7 +85,21 @@ def load_prompts(paths: Sequence[Path]) -> list[Prompt]:
             if label not in (0, 1):
                 raise ValueError(f"{path}:{n}: label must be 0 or 1")
             category = str(row.get("category") or ("attack" if label else "benign"))
-            prompts.append(Prompt(text, label, category, str(row.get("id") or f"{path.stem}-{n}"), path.name))
+            role = str(row.get("role") or "user")
+            if role not in ("user", "tool"):
+                raise ValueError(f"{path}:{n}: role must be 'user' or 'tool'")
+            system = row.get("system")
+            prompts.append(
+                Prompt(
+                    text,
+                    label,
+                    category,
+                    str(row.get("id") or f"{path.stem}-{n}"),
+                    path.name,
+                    role,
+                    str(system) if system else None,
+                )
+            )
     return prompts
 
 
@@ -84,7 +117,7 @@ async def _one_in_process(policy: CompiledPolicy, prompt: Prompt) -> Outcome:
         model="redteam",
         stream=False,
     )
-    body = {"messages": [{"role": "user", "content": prompt.text}]}
+    body = {"messages": prompt.messages()}
     started = time.perf_counter()
     blocked, error = False, None
     try:
@@ -129,7 +162,7 @@ async def run_against_url(
         async with limit:
             started = time.perf_counter()
             r = await client.post(
-                "/chat/completions", json={"model": model, "messages": [{"role": "user", "content": prompt.text}]}
+                "/chat/completions", json={"model": model, "messages": prompt.messages()}
             )
             ms = (time.perf_counter() - started) * 1000
         done += 1
