@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 
 from audit.canonical import canonical, record_obj
 from audit.chain import GENESIS, ChainKey, link_hash
-from audit.db import alembic_config, current_revision, make_engine, upgrade
+from audit.db import HEAD_REVISION, alembic_config, current_revision, make_engine, upgrade
 from audit.export import get_record
 from audit.record import AuditRecord, SpanRecord, Verdict
 from audit.verify import verify
@@ -133,7 +133,7 @@ def test_records_written_as_step_rows_verify_after_the_upgrade(engine: Engine) -
     recs = records()
     write_as_0001(engine, recs)
     upgrade(engine)
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == HEAD_REVISION
     result = verify(engine, key=KEY)
     assert (result.ok, result.records_checked) == (True, len(recs)), result.problems
     for r in recs:
