@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -41,6 +42,7 @@ from audit.models import Base
 from audit.record import AuditRecord
 from audit.review import ReviewRecord
 from audit.rows import ACTED, REQUESTS, REVIEWS, load_page, load_record, review_from_row, utc
+from dashboard.evaluation import RuledPrompt
 
 USERS = Base.metadata.tables["users"]
 POLICY_VERSIONS = Base.metadata.tables["policy_versions"]
@@ -578,12 +580,14 @@ class RuledStep:
     #: the stored text the check read (input text for input checks, else output text)
     text: str | None
     spans: tuple[tuple[str, int, int], ...] = field(default=())
+    #: the step's detail (detector evidence: cues, n-grams, tier, threshold), when recorded
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 def ruled_steps(engine: Engine, check: str, stage: str, f: Filters, *, limit: int = 500) -> list[RuledStep]:
     rv, clauses = _ruled_steps(f)
     q = (
-        select(R.request_id, rv.c.ruling, S.stage, S.score, S.seq, R.input_text, R.output_text)
+        select(R.request_id, rv.c.ruling, S.stage, S.score, S.seq, R.input_text, R.output_text, R.steps)
         .select_from(ACTED.join(REQUESTS, S.request_id == R.request_id).join(rv, rv.c.request_id == R.request_id))
         .where(*clauses, S.name == check, S.stage == stage)
         .order_by(rv.c.at.desc())
@@ -600,9 +604,51 @@ def ruled_steps(engine: Engine, check: str, stage: str, f: Filters, *, limit: in
             r.score,
             r.input_text if r.stage == "input" else r.output_text,
             tuple(spans.get((r.request_id, r.seq), ())),
+            _step_detail(r.steps, r.seq),
         )
         for r in rows
     ]
+
+
+def _step_detail(steps_json: str | None, seq: int) -> dict[str, Any]:
+    """One step's detail from a record's steps document ({} when it is not there)."""
+    try:
+        steps = orjson.loads(steps_json or "[]")
+    except orjson.JSONDecodeError:
+        return {}
+    for step in steps:
+        if isinstance(step, dict) and step.get("seq") == seq:
+            detail = step.get("detail")
+            return detail if isinstance(detail, dict) else {}
+    return {}
+
+
+def ruled_inputs(engine: Engine, *, limit: int = 5000) -> list[RuledPrompt]:
+    """Requests whose latest ruling is confirm or false positive and whose input stage acted,
+    with their stored input text: the ruled part of the regression set (newest rulings first)."""
+    rv = REVIEWS.alias("rv")
+    q = (
+        select(R.request_id, rv.c.ruling, R.input_text)
+        .select_from(REQUESTS.join(rv, rv.c.request_id == R.request_id))
+        .where(
+            _latest_review_filter(rv),
+            rv.c.ruling.in_(("confirm", "false_positive")),
+            R.input_text.is_not(None),
+            exists().where(S.request_id == R.request_id, S.stage == "input"),
+        )
+        .order_by(rv.c.at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = list(conn.execute(q))
+        ids = [r.request_id for r in rows]
+        checks: dict[str, list[str]] = defaultdict(list)
+        if ids:
+            for rid, name in conn.execute(
+                select(S.request_id, S.name).where(S.request_id.in_(ids), S.stage == "input").order_by(S.seq)
+            ):
+                checks[rid].append(name)
+    return [RuledPrompt(r.request_id, r.ruling, r.input_text or "", tuple(checks[r.request_id])) for r in rows]
 
 
 def _spans_of(conn: Any, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], list[tuple[str, int, int]]]:
@@ -672,6 +718,9 @@ class PolicyVersion:
     created_at: datetime
     created_by: str
     note: str | None
+    #: the regression evaluation it was saved with (JSON), and an admin's reason for a weakening change
+    evaluation: str | None = None
+    weakening_reason: str | None = None
 
 
 def _policy_version(row: Any) -> PolicyVersion:
@@ -683,6 +732,8 @@ def _policy_version(row: Any) -> PolicyVersion:
         utc(row.created_at) or row.created_at,
         row.created_by,
         row.note,
+        row.evaluation,
+        row.weakening_reason,
     )
 
 
@@ -702,15 +753,36 @@ def find_policy_version(engine: Engine, name: str, version_hash: str) -> PolicyV
 
 
 def record_policy_version(
-    engine: Engine, *, name: str, version_hash: str, yaml_text: str, created_by: str, note: str | None
+    engine: Engine,
+    *,
+    name: str,
+    version_hash: str,
+    yaml_text: str,
+    created_by: str,
+    note: str | None,
+    evaluation: str | None = None,
+    weakening_reason: str | None = None,
 ) -> tuple[PolicyVersion, bool]:
-    """Store a policy text as a version unless that exact text is stored; (version, created)."""
+    """Store a policy text as a version unless that exact text is stored; (version, created).
+
+    Saving a stored text again (a rollback) keeps its row; a new admin reason for letting known
+    attacks through, and the evaluation it was given on, are added to that row.
+    """
+    from sqlalchemy import update
+
     from audit.db import WRITE_OPTIONS
 
     pv = POLICY_VERSIONS.c
     with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
         row = conn.execute(select(POLICY_VERSIONS).where(pv.name == name, pv.version_hash == version_hash)).first()
         if row is not None:
+            if weakening_reason:
+                conn.execute(
+                    update(POLICY_VERSIONS)
+                    .where(pv.id == row.id)
+                    .values(weakening_reason=weakening_reason, evaluation=evaluation)
+                )
+                row = conn.execute(select(POLICY_VERSIONS).where(pv.id == row.id)).one()
             return _policy_version(row), False
         conn.execute(
             insert(POLICY_VERSIONS).values(
@@ -720,10 +792,57 @@ def record_policy_version(
                 created_at=datetime.now(UTC),
                 created_by=created_by,
                 note=note,
+                evaluation=evaluation,
+                weakening_reason=weakening_reason,
             )
         )
         row = conn.execute(select(POLICY_VERSIONS).where(pv.name == name, pv.version_hash == version_hash)).one()
     return _policy_version(row), True
+
+
+# -- gateway replicas ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    replica_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_seen: datetime
+    #: policy file name -> {"name", "version"}
+    policies: dict[str, dict[str, str]]
+
+    def runs(self, policy_name: str) -> str | None:
+        """The version of ``policy_name`` this replica runs, if it runs that policy."""
+        for p in self.policies.values():
+            if p.get("name") == policy_name:
+                return p.get("version")
+        return None
+
+
+def replicas(engine: Engine, *, seen_since: datetime) -> list[Replica]:
+    """Gateway replicas whose heartbeat is newer than ``seen_since`` (``gateway.heartbeat``)."""
+    t = Base.metadata.tables["gateway_replicas"]
+    q = select(t).where(t.c.last_seen >= _utc_naive(seen_since)).order_by(t.c.host, t.c.pid)
+    out = []
+    with engine.connect() as conn:
+        for r in conn.execute(q):
+            try:
+                policies = orjson.loads(r.policies)
+            except orjson.JSONDecodeError:
+                policies = {}
+            out.append(
+                Replica(
+                    r.replica_id,
+                    r.host,
+                    r.pid,
+                    utc(r.started_at) or r.started_at,
+                    utc(r.last_seen) or r.last_seen,
+                    policies if isinstance(policies, dict) else {},
+                )
+            )
+    return out
 
 
 # -- users ---------------------------------------------------------------------------------

@@ -25,11 +25,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from audit.db import SchemaOutOfDate, ensure_schema, make_engine
 from audit.writer import AuditWriter
-from dashboard import data
+from dashboard import data, evaluation
 from dashboard.auth import LoginThrottle
 from dashboard.live import LiveFeed
 from dashboard.settings import DashboardSettings, load_settings, safe_url
 from gateway.config import DEFAULT_CONFIG_ENV
+from gateway.redteam import Prompt
 from policies.yamlio import YamlModelError
 
 VERDICT_COLORS = {
@@ -149,6 +150,17 @@ def close_resources() -> None:
 @st.cache_resource(show_spinner=False)
 def login_throttle() -> LoginThrottle:
     return LoginThrottle()
+
+
+def regression_prompts() -> list[Prompt]:
+    """The labelled set every policy change is evaluated on (``dashboard.evaluation``)."""
+    cfg = settings()
+    with db_errors():
+        ruled = data.ruled_inputs(engine())
+    try:
+        return evaluation.regression_set(cfg.regression_sets, ruled)
+    except (OSError, ValueError) as exc:
+        fatal(f"A regression set cannot be read: {exc}")
 
 
 # -- filters -------------------------------------------------------------------------------
