@@ -9,7 +9,8 @@ For a check whose firings reviewers called false positives, the narrowest change
   sentence on records written before evidence was kept), capped at ``MAX_ALLOW_CHARS``; an
   entry that occurs in any known attack (confirmed rulings, the regression set) is widened to
   the whole text or dropped, so an allow entry never covers a known attack;
-* only when no allow entry can be built (the text was not stored) and the check has a
+* only when no allow entry can be built (no stored text, or every wording of it occurs in a
+  known attack) and the check has a
   ``threshold``: the midpoint between the false positives' highest score and the confirmed
   firings' lowest, a global change that the regression evaluation then has to clear.
 
@@ -119,7 +120,8 @@ def _threshold(
         stage,
         "threshold",
         round((high_fp + low_ok) / 2, 3),
-        "No allow entry can be built (the text was not stored), so a global threshold: "
+        "No allow entry can be built (no stored text, or its wording occurs in a known attack), "
+        "so a global threshold: "
         f"{len(fps)} false positives scored at most {high_fp:.3f}; "
         + (f"confirmed firings scored at least {low_ok:.3f}." if ok_scores else "none was confirmed."),
         tuple(r.request_id for r in fps),
