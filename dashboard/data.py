@@ -845,6 +845,68 @@ def replicas(engine: Engine, *, seen_since: datetime) -> list[Replica]:
     return out
 
 
+# -- dashboard sessions --------------------------------------------------------------------
+
+
+SESSIONS = Base.metadata.tables["dashboard_sessions"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    id_hash: str
+    user_name: str
+    created_at: datetime
+    last_seen: datetime
+    expires_at: datetime
+    ended_at: datetime | None
+
+
+def create_session(engine: Engine, *, id_hash: str, user: str, now: datetime, expires_at: datetime) -> None:
+    from audit.db import WRITE_OPTIONS
+
+    with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+        conn.execute(
+            insert(SESSIONS).values(
+                id_hash=id_hash, user_name=user, created_at=now, last_seen=now, expires_at=expires_at, ended_at=None
+            )
+        )
+
+
+def find_session(engine: Engine, id_hash: str) -> StoredSession | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(SESSIONS).where(SESSIONS.c.id_hash == id_hash)).first()
+    if row is None:
+        return None
+    return StoredSession(
+        row.id_hash,
+        row.user_name,
+        utc(row.created_at) or row.created_at,
+        utc(row.last_seen) or row.last_seen,
+        utc(row.expires_at) or row.expires_at,
+        utc(row.ended_at),
+    )
+
+
+def touch_session(engine: Engine, id_hash: str, now: datetime) -> None:
+    from sqlalchemy import update
+
+    from audit.db import WRITE_OPTIONS
+
+    with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+        conn.execute(update(SESSIONS).where(SESSIONS.c.id_hash == id_hash).values(last_seen=now))
+
+
+def end_session(engine: Engine, id_hash: str, now: datetime) -> None:
+    from sqlalchemy import update
+
+    from audit.db import WRITE_OPTIONS
+
+    with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+        conn.execute(
+            update(SESSIONS).where(SESSIONS.c.id_hash == id_hash, SESSIONS.c.ended_at.is_(None)).values(ended_at=now)
+        )
+
+
 # -- users ---------------------------------------------------------------------------------
 
 

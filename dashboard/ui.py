@@ -147,6 +147,18 @@ def close_resources() -> None:
     st.cache_resource.clear()
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _secret(key_file: str) -> bytes:
+    from dashboard.auth import load_secret
+
+    return load_secret(Path(key_file))
+
+
+def session_secret() -> bytes:
+    """The key that signs session cookies (``WARDEN_DASHBOARD_SECRET`` or the key file)."""
+    return _secret(str(settings().spool_dir / "session.key"))
+
+
 @st.cache_resource(show_spinner=False)
 def login_throttle() -> LoginThrottle:
     return LoginThrottle()

@@ -14,6 +14,7 @@ from audit.models import Role, Ruling
 from audit.verify import verify
 from dashboard import data
 from dashboard.auth import SESSION_KEY, Session
+from policies.loader import load_policy_text
 from gateway.config import DEFAULT_CONFIG_ENV
 from tests.dashboard_fixtures import PASSWORDS, Dash, dash, dashboard_seed
 from tests.gateway_harness import write_config
@@ -209,8 +210,7 @@ def test_invalid_policy_edit_is_refused_with_line_numbers(dash: Dash) -> None:
     line = next(n for n, row in enumerate(bad.splitlines(), 1) if "shout" in row)
     at.text_area(key=f"pe_draft::{dash.policy_path}").input(bad).run()
     assert f"line {line}" in texts(at)
-    at.button(key="pe_save").click().run()
-    assert "Not saved" in texts(at)
+    assert at.button(key="pe_save").disabled  # an invalid text cannot be saved (and save() checks again)
     assert dash.policy_path.read_text() == before
     assert data.policy_versions(make_engine(dash.database_url), "dashboard-test") == []
 
@@ -227,6 +227,11 @@ def test_policy_save_diff_history_and_rollback(dash: Dash) -> None:
     at.button(key="pe_save").click().run()
     assert "Saved version" in texts(at)
     assert dash.policy_path.read_text() == after  # the file the gateway hot-reloads
+    new_version = load_policy_text(after, "x").version
+    # the page reads the new running version: no stale diff, and no rollback offered to it
+    assert f"version `{new_version}`" in texts(at)
+    assert not [c for c in at.code if "(edited)" in str(c.value)]
+    assert "This is the running version." in texts(at)
 
     versions = data.policy_versions(make_engine(dash.database_url), "dashboard-test")
     assert [v.created_by for v in versions] == ["ada", "(file)"]
