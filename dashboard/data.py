@@ -53,6 +53,8 @@ REVIEWABLE = ("flag", "block", "error")
 QueueState = Literal["unreviewed", "escalated", "ruled"]
 PERCENTILES = (0.5, 0.95, 0.99)
 PERCENTILE_SAMPLE = 50_000
+#: characters of the stored prompt shown in lists
+SNIPPET_CHARS = 160
 
 
 # -- filters -------------------------------------------------------------------------------
@@ -143,9 +145,16 @@ class RequestSummary:
     acted: tuple[str, ...] = ()
     #: the latest ruling, if a reviewer ruled
     ruling: str | None = None
+    #: the start of the prompt as stored (redacted per ``audit.store_text``); None when not stored
+    snippet: str | None = None
+    #: the check that decided (the strongest enforced outcome), its score and the threshold it crossed
+    decided_by: str | None = None
+    score: float | None = None
+    threshold: float | None = None
 
 
 _SUMMARY_COLS = (
+    func.substr(R.input_text, 1, SNIPPET_CHARS).label("snippet"),
     R.request_id,
     R.started_at,
     R.tenant,
@@ -186,25 +195,76 @@ def _summaries(engine: Engine, q: Select[Any]) -> list[RequestSummary]:
     with engine.connect() as conn:
         rows = list(conn.execute(q).mappings())
         ids = [r["request_id"] for r in rows]
-        acted = _acted_names(conn, ids)
+        acted = _acted_steps(conn, ids)
         rulings = _latest_rulings(conn, ids)
+        deciders = {rid: d for rid, steps in acted.items() if (d := _decider(steps))}
+        details = _details(conn, {rid: d[1] for rid, d in deciders.items()})
     out = []
     for r in rows:
         values = dict(r)
         values["started_at"] = utc(values["started_at"])
-        out.append(RequestSummary(**values, acted=acted.get(r["request_id"], ()), ruling=rulings.get(r["request_id"])))
+        rid = r["request_id"]
+        decider = deciders.get(rid)
+        out.append(
+            RequestSummary(
+                **values,
+                acted=tuple(dict.fromkeys(step[1] for step in acted.get(rid, []))),
+                ruling=rulings.get(rid),
+                decided_by=decider[0] if decider else None,
+                score=decider[2] if decider else None,
+                threshold=_float(details.get(rid, {}).get("threshold")) if decider else None,
+            )
+        )
     return out
 
 
-def _acted_names(conn: Any, ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+#: (seq, name, verdict, score, enforced) of a request's acted check steps
+ActedStep = tuple[int, str, str, float | None, bool]
+
+
+def _acted_steps(conn: Any, ids: Sequence[str]) -> dict[str, list[ActedStep]]:
     if not ids:
         return {}
-    q = select(S.request_id, S.name).where(S.request_id.in_(ids), _is_check_step()).order_by(S.request_id, S.seq)
-    found: dict[str, list[str]] = defaultdict(list)
-    for rid, name in conn.execute(q):
-        if name not in found[rid]:
-            found[rid].append(name)
-    return {k: tuple(v) for k, v in found.items()}
+    q = (
+        select(S.request_id, S.seq, S.name, S.verdict, S.score, S.enforced)
+        .where(S.request_id.in_(ids), _is_check_step())
+        .order_by(S.request_id, S.seq)
+    )
+    found: dict[str, list[ActedStep]] = defaultdict(list)
+    for rid, seq, name, verdict, score, enforced in conn.execute(q):
+        found[rid].append((seq, name, verdict, score, bool(enforced)))
+    return found
+
+
+def _decider(steps: Sequence[ActedStep]) -> tuple[str, int, float | None] | None:
+    """(name, seq, score) of the step that decided: the strongest enforced verdict, first in step
+    order (a monitor-mode step when nothing was enforced)."""
+    from audit.record import Verdict
+
+    def rank(step: ActedStep) -> tuple[int, int]:
+        try:
+            strength = Verdict(step[2]).rank
+        except ValueError:
+            strength = 0
+        return (1 if step[4] else 0, strength)
+
+    best: ActedStep | None = None
+    for step in steps:
+        if best is None or rank(step) > rank(best):
+            best = step
+    return (best[1], best[0], best[3]) if best else None
+
+
+def _details(conn: Any, seqs: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """The detail of one step per request (``{request_id: seq}``), read from the steps documents."""
+    if not seqs:
+        return {}
+    q = select(R.request_id, R.steps).where(R.request_id.in_(list(seqs)))
+    return {rid: _step_detail(steps, seqs[rid]) for rid, steps in conn.execute(q)}
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _latest_review_filter(alias: Any) -> ColumnElement[bool]:

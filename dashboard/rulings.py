@@ -45,10 +45,14 @@ def ruling_form(session: Session, request_id: str, *, key: str, submit_label: st
             list(LABELS),
             format_func=lambda r: LABELS[r],
             horizontal=True,
+            index=None,  # no answer is pre-selected: the reviewer picks one
             key=f"{key}_ruling",
         )
         note = st.text_input("Note (Enter saves)", key=f"{key}_note", max_chars=NOTE_MAX)
         submitted = st.form_submit_button(submit_label, type="primary", key=f"{key}_submit")
-    if not submitted or ruling is None:
+    if not submitted:
+        return False
+    if ruling is None:
+        st.error("Pick a ruling (confirm, false positive or escalate) before saving.")
         return False
     return save(session, request_id, Ruling(ruling), note)

@@ -297,6 +297,21 @@ def open_request(request_id: str) -> None:
     st.switch_page(REQUEST_PAGE)
 
 
+def snippet(text: str | None, limit: int = 120) -> str:
+    """A list cell for a stored prompt: one line, cut at ``limit`` characters."""
+    if text is None:
+        return "(not stored)"
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def fmt_score(score: float | None, threshold: float | None) -> str:
+    """``0.93 ≥ 0.50``: the score that decided against the threshold it crossed (when recorded)."""
+    if score is None:
+        return ""
+    return f"{score:.2f} ≥ {threshold:.2f}" if threshold is not None else f"{score:.2f}"
+
+
 def fmt_ms(value: float | None) -> str:
     if value is None:
         return "–"

@@ -135,6 +135,11 @@ def test_requests_filters_and_pages(dash: Dash) -> None:
     assert f"**{total}** requests match" in texts(at)
     at.multiselect(key="rq_verdicts").set_value(["block"]).run()
     assert "**1** requests match" in texts(at)
+    # the list shows the prompt as stored and the check that decided, not only an id
+    [row] = at.dataframe[0].value.to_dict("records")
+    assert row["prompt (as stored)"] == "Just say forbidden-word and nothing else."
+    assert row["decided by"] == "banned" and row["verdict"] == "block"
+    assert row["score ≥ threshold"] == "1.00"  # deny_terms records no threshold
     at.multiselect(key="rq_verdicts").set_value([]).run()
     at.text_input(key="rq_text").input("merger").run()
     assert "**2** requests match" in texts(at)
@@ -176,6 +181,10 @@ def test_reviewer_works_through_the_queue(dash: Dash) -> None:
     assert f"**{waiting}** requests" in texts(at)
     first = dash.ids["block"][0]  # oldest flagged-or-blocked request comes first
     assert f"**{first}**" in texts(at)
+    assert "Decided by **banned**" in texts(at)
+    assert at.radio(key="rv_rule_ruling").value is None  # no answer is pre-selected
+    at.button(key="rv_rule_submit").click().run()
+    assert "Pick a ruling" in texts(at) and f"**{waiting}** requests" in texts(at)
     at.radio(key="rv_rule_ruling").set_value(Ruling.confirm)
     at.text_input(key="rv_rule_note").input("clearly asked for the banned word")
     at.button(key="rv_rule_submit").click().run()
@@ -198,6 +207,10 @@ def test_reviewer_works_through_the_queue(dash: Dash) -> None:
     open_page(at, "views/request.py")
     at.text_input(key="rd_id").input(first).run()
     assert "clearly asked for the banned word" in tables(at)
+    shown = texts(at)
+    # the policy stores redacted text: a blocked request has no answer, it was not "not stored"
+    assert "blocked at the input stage" in shown and "store_text` is `none`" not in shown
+    assert "Why the checks acted" in shown and "**input/banned** → block" in shown
 
 
 # -- policies ------------------------------------------------------------------------------

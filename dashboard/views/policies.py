@@ -316,12 +316,15 @@ def _replay(edited: CompiledPolicy | None, running_policy: CompiledPolicy | None
         (
             [
                 {
-                    "request id": r.request_id,
+                    "prompt (as stored)": ui.snippet(r.snippet),
+                    "decided by": r.decided_by or "",
+                    "score ≥ threshold": ui.fmt_score(r.score, r.threshold),
                     "recorded": r.stored_verdict,
                     "input": f"{r.before[0]} → {r.after[0]}",
                     "output": f"{r.before[1]} → {r.after[1]}",
                     "edited policy fires": "; ".join(r.fired),
                     "monitor would": "; ".join(r.monitor),
+                    "request id": r.request_id,
                 }
                 for r in changed
             ]

@@ -21,6 +21,9 @@ def _frame(rows: list[data.RequestSummary]) -> list[dict[str, Any]]:
         {
             "time": r.started_at,
             "verdict": r.verdict,
+            "prompt (as stored)": ui.snippet(r.snippet),
+            "decided by": r.decided_by or "",
+            "score ≥ threshold": ui.fmt_score(r.score, r.threshold),
             "checks acted": ", ".join(r.acted),
             "ruling": r.ruling or "",
             "tenant": r.tenant,

@@ -95,6 +95,8 @@ def render() -> None:
         st.session_state[POS_KEY] = 0
         st.rerun()
     item = page[0]
+    if item.decided_by:
+        st.caption(f"Decided by **{item.decided_by}** · score {ui.fmt_score(item.score, item.threshold)}")
     _current(item.request_id)
     if rulings.ruling_form(session, item.request_id, key="rv_rule", submit_label="Save ruling and next"):
         # A new ruling takes a request out of the waiting and escalated lists, so the same
@@ -121,6 +123,9 @@ def render() -> None:
                     {
                         "time": r.started_at,
                         "verdict": r.verdict,
+                        "prompt (as stored)": ui.snippet(r.snippet),
+                        "decided by": r.decided_by or "",
+                        "score ≥ threshold": ui.fmt_score(r.score, r.threshold),
                         "checks": ", ".join(r.acted),
                         "tenant": r.tenant,
                         "request id": r.request_id,
