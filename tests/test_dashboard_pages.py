@@ -14,8 +14,8 @@ from audit.models import Role, Ruling
 from audit.verify import verify
 from dashboard import data
 from dashboard.auth import SESSION_KEY, Session
-from policies.loader import load_policy_text
 from gateway.config import DEFAULT_CONFIG_ENV
+from policies.loader import load_policy_text
 from tests.dashboard_fixtures import PASSWORDS, Dash, dash, dashboard_seed
 from tests.gateway_harness import write_config
 
