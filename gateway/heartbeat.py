@@ -29,6 +29,7 @@ from audit.models import Base
 log = logging.getLogger("warden.gateway")
 REPLICAS = Base.metadata.tables["gateway_replicas"]
 INTERVAL_S = 5.0
+RETRY_S = 1.0
 
 #: policy file name -> {"name": policy name, "version": content hash}
 PolicyMap = dict[str, dict[str, str]]
@@ -72,8 +73,9 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.beat()
-            self._wake.wait(self._interval)
+            ok = self.beat()
+            # until the first beat lands (the schema may still be being created), retry soon
+            self._wake.wait(self._interval if ok else min(self._interval, RETRY_S))
             self._wake.clear()
 
     def beat(self) -> bool:
