@@ -48,14 +48,14 @@ def _current(record_id: str) -> None:
             )
         )
     left, right = st.columns(2)
-    for col, title, text, layers in (
-        (left, "Prompt", record.input_text, record_view.input_layers(record)),
-        (right, "Answer", record.output_text, record_view.output_layers(record)),
+    for col, title, text, layers, which in (
+        (left, "Prompt", record.input_text, record_view.input_layers(record), "prompt"),
+        (right, "Answer", record.output_text, record_view.output_layers(record), "answer"),
     ):
         with col:
             st.markdown(f"**{title}**")
             if text is None:
-                st.caption("Not stored.")
+                st.caption(record_view.missing_text_reason(record, which))
             else:
                 located = highlight.locate(text, layers)
                 st.markdown(highlight.to_html(text, located.marks), unsafe_allow_html=True)
