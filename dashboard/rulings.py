@@ -29,7 +29,9 @@ def save(session: Session, request_id: str, ruling: Ruling, note: str) -> bool:
     clean = "".join(ch for ch in note.strip() if ch.isprintable() or ch == "\n")[:NOTE_MAX]
     writer = ui.review_writer()
     writer.submit_review(request_id, session.user, ruling, clean)
-    if not writer.flush(10):
+    flushed = writer.flush(10)
+    ui.clear_list_caches()
+    if not flushed:
         st.error("The ruling could not be stored in time; it is queued and will be retried.")
         return False
     if not writer.stats.db_available:

@@ -175,6 +175,41 @@ def regression_prompts() -> list[Prompt]:
         fatal(f"A regression set cannot be read: {exc}")
 
 
+# -- cached queries (per database and filter) ----------------------------------------------
+
+#: how long a list or its filter choices are reused for the same filters, seconds
+CACHE_TTL_S = 15
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=64)
+def _filter_options(_engine: Engine, url: str, start: datetime | None, end: datetime | None) -> data.FilterOptions:
+    return data.filter_options(_engine, start, end)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=64)
+def _count_requests(_engine: Engine, url: str, f: data.Filters) -> int:
+    return data.count_requests(_engine, f)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=64)
+def _request_page(_engine: Engine, url: str, f: data.Filters, limit: int, offset: int) -> list[data.RequestSummary]:
+    return data.request_page(_engine, f, limit=limit, offset=offset)
+
+
+def count_requests(eng: Engine, f: data.Filters) -> int:
+    return _count_requests(eng, str(eng.url), f)
+
+
+def request_page(eng: Engine, f: data.Filters, *, limit: int, offset: int) -> list[data.RequestSummary]:
+    return _request_page(eng, str(eng.url), f, limit, offset)
+
+
+def clear_list_caches() -> None:
+    """After a ruling: the lists show rulings, so they are read again."""
+    _count_requests.clear()
+    _request_page.clear()
+
+
 # -- filters -------------------------------------------------------------------------------
 
 
@@ -241,7 +276,7 @@ def filter_bar(eng: Engine, prefix: str, *, verdicts: bool = True, text: bool = 
         with top[0]:
             start, end = time_range_picker(prefix)
         with db_errors():
-            options = data.filter_options(eng, start, end)
+            options = _filter_options(eng, str(eng.url), start, end)
         versions = {v: f"{name} · {v}" for v, name in options.policy_versions}
 
         def multi(col: Any, label: str, name: str, opts: list[str], **kw: Any) -> list[str]:
