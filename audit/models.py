@@ -349,6 +349,10 @@ class PolicyVersionRow(Base):
     created_at: Mapped[datetime]
     created_by: Mapped[str]
     note: Mapped[str | None] = mapped_column(Text)
+    #: the regression evaluation the version was saved with (JSON: before/after per category and check)
+    evaluation: Mapped[str | None] = mapped_column(Text)
+    #: an admin's written reason for saving a change that lets known attacks through
+    weakening_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class ApiKeyRow(Base):
@@ -399,3 +403,39 @@ class PolicyActivationRow(Base):
     activated_at: Mapped[datetime]
     activated_by: Mapped[str]
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class ReplicaRow(Base):
+    """A gateway process's heartbeat: which policy versions it runs, and when it last said so.
+
+    Each replica upserts its own row every few seconds, so the dashboard can show when every
+    replica has picked up a saved version. A row whose ``last_seen`` is old is a stopped replica.
+    """
+
+    __tablename__ = "gateway_replicas"
+    __table_args__ = (Index("ix_gateway_replicas_last_seen", "last_seen"),)
+
+    replica_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str]
+    pid: Mapped[int]
+    started_at: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    #: JSON object: policy file name -> {"name": policy name, "version": content hash}
+    policies: Mapped[str] = mapped_column(Text)
+
+
+class DashboardSessionRow(Base):
+    """A dashboard login, server side: the cookie carries only a signed id (its hash is stored here).
+
+    Logging out sets ``ended_at``, so a copied cookie stops working at once.
+    """
+
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (Index("ix_dashboard_sessions_user", "user_name"),)
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str]
+    created_at: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]

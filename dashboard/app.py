@@ -32,6 +32,10 @@ class PageSpec:
     role: Role
     section: str
 
+    @property
+    def url_path(self) -> str:
+        return self.path.removeprefix("views/").removesuffix(".py")
+
 
 PAGES = (
     PageSpec("views/overview.py", "Overview", ":material/monitoring:", Role.viewer, "Monitor"),
@@ -56,13 +60,19 @@ def main() -> None:
     st.set_page_config(page_title="Warden", page_icon=":material/shield:", layout="wide")
     cfg = ui.settings()
     session = auth.current_session(cfg.idle_timeout_s, cfg.max_session_s)
+    auth.sync_cookie()
     if session is None:
-        st.navigation([st.Page(_login, title="Log in", url_path="login", default=True)], position="hidden").run()
+        # Every page's URL shows the login form (not "Page not found"), and keeps its path and
+        # query, so after logging in the same URL opens the page it pointed to.
+        logins = [st.Page(_login, title="Log in", url_path=spec.url_path, default=spec is PAGES[0]) for spec in PAGES]
+        st.navigation([*logins, st.Page(_login, title="Log in", url_path="login")], position="hidden").run()
         return
     sections: dict[str, list[st.Page]] = {}
     for spec in PAGES:
         if session.allows(spec.role):
-            page = st.Page(spec.path, title=spec.title, icon=spec.icon, default=spec.path == PAGES[0].path)
+            page = st.Page(
+                spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path, default=spec is PAGES[0]
+            )
             sections.setdefault(spec.section, []).append(page)
     current = st.navigation(sections)
     with st.sidebar:

@@ -5,19 +5,34 @@
 * Roles are ordered: ``viewer`` reads, ``reviewer`` also rules on requests, ``admin`` also edits
   policies. ``require(role)`` runs at the top of every page, on the server, so a page reached by
   URL checks the role itself rather than trusting the navigation menu.
-* A session lives in Streamlit's server-side session state (nothing in a cookie or the URL) and
-  ends after ``idle_timeout_s`` without activity or ``max_session_s`` after login.
+* A login survives a browser reload: it is a server-side row (``dashboard_sessions``) and a
+  cookie holding a random session id, its expiry and an HMAC-SHA256 signature over both
+  (``make_token`` / ``read_token``; key from ``WARDEN_DASHBOARD_SECRET`` or a 0600 key file).
+  The database keeps only a hash of the id. A session ends after ``idle_timeout_s`` without
+  activity or ``max_session_s`` after login; logging out ends the row, so the cookie is dead
+  everywhere at once, even if it was copied. The user's role and ``disabled`` flag are read
+  from ``users`` when a session resumes, so a change there takes effect on the next reload.
+  Streamlit cannot set a cookie from the server, so the browser sets it from a one-line
+  script (``st.html``): it is ``SameSite=Strict`` (and ``Secure`` over HTTPS) but not
+  ``HttpOnly``; the signature and the server-side row are what make it safe to hold.
 * Wrong passwords are slowed per user name (``LoginThrottle``); an unknown name costs the same
   hash verification as a known one, so timing does not tell which names exist.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import os
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -31,6 +46,11 @@ ROLE_RANK = {Role.viewer: 0, Role.reviewer: 1, Role.admin: 2}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
 SESSION_KEY = "warden_session"
+COOKIE = "warden_session"
+#: a cookie to set in the browser on the next run: (value, max-age seconds; 0 deletes it)
+PENDING_COOKIE_KEY = "warden_cookie_pending"
+#: how often a live session records activity in the database (idle timeout), seconds
+TOUCH_EVERY_S = 30.0
 
 _hasher = PasswordHasher()
 #: verified against when the user does not exist, so both paths cost one argon2 verification
@@ -73,6 +93,9 @@ class Session:
     role: Role
     started: float
     last_seen: float
+    #: the server-side row's key (sha256 of the session id); None only for sessions made in tests
+    token_hash: str | None = None
+    last_touch: float = 0.0
 
     def allows(self, role: Role) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
@@ -121,6 +144,100 @@ class LoginThrottle:
             self._failures.pop(name.lower(), None)
 
 
+# -- signed session cookies ----------------------------------------------------------------
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _sign(secret: bytes, payload: str) -> str:
+    return _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
+
+
+def make_token(secret: bytes, session_id: str, expires: int) -> str:
+    """The cookie value: ``<id>.<expiry epoch>.<HMAC-SHA256 of both>``."""
+    payload = f"{session_id}.{expires}"
+    return f"{payload}.{_sign(secret, payload)}"
+
+
+def read_token(secret: bytes, token: str, now: float) -> str | None:
+    """The session id of a well-signed, unexpired token; None for anything else."""
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    session_id, expires, sig = parts
+    if not hmac.compare_digest(sig, _sign(secret, f"{session_id}.{expires}")):
+        return None
+    return session_id if int(expires) > now else None
+
+
+def id_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def load_secret(key_file: Path) -> bytes:
+    """``WARDEN_DASHBOARD_SECRET``, or a random key kept in ``key_file`` (created 0600 on first use)."""
+    from dashboard.settings import SECRET_ENV
+
+    env = os.environ.get(SECRET_ENV)
+    if env:
+        return env.encode()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return key_file.read_bytes().strip()
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.token_urlsafe(48).encode())
+    return key_file.read_bytes().strip()
+
+
+def start_session(engine: Engine, secret: bytes, session: Session, max_session_s: float) -> str:
+    """Store a new server-side session for ``session`` and return its signed cookie value."""
+    session_id = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    expires = int(now.timestamp() + max_session_s)
+    session.token_hash = id_hash(session_id)
+    session.last_touch = time.time()
+    data.create_session(
+        engine, id_hash=session.token_hash, user=session.user, now=now, expires_at=datetime.fromtimestamp(expires, UTC)
+    )
+    return make_token(secret, session_id, expires)
+
+
+def resume_session(
+    engine: Engine, secret: bytes, token: str, idle_timeout_s: float, *, now: float | None = None
+) -> Session | None:
+    """The session a cookie stands for, if it is signed, unexpired, not ended, not idle, and its user is active."""
+    now = time.time() if now is None else now
+    session_id = read_token(secret, token, now)
+    if session_id is None:
+        return None
+    stored = data.find_session(engine, id_hash(session_id))
+    if stored is None or stored.ended_at is not None:
+        return None
+    if stored.expires_at.timestamp() <= now or now - stored.last_seen.timestamp() > idle_timeout_s:
+        return None
+    user = data.get_user(engine, stored.user_name)
+    if user is None or user.disabled:
+        return None
+    return Session(user.name, Role(user.role), stored.created_at.timestamp(), now, stored.id_hash, 0.0)
+
+
+def _still_open(engine: Engine, session: Session, now: float) -> bool:
+    """The server-side row is not ended (logged out elsewhere); records activity every ``TOUCH_EVERY_S``."""
+    if session.token_hash is None:
+        return True
+    stored = data.find_session(engine, session.token_hash)
+    if stored is None or stored.ended_at is not None:
+        return False
+    if now - session.last_touch >= TOUCH_EVERY_S:
+        data.touch_session(engine, session.token_hash, datetime.fromtimestamp(now, UTC))
+        session.last_touch = now
+    return True
+
+
 # -- the Streamlit side --------------------------------------------------------------------
 
 
@@ -128,16 +245,42 @@ def current_session(idle_timeout_s: float, max_session_s: float) -> Session | No
     """The logged-in session, or None (an expired one is ended here, and says so)."""
     import streamlit as st
 
+    from dashboard import ui
+
     session = st.session_state.get(SESSION_KEY)
-    if not isinstance(session, Session):
-        return None
     now = time.time()
-    if session.expired(now, idle_timeout_s, max_session_s):
+    if not isinstance(session, Session):
+        token = st.context.cookies.get(COOKIE)
+        if not token or st.session_state.get("warden_logged_out"):
+            return None
+        session = resume_session(ui.engine(), ui.session_secret(), token, idle_timeout_s, now=now)
+        if session is None:
+            return None
+        st.session_state[SESSION_KEY] = session
+    if session.expired(now, idle_timeout_s, max_session_s) or not _still_open(ui.engine(), session, now):
         del st.session_state[SESSION_KEY]
         st.session_state["warden_expired"] = True
+        st.session_state[PENDING_COOKIE_KEY] = ("", 0)
         return None
     session.last_seen = now
     return session
+
+
+def sync_cookie() -> None:
+    """Set (or delete) the session cookie in the browser when a login or logout asked for it."""
+    import json
+
+    import streamlit as st
+
+    pending = st.session_state.pop(PENDING_COOKIE_KEY, None)
+    if pending is None:
+        return
+    value, max_age = pending
+    cookie = json.dumps(f"{COOKIE}={value}; Path=/; Max-Age={int(max_age)}; SameSite=Strict")
+    st.html(
+        f'<script>document.cookie = {cookie} + (location.protocol === "https:" ? "; Secure" : "");</script>',
+        unsafe_allow_javascript=True,
+    )
 
 
 def require(role: Role) -> Session:
@@ -160,9 +303,16 @@ def require(role: Role) -> Session:
 
 
 def logout() -> None:
+    """End the session on the server (the cookie is dead everywhere) and delete the cookie."""
     import streamlit as st
 
-    st.session_state.pop(SESSION_KEY, None)
+    from dashboard import ui
+
+    session = st.session_state.pop(SESSION_KEY, None)
+    if isinstance(session, Session) and session.token_hash is not None:
+        data.end_session(ui.engine(), session.token_hash, datetime.now(UTC))
+    st.session_state[PENDING_COOKIE_KEY] = ("", 0)
+    st.session_state["warden_logged_out"] = True
 
 
 def login_form(engine: Engine, throttle: LoginThrottle) -> None:
@@ -188,5 +338,11 @@ def login_form(engine: Engine, throttle: LoginThrottle) -> None:
         st.error("Wrong user name or password.")
         return
     throttle.succeeded(name)
+    from dashboard import ui
+
+    cfg = ui.settings()
+    token = start_session(engine, ui.session_secret(), session, cfg.max_session_s)
     st.session_state[SESSION_KEY] = session
+    st.session_state[PENDING_COOKIE_KEY] = (token, int(cfg.max_session_s))
+    st.session_state.pop("warden_logged_out", None)
     st.rerun()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
@@ -41,6 +42,7 @@ from audit.models import Base
 from audit.record import AuditRecord
 from audit.review import ReviewRecord
 from audit.rows import ACTED, REQUESTS, REVIEWS, load_page, load_record, review_from_row, utc
+from dashboard.evaluation import RuledPrompt
 
 USERS = Base.metadata.tables["users"]
 POLICY_VERSIONS = Base.metadata.tables["policy_versions"]
@@ -51,6 +53,8 @@ REVIEWABLE = ("flag", "block", "error")
 QueueState = Literal["unreviewed", "escalated", "ruled"]
 PERCENTILES = (0.5, 0.95, 0.99)
 PERCENTILE_SAMPLE = 50_000
+#: characters of the stored prompt shown in lists
+SNIPPET_CHARS = 160
 
 
 # -- filters -------------------------------------------------------------------------------
@@ -141,9 +145,16 @@ class RequestSummary:
     acted: tuple[str, ...] = ()
     #: the latest ruling, if a reviewer ruled
     ruling: str | None = None
+    #: the start of the prompt as stored (redacted per ``audit.store_text``); None when not stored
+    snippet: str | None = None
+    #: the check that decided (the strongest enforced outcome), its score and the threshold it crossed
+    decided_by: str | None = None
+    score: float | None = None
+    threshold: float | None = None
 
 
 _SUMMARY_COLS = (
+    func.substr(R.input_text, 1, SNIPPET_CHARS).label("snippet"),
     R.request_id,
     R.started_at,
     R.tenant,
@@ -184,25 +195,76 @@ def _summaries(engine: Engine, q: Select[Any]) -> list[RequestSummary]:
     with engine.connect() as conn:
         rows = list(conn.execute(q).mappings())
         ids = [r["request_id"] for r in rows]
-        acted = _acted_names(conn, ids)
+        acted = _acted_steps(conn, ids)
         rulings = _latest_rulings(conn, ids)
+        deciders = {rid: d for rid, steps in acted.items() if (d := _decider(steps))}
+        details = _details(conn, {rid: d[1] for rid, d in deciders.items()})
     out = []
     for r in rows:
         values = dict(r)
         values["started_at"] = utc(values["started_at"])
-        out.append(RequestSummary(**values, acted=acted.get(r["request_id"], ()), ruling=rulings.get(r["request_id"])))
+        rid = r["request_id"]
+        decider = deciders.get(rid)
+        out.append(
+            RequestSummary(
+                **values,
+                acted=tuple(dict.fromkeys(step[1] for step in acted.get(rid, []))),
+                ruling=rulings.get(rid),
+                decided_by=decider[0] if decider else None,
+                score=decider[2] if decider else None,
+                threshold=_float(details.get(rid, {}).get("threshold")) if decider else None,
+            )
+        )
     return out
 
 
-def _acted_names(conn: Any, ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+#: (seq, name, verdict, score, enforced) of a request's acted check steps
+ActedStep = tuple[int, str, str, float | None, bool]
+
+
+def _acted_steps(conn: Any, ids: Sequence[str]) -> dict[str, list[ActedStep]]:
     if not ids:
         return {}
-    q = select(S.request_id, S.name).where(S.request_id.in_(ids), _is_check_step()).order_by(S.request_id, S.seq)
-    found: dict[str, list[str]] = defaultdict(list)
-    for rid, name in conn.execute(q):
-        if name not in found[rid]:
-            found[rid].append(name)
-    return {k: tuple(v) for k, v in found.items()}
+    q = (
+        select(S.request_id, S.seq, S.name, S.verdict, S.score, S.enforced)
+        .where(S.request_id.in_(ids), _is_check_step())
+        .order_by(S.request_id, S.seq)
+    )
+    found: dict[str, list[ActedStep]] = defaultdict(list)
+    for rid, seq, name, verdict, score, enforced in conn.execute(q):
+        found[rid].append((seq, name, verdict, score, bool(enforced)))
+    return found
+
+
+def _decider(steps: Sequence[ActedStep]) -> tuple[str, int, float | None] | None:
+    """(name, seq, score) of the step that decided: the strongest enforced verdict, first in step
+    order (a monitor-mode step when nothing was enforced)."""
+    from audit.record import Verdict
+
+    def rank(step: ActedStep) -> tuple[int, int]:
+        try:
+            strength = Verdict(step[2]).rank
+        except ValueError:
+            strength = 0
+        return (1 if step[4] else 0, strength)
+
+    best: ActedStep | None = None
+    for step in steps:
+        if best is None or rank(step) > rank(best):
+            best = step
+    return (best[1], best[0], best[3]) if best else None
+
+
+def _details(conn: Any, seqs: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """The detail of one step per request (``{request_id: seq}``), read from the steps documents."""
+    if not seqs:
+        return {}
+    q = select(R.request_id, R.steps).where(R.request_id.in_(list(seqs)))
+    return {rid: _step_detail(steps, seqs[rid]) for rid, steps in conn.execute(q)}
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _latest_review_filter(alias: Any) -> ColumnElement[bool]:
@@ -578,12 +640,14 @@ class RuledStep:
     #: the stored text the check read (input text for input checks, else output text)
     text: str | None
     spans: tuple[tuple[str, int, int], ...] = field(default=())
+    #: the step's detail (detector evidence: cues, n-grams, tier, threshold), when recorded
+    detail: dict[str, Any] = field(default_factory=dict)
 
 
 def ruled_steps(engine: Engine, check: str, stage: str, f: Filters, *, limit: int = 500) -> list[RuledStep]:
     rv, clauses = _ruled_steps(f)
     q = (
-        select(R.request_id, rv.c.ruling, S.stage, S.score, S.seq, R.input_text, R.output_text)
+        select(R.request_id, rv.c.ruling, S.stage, S.score, S.seq, R.input_text, R.output_text, R.steps)
         .select_from(ACTED.join(REQUESTS, S.request_id == R.request_id).join(rv, rv.c.request_id == R.request_id))
         .where(*clauses, S.name == check, S.stage == stage)
         .order_by(rv.c.at.desc())
@@ -600,9 +664,51 @@ def ruled_steps(engine: Engine, check: str, stage: str, f: Filters, *, limit: in
             r.score,
             r.input_text if r.stage == "input" else r.output_text,
             tuple(spans.get((r.request_id, r.seq), ())),
+            _step_detail(r.steps, r.seq),
         )
         for r in rows
     ]
+
+
+def _step_detail(steps_json: str | None, seq: int) -> dict[str, Any]:
+    """One step's detail from a record's steps document ({} when it is not there)."""
+    try:
+        steps = orjson.loads(steps_json or "[]")
+    except orjson.JSONDecodeError:
+        return {}
+    for step in steps:
+        if isinstance(step, dict) and step.get("seq") == seq:
+            detail = step.get("detail")
+            return detail if isinstance(detail, dict) else {}
+    return {}
+
+
+def ruled_inputs(engine: Engine, *, limit: int = 5000) -> list[RuledPrompt]:
+    """Requests whose latest ruling is confirm or false positive and whose input stage acted,
+    with their stored input text: the ruled part of the regression set (newest rulings first)."""
+    rv = REVIEWS.alias("rv")
+    q = (
+        select(R.request_id, rv.c.ruling, R.input_text)
+        .select_from(REQUESTS.join(rv, rv.c.request_id == R.request_id))
+        .where(
+            _latest_review_filter(rv),
+            rv.c.ruling.in_(("confirm", "false_positive")),
+            R.input_text.is_not(None),
+            exists().where(S.request_id == R.request_id, S.stage == "input"),
+        )
+        .order_by(rv.c.at.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = list(conn.execute(q))
+        ids = [r.request_id for r in rows]
+        checks: dict[str, list[str]] = defaultdict(list)
+        if ids:
+            for rid, name in conn.execute(
+                select(S.request_id, S.name).where(S.request_id.in_(ids), S.stage == "input").order_by(S.seq)
+            ):
+                checks[rid].append(name)
+    return [RuledPrompt(r.request_id, r.ruling, r.input_text or "", tuple(checks[r.request_id])) for r in rows]
 
 
 def _spans_of(conn: Any, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], list[tuple[str, int, int]]]:
@@ -672,6 +778,9 @@ class PolicyVersion:
     created_at: datetime
     created_by: str
     note: str | None
+    #: the regression evaluation it was saved with (JSON), and an admin's reason for a weakening change
+    evaluation: str | None = None
+    weakening_reason: str | None = None
 
 
 def _policy_version(row: Any) -> PolicyVersion:
@@ -683,6 +792,8 @@ def _policy_version(row: Any) -> PolicyVersion:
         utc(row.created_at) or row.created_at,
         row.created_by,
         row.note,
+        row.evaluation,
+        row.weakening_reason,
     )
 
 
@@ -702,15 +813,36 @@ def find_policy_version(engine: Engine, name: str, version_hash: str) -> PolicyV
 
 
 def record_policy_version(
-    engine: Engine, *, name: str, version_hash: str, yaml_text: str, created_by: str, note: str | None
+    engine: Engine,
+    *,
+    name: str,
+    version_hash: str,
+    yaml_text: str,
+    created_by: str,
+    note: str | None,
+    evaluation: str | None = None,
+    weakening_reason: str | None = None,
 ) -> tuple[PolicyVersion, bool]:
-    """Store a policy text as a version unless that exact text is stored; (version, created)."""
+    """Store a policy text as a version unless that exact text is stored; (version, created).
+
+    Saving a stored text again (a rollback) keeps its row; a new admin reason for letting known
+    attacks through, and the evaluation it was given on, are added to that row.
+    """
+    from sqlalchemy import update
+
     from audit.db import WRITE_OPTIONS
 
     pv = POLICY_VERSIONS.c
     with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
         row = conn.execute(select(POLICY_VERSIONS).where(pv.name == name, pv.version_hash == version_hash)).first()
         if row is not None:
+            if weakening_reason:
+                conn.execute(
+                    update(POLICY_VERSIONS)
+                    .where(pv.id == row.id)
+                    .values(weakening_reason=weakening_reason, evaluation=evaluation)
+                )
+                row = conn.execute(select(POLICY_VERSIONS).where(pv.id == row.id)).one()
             return _policy_version(row), False
         conn.execute(
             insert(POLICY_VERSIONS).values(
@@ -720,10 +852,119 @@ def record_policy_version(
                 created_at=datetime.now(UTC),
                 created_by=created_by,
                 note=note,
+                evaluation=evaluation,
+                weakening_reason=weakening_reason,
             )
         )
         row = conn.execute(select(POLICY_VERSIONS).where(pv.name == name, pv.version_hash == version_hash)).one()
     return _policy_version(row), True
+
+
+# -- gateway replicas ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    replica_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_seen: datetime
+    #: policy file name -> {"name", "version"}
+    policies: dict[str, dict[str, str]]
+
+    def runs(self, policy_name: str) -> str | None:
+        """The version of ``policy_name`` this replica runs, if it runs that policy."""
+        for p in self.policies.values():
+            if p.get("name") == policy_name:
+                return p.get("version")
+        return None
+
+
+def replicas(engine: Engine, *, seen_since: datetime) -> list[Replica]:
+    """Gateway replicas whose heartbeat is newer than ``seen_since`` (``gateway.heartbeat``)."""
+    t = Base.metadata.tables["gateway_replicas"]
+    q = select(t).where(t.c.last_seen >= _utc_naive(seen_since)).order_by(t.c.host, t.c.pid)
+    out = []
+    with engine.connect() as conn:
+        for r in conn.execute(q):
+            try:
+                policies = orjson.loads(r.policies)
+            except orjson.JSONDecodeError:
+                policies = {}
+            out.append(
+                Replica(
+                    r.replica_id,
+                    r.host,
+                    r.pid,
+                    utc(r.started_at) or r.started_at,
+                    utc(r.last_seen) or r.last_seen,
+                    policies if isinstance(policies, dict) else {},
+                )
+            )
+    return out
+
+
+# -- dashboard sessions --------------------------------------------------------------------
+
+
+SESSIONS = Base.metadata.tables["dashboard_sessions"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    id_hash: str
+    user_name: str
+    created_at: datetime
+    last_seen: datetime
+    expires_at: datetime
+    ended_at: datetime | None
+
+
+def create_session(engine: Engine, *, id_hash: str, user: str, now: datetime, expires_at: datetime) -> None:
+    from audit.db import WRITE_OPTIONS
+
+    with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+        conn.execute(
+            insert(SESSIONS).values(
+                id_hash=id_hash, user_name=user, created_at=now, last_seen=now, expires_at=expires_at, ended_at=None
+            )
+        )
+
+
+def find_session(engine: Engine, id_hash: str) -> StoredSession | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(SESSIONS).where(SESSIONS.c.id_hash == id_hash)).first()
+    if row is None:
+        return None
+    return StoredSession(
+        row.id_hash,
+        row.user_name,
+        utc(row.created_at) or row.created_at,
+        utc(row.last_seen) or row.last_seen,
+        utc(row.expires_at) or row.expires_at,
+        utc(row.ended_at),
+    )
+
+
+def touch_session(engine: Engine, id_hash: str, now: datetime) -> None:
+    from sqlalchemy import update
+
+    from audit.db import WRITE_OPTIONS
+
+    with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+        conn.execute(update(SESSIONS).where(SESSIONS.c.id_hash == id_hash).values(last_seen=now))
+
+
+def end_session(engine: Engine, id_hash: str, now: datetime) -> None:
+    from sqlalchemy import update
+
+    from audit.db import WRITE_OPTIONS
+
+    with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+        conn.execute(
+            update(SESSIONS).where(SESSIONS.c.id_hash == id_hash, SESSIONS.c.ended_at.is_(None)).values(ended_at=now)
+        )
 
 
 # -- users ---------------------------------------------------------------------------------

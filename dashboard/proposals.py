@@ -1,25 +1,34 @@
-"""Proposed policy changes from reviewers' rulings: a higher threshold, or an ``allow`` entry.
+"""Proposed policy changes from reviewers' rulings: narrow ``allow`` entries first, a threshold last.
 
-For a check whose firings reviewers called false positives:
+For a check whose firings reviewers called false positives, the narrowest change that fixes them:
 
-* if the check has a ``threshold`` option and every false positive scored below every
-  confirmed firing, propose the midpoint (no confirmed firing would be lost);
-* otherwise propose an ``allow`` entry: the most common flagged value when the stored text
-  still holds it (``store_text: full``), else the most common first line of the flagged
-  texts, which silences a whole-text check on that phrasing only.
+* a check that marks spans (``pii``, ``secrets``, ...): allow the flagged value itself, when
+  the stored text still holds it (``store_text: full``) and no confirmed firing had it;
+* a check that judges the whole text (the detectors): allow the sentence of the ruled text that
+  holds the evidence that decided (the top n-grams in the step's ``detail.evidence``; the first
+  sentence on records written before evidence was kept), capped at ``MAX_ALLOW_CHARS``; an
+  entry that occurs in any known attack (confirmed rulings, the regression set) is widened to
+  the whole text or dropped, so an allow entry never covers a known attack;
+* only when no allow entry can be built (no stored text, or every wording of it occurs in a
+  known attack) and the check has a
+  ``threshold``: the midpoint between the false positives' highest score and the confirmed
+  firings' lowest, a global change that the regression evaluation then has to clear.
 
-Proposals are suggestions to replay, never applied on their own: ``apply`` edits the policy
-YAML (keeping its comments and layout) for the editor, where replay shows the effect.
+Proposals are suggestions, never applied on their own: ``apply`` edits the policy YAML (keeping
+its comments and layout) for the editor, where the evaluation and replay show the effect.
+Scoping an exception to a role, tenant or key is not offered: the policy schema has no such
+condition on a check entry.
 """
 
 from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import regex
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -28,6 +37,9 @@ from dashboard.highlight import PLACEHOLDER
 from policies.registry import check_class
 
 MAX_ALLOW_CHARS = 80
+MIN_ALLOW_CHARS = 8
+_SENTENCE = regex.compile(r"[^.!?\n]+[.!?]?")
+_SPACE = regex.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +47,22 @@ class Proposal:
     check: str
     stage: str
     kind: Literal["threshold", "allow"]
-    value: float | str
+    #: the threshold, or the allow entries to add
+    value: float | tuple[str, ...]
     reason: str
+    #: the ruled requests the proposal is built from
+    request_ids: tuple[str, ...] = ()
 
     @property
     def summary(self) -> str:
         if self.kind == "threshold":
-            return f"set `threshold: {self.value}` on {self.stage}/{self.check}"
-        return f"add `{self.value}` to the `allow` list of {self.stage}/{self.check}"
+            return f"set `threshold: {self.value}` on {self.stage}/{self.check} (global)"
+        entries = ", ".join(f"`{v}`" for v in self.entries)
+        return f"add {entries} to the `allow` list of {self.stage}/{self.check}"
+
+    @property
+    def entries(self) -> tuple[str, ...]:
+        return self.value if isinstance(self.value, tuple) else ()
 
 
 def has_threshold(check_type: str) -> bool:
@@ -50,57 +70,147 @@ def has_threshold(check_type: str) -> bool:
     return klass is not None and "threshold" in klass.Options.model_fields
 
 
-def propose(check: str, check_type: str, stage: str, ruled: Sequence[RuledStep]) -> Proposal | None:
+def propose(
+    check: str, check_type: str, stage: str, ruled: Sequence[RuledStep], known_attacks: Iterable[str] = ()
+) -> Proposal | None:
+    """The narrowest change that stops ``check`` firing on the false positives in ``ruled``."""
     fps = [r for r in ruled if r.ruling == "false_positive"]
     if not fps:
         return None
     confirmed = [r for r in ruled if r.ruling == "confirm"]
+    attacks = [t.casefold() for t in (*known_attacks, *(r.text or "" for r in confirmed)) if t]
+    entries: list[str] = []
+    used: list[str] = []
+    for value in _span_values(fps, confirmed):
+        entries.append(value)
+    for r in fps:
+        if r.spans:
+            continue
+        entry = allow_entry(r, attacks)
+        if entry and entry not in entries:
+            entries.append(entry)
+            used.append(r.request_id)
+    if entries:
+        n = len(fps)
+        return Proposal(
+            check,
+            stage,
+            "allow",
+            tuple(entries),
+            f"{n} false positive{'s' if n != 1 else ''}; each entry is the wording that decided, "
+            "and none occurs in a known attack.",
+            tuple(used or (r.request_id for r in fps)),
+        )
+    return _threshold(check, check_type, stage, fps, confirmed)
+
+
+def _threshold(
+    check: str, check_type: str, stage: str, fps: Sequence[RuledStep], confirmed: Sequence[RuledStep]
+) -> Proposal | None:
     fp_scores = [r.score for r in fps if r.score is not None]
     ok_scores = [r.score for r in confirmed if r.score is not None]
-    if has_threshold(check_type) and len(fp_scores) == len(fps) and fp_scores:
-        high_fp = max(fp_scores)
-        low_ok = min(ok_scores) if ok_scores else min(1.0, high_fp + 0.02)
-        if high_fp < low_ok:
-            value = round((high_fp + low_ok) / 2, 3)
-            return Proposal(
-                check,
-                stage,
-                "threshold",
-                value,
-                f"{len(fps)} false positives scored at most {high_fp:.3f}; "
-                + (f"confirmed firings scored at least {low_ok:.3f}." if ok_scores else "none was confirmed."),
-            )
-    term = _allow_term(fps, confirmed)
-    if term is None:
+    if not (has_threshold(check_type) and fp_scores and len(fp_scores) == len(fps)):
         return None
-    return Proposal(check, stage, "allow", term, f"{len(fps)} false positives; the most common wording is shown.")
+    high_fp = max(fp_scores)
+    low_ok = min(ok_scores) if ok_scores else min(1.0, high_fp + 0.02)
+    if high_fp >= low_ok:
+        return None
+    return Proposal(
+        check,
+        stage,
+        "threshold",
+        round((high_fp + low_ok) / 2, 3),
+        "No allow entry can be built (no stored text, or its wording occurs in a known attack), "
+        "so a global threshold: "
+        f"{len(fps)} false positives scored at most {high_fp:.3f}; "
+        + (f"confirmed firings scored at least {low_ok:.3f}." if ok_scores else "none was confirmed."),
+        tuple(r.request_id for r in fps),
+    )
 
 
-def _span_values(steps: Sequence[RuledStep]) -> Counter[str]:
-    values: Counter[str] = Counter()
-    for r in steps:
-        for _, start, end in r.spans:
-            value = (r.text or "")[start:end]
-            if value and not PLACEHOLDER.fullmatch(value) and len(value) <= MAX_ALLOW_CHARS:
-                values[value] += 1
-    return values
+def _span_values(fps: Sequence[RuledStep], confirmed: Sequence[RuledStep]) -> list[str]:
+    def values(steps: Sequence[RuledStep]) -> Counter[str]:
+        found: Counter[str] = Counter()
+        for r in steps:
+            for _, start, end in r.spans:
+                value = (r.text or "")[start:end]
+                if value and not PLACEHOLDER.fullmatch(value) and len(value) <= MAX_ALLOW_CHARS:
+                    found[value] += 1
+        return found
+
+    bad = values(confirmed)
+    return [v for v, _ in values(fps).most_common() if v not in bad]
 
 
-def _first_line(text: str | None) -> str | None:
-    for line in (text or "").splitlines():
-        line = PLACEHOLDER.sub("", line).strip()
-        if len(line) >= 8:
-            return line[:MAX_ALLOW_CHARS].strip()
+def evidence_ngrams(detail: dict[str, Any]) -> list[str]:
+    """The n-gram texts that decided, highest weight first (``detail.evidence.ngrams``)."""
+    evidence = detail.get("evidence")
+    grams = evidence.get("ngrams") if isinstance(evidence, dict) else None
+    out = []
+    for g in grams if isinstance(grams, list) else []:
+        text = g.get("text") if isinstance(g, dict) else g
+        if isinstance(text, str) and text.strip():
+            out.append(text)
+    return out
+
+
+def _clean(text: str) -> str:
+    cleaned: str = _SPACE.sub(" ", PLACEHOLDER.sub(" ", text))
+    return cleaned.strip(" \t\n,;:")
+
+
+def _clip(sentence: str, at: int) -> str:
+    """At most ``MAX_ALLOW_CHARS`` of ``sentence``, whole words, around position ``at``."""
+    if len(sentence) <= MAX_ALLOW_CHARS:
+        return sentence
+    lo = max(0, min(at - MAX_ALLOW_CHARS // 2, len(sentence) - MAX_ALLOW_CHARS))
+    window = sentence[lo : lo + MAX_ALLOW_CHARS]
+    words = window.split(" ")
+    if lo > 0 and len(words) > 1:
+        words = words[1:]
+    if lo + MAX_ALLOW_CHARS < len(sentence) and len(words) > 1:
+        words = words[:-1]
+    return " ".join(words).strip()
+
+
+def allow_entry(r: RuledStep, attacks: Sequence[str]) -> str | None:
+    """The allow entry for one false positive of a whole-text check, or None."""
+    text = _clean(r.text or "")
+    if len(text) < MIN_ALLOW_CHARS:
+        return None
+    folded = text.casefold()
+    sentences = [(m.start(), _clean(m.group())) for m in _SENTENCE.finditer(text)]
+    sentences = [(start, s) for start, s in sentences if len(s) >= MIN_ALLOW_CHARS]
+    candidates: list[str] = []
+    for gram in evidence_ngrams(r.detail):
+        pos = folded.find(gram.casefold().strip())
+        if pos < 0:
+            continue
+        for start, sentence in sentences:
+            if start <= pos < start + len(sentence) + 1:
+                candidates.append(_clip(sentence, pos - start))
+                break
+        if candidates:
+            break
+    if not candidates and sentences:
+        candidates.append(_clip(sentences[0][1], 0))
+    candidates.append(_clip(text, 0))
+    for entry in candidates:
+        if len(entry) >= MIN_ALLOW_CHARS and not any(entry.casefold() in a for a in attacks):
+            return entry
     return None
 
 
-def _allow_term(fps: Sequence[RuledStep], confirmed: Sequence[RuledStep]) -> str | None:
-    confirmed_values = _span_values(confirmed)
-    for value, _ in _span_values(fps).most_common():
-        if value not in confirmed_values:
-            return value
-    lines = Counter(line for r in fps if not r.spans and (line := _first_line(r.text)))
-    return lines.most_common(1)[0][0] if lines else None
+def is_applied(policy_text: str, proposal: Proposal) -> bool:
+    """True when the policy already has what the proposal adds (so it is not offered again)."""
+    entry = find_entry(_yaml().load(policy_text), proposal.stage, proposal.check)
+    if entry is None:
+        return False
+    if proposal.kind == "threshold":
+        return bool(entry.get("threshold") == proposal.value)
+    allow = entry.get("allow")
+    present = {str(a).casefold() for a in allow} if isinstance(allow, list) else set()
+    return all(e.casefold() in present for e in proposal.entries)
 
 
 # -- editing the policy text ---------------------------------------------------------------
@@ -154,8 +264,10 @@ def apply(policy_text: str, proposal: Proposal) -> str | None:
             if entry.fa.flow_style():
                 allow.fa.set_flow_style()
             entry["allow"] = allow
-        if proposal.value not in allow:
-            allow.append(proposal.value)
+        present = {str(a).casefold() for a in allow}
+        for value in proposal.entries:
+            if value.casefold() not in present:
+                allow.append(value)
     out = io.StringIO()
     yaml.dump(doc, out)
     return out.getvalue()

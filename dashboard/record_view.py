@@ -47,8 +47,9 @@ def _detail_text(detail: dict[str, Any]) -> str:
 
 
 def timeline(record: AuditRecord) -> list[TimelineRow]:
+    """One row per step, in step order (``seq``), whatever order they were stored or finished in."""
     rows = []
-    for step in record.steps:
+    for step in sorted(record.steps, key=lambda s: s.seq):
         at_ms = (step.at - record.started_at).total_seconds() * 1000 if step.at else None
         entities = ", ".join(sorted({s.entity_type for s in step.spans}))
         rows.append(
@@ -66,6 +67,80 @@ def timeline(record: AuditRecord) -> list[TimelineRow]:
             )
         )
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why a check acted, from its step's detail (keys written by the detectors; any may be absent)."""
+
+    seq: int
+    step: str
+    verdict: str
+    enforced: bool
+    score: float | None
+    threshold: float | None
+    tier: str | None
+    #: which message it read: "user #2", "tool #3", ...
+    where: str | None
+    cues: tuple[str, ...]
+    #: top contributing n-grams, highest weight first: (text, weight)
+    ngrams: tuple[tuple[str, float], ...]
+    semantic_score: float | None
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def evidence(record: AuditRecord) -> list[Evidence]:
+    """For each check step that acted, in step order, what decided."""
+    out = []
+    for step in sorted(acted(record.steps), key=lambda s: s.seq):
+        d = step.detail
+        raw_ev = d.get("evidence")
+        ev: dict[str, Any] = raw_ev if isinstance(raw_ev, dict) else {}
+        cues = d.get("cues") or ev.get("cues") or ()
+        raw_grams = ev.get("ngrams")
+        grams: list[Any] = raw_grams if isinstance(raw_grams, list) else []
+        role, message = d.get("role"), d.get("message")
+        where = None
+        if isinstance(role, str):
+            where = f"{role} #{message}" if isinstance(message, int) else role
+        out.append(
+            Evidence(
+                step.seq,
+                f"{step.stage.value}/{step.name}",
+                step.verdict.value,
+                step.enforced,
+                step.score,
+                _num(d.get("threshold")),
+                str(d["tier"]) if isinstance(d.get("tier"), str) else None,
+                where,
+                tuple(str(c) for c in cues) if isinstance(cues, list | tuple) else (),
+                tuple(
+                    (str(g.get("text")), _num(g.get("weight")) or 0.0)
+                    for g in grams
+                    if isinstance(g, dict) and g.get("text")
+                ),
+                _num(d.get("semantic_score")),
+            )
+        )
+    return out
+
+
+def missing_text_reason(record: AuditRecord, which: str) -> str:
+    """Why the prompt or answer has no stored text, in words that match what happened."""
+    if record.input_text is None and record.output_text is None:
+        return "Not stored (the policy's `audit.store_text` is `none`)."
+    if which == "prompt":
+        return "Not stored."
+    if record.verdict is Verdict.block and any(
+        s.stage is Stage.input and s.verdict is Verdict.block and s.enforced for s in record.steps
+    ):
+        return "No answer: the request was blocked at the input stage, before the model was called."
+    if record.error:
+        return f"No answer: the request ended with an error ({record.status.value})."
+    return f"No answer was recorded (finish reason {record.finish_reason or '–'})."
 
 
 def _is_reasoning_container(step: StepRecord) -> bool:

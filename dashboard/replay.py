@@ -39,6 +39,12 @@ class ReplayResult:
     fired: tuple[str, ...]
     #: monitor-mode checks of the edited policy that would act
     monitor: tuple[str, ...]
+    #: the start of the stored prompt, and the check that decides (under the edited policy, else
+    #: the running one) with its score and threshold
+    snippet: str | None = None
+    decided_by: str | None = None
+    score: float | None = None
+    threshold: float | None = None
 
     @property
     def changed(self) -> bool:
@@ -80,6 +86,27 @@ def _named(outcomes: list[tuple[str, CheckOutcome]], *, enforced: bool) -> tuple
     )
 
 
+SNIPPET_CHARS = 160
+
+
+def _decider(outcomes: list[tuple[str, CheckOutcome]]) -> tuple[str, float | None, float | None] | None:
+    best: tuple[str, CheckOutcome] | None = None
+    for stage, o in outcomes:
+        if o.verdict is Verdict.passed or not o.bound.enforced:
+            continue
+        if best is None or o.verdict.rank > best[1].verdict.rank:
+            best = (stage, o)
+    if best is None:
+        return None
+    stage, o = best
+    threshold = o.detail.get("threshold", getattr(o.bound.spec.options, "threshold", None))
+    return (
+        f"{stage}/{o.bound.name}",
+        o.score,
+        float(threshold) if isinstance(threshold, int | float) and not isinstance(threshold, bool) else None,
+    )
+
+
 async def replay_async(
     edited: CompiledPolicy, running: CompiledPolicy, items: Sequence[ReplayInput], progress: Progress | None = None
 ) -> list[ReplayResult]:
@@ -87,6 +114,7 @@ async def replay_async(
     for n, item in enumerate(items, 1):
         before = await _run(running, item)
         after = await _run(edited, item)
+        decided = _decider(after) or _decider(before)
         results.append(
             ReplayResult(
                 request_id=item.request_id,
@@ -95,6 +123,10 @@ async def replay_async(
                 after=_verdicts(after),
                 fired=_named(after, enforced=True),
                 monitor=_named(after, enforced=False),
+                snippet=item.input_text[:SNIPPET_CHARS] if item.input_text is not None else None,
+                decided_by=decided[0] if decided else None,
+                score=decided[1] if decided else None,
+                threshold=decided[2] if decided else None,
             )
         )
         if progress is not None:

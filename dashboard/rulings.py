@@ -29,7 +29,9 @@ def save(session: Session, request_id: str, ruling: Ruling, note: str) -> bool:
     clean = "".join(ch for ch in note.strip() if ch.isprintable() or ch == "\n")[:NOTE_MAX]
     writer = ui.review_writer()
     writer.submit_review(request_id, session.user, ruling, clean)
-    if not writer.flush(10):
+    flushed = writer.flush(10)
+    ui.clear_list_caches()
+    if not flushed:
         st.error("The ruling could not be stored in time; it is queued and will be retried.")
         return False
     if not writer.stats.db_available:
@@ -45,10 +47,14 @@ def ruling_form(session: Session, request_id: str, *, key: str, submit_label: st
             list(LABELS),
             format_func=lambda r: LABELS[r],
             horizontal=True,
+            index=None,  # no answer is pre-selected: the reviewer picks one
             key=f"{key}_ruling",
         )
         note = st.text_input("Note (Enter saves)", key=f"{key}_note", max_chars=NOTE_MAX)
         submitted = st.form_submit_button(submit_label, type="primary", key=f"{key}_submit")
-    if not submitted or ruling is None:
+    if not submitted:
+        return False
+    if ruling is None:
+        st.error("Pick a ruling (confirm, false positive or escalate) before saving.")
         return False
     return save(session, request_id, Ruling(ruling), note)

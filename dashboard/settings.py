@@ -6,6 +6,11 @@ gateway hot-reloads. Dashboard-only settings come from the environment:
 
 * ``WARDEN_DASHBOARD_IDLE_MINUTES`` (default 30) and ``WARDEN_DASHBOARD_MAX_HOURS`` (default 12):
   a login ends after that much inactivity, or that long after it began, whichever is first.
+* ``WARDEN_DASHBOARD_REGRESSION_SETS``: more labelled JSONL files or folders (``os.pathsep``
+  separated) for the evaluation a policy change must pass before it is saved, besides the
+  shipped red-team sets, the ruled requests and the ``redteam/`` folder beside the config.
+* ``WARDEN_DASHBOARD_SECRET``: the key that signs session cookies; without it a random key is
+  kept in ``<spool_dir>/dashboard/session.key`` (mode 0600), shared by dashboards on that folder.
 * ``WARDEN_DASHBOARD_GATEWAY_URL`` and ``WARDEN_DASHBOARD_LIVE_KEY``: where the live page
   subscribes to ``GET /v1/audit/live`` (a reviewer key). Without them the live page follows
   the database only. The key is read from the environment, never shown or logged.
@@ -23,6 +28,8 @@ IDLE_ENV = "WARDEN_DASHBOARD_IDLE_MINUTES"
 MAX_ENV = "WARDEN_DASHBOARD_MAX_HOURS"
 GATEWAY_URL_ENV = "WARDEN_DASHBOARD_GATEWAY_URL"
 LIVE_KEY_ENV = "WARDEN_DASHBOARD_LIVE_KEY"
+REGRESSION_ENV = "WARDEN_DASHBOARD_REGRESSION_SETS"
+SECRET_ENV = "WARDEN_DASHBOARD_SECRET"  # noqa: S105 - the variable's name, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +42,8 @@ class DashboardSettings:
     idle_timeout_s: float
     max_session_s: float
     gateway_url: str | None
+    #: deployment JSONL files / folders added to the regression evaluation
+    regression_sets: tuple[Path, ...] = ()
 
     @property
     def live_key(self) -> str | None:
@@ -66,6 +75,10 @@ def load_settings(config_path: str | None = None) -> DashboardSettings:
         idle_timeout_s=_float_env(IDLE_ENV, 30) * 60,
         max_session_s=_float_env(MAX_ENV, 12) * 3600,
         gateway_url=(os.environ.get(GATEWAY_URL_ENV) or "").rstrip("/") or None,
+        regression_sets=(
+            config.base_dir / "redteam",
+            *(config.resolve(p) for p in (os.environ.get(REGRESSION_ENV) or "").split(os.pathsep) if p.strip()),
+        ),
     )
 
 

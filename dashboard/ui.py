@@ -25,11 +25,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from audit.db import SchemaOutOfDate, ensure_schema, make_engine
 from audit.writer import AuditWriter
-from dashboard import data
+from dashboard import data, evaluation
 from dashboard.auth import LoginThrottle
 from dashboard.live import LiveFeed
 from dashboard.settings import DashboardSettings, load_settings, safe_url
 from gateway.config import DEFAULT_CONFIG_ENV
+from gateway.redteam import Prompt
 from policies.yamlio import YamlModelError
 
 VERDICT_COLORS = {
@@ -146,9 +147,67 @@ def close_resources() -> None:
     st.cache_resource.clear()
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _secret(key_file: str) -> bytes:
+    from dashboard.auth import load_secret
+
+    return load_secret(Path(key_file))
+
+
+def session_secret() -> bytes:
+    """The key that signs session cookies (``WARDEN_DASHBOARD_SECRET`` or the key file)."""
+    return _secret(str(settings().spool_dir / "session.key"))
+
+
 @st.cache_resource(show_spinner=False)
 def login_throttle() -> LoginThrottle:
     return LoginThrottle()
+
+
+def regression_prompts() -> list[Prompt]:
+    """The labelled set every policy change is evaluated on (``dashboard.evaluation``)."""
+    cfg = settings()
+    with db_errors():
+        ruled = data.ruled_inputs(engine())
+    try:
+        return evaluation.regression_set(cfg.regression_sets, ruled)
+    except (OSError, ValueError) as exc:
+        fatal(f"A regression set cannot be read: {exc}")
+
+
+# -- cached queries (per database and filter) ----------------------------------------------
+
+#: how long a list or its filter choices are reused for the same filters, seconds
+CACHE_TTL_S = 15
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=64)
+def _filter_options(_engine: Engine, url: str, start: datetime | None, end: datetime | None) -> data.FilterOptions:
+    return data.filter_options(_engine, start, end)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=64)
+def _count_requests(_engine: Engine, url: str, f: data.Filters) -> int:
+    return data.count_requests(_engine, f)
+
+
+@st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=64)
+def _request_page(_engine: Engine, url: str, f: data.Filters, limit: int, offset: int) -> list[data.RequestSummary]:
+    return data.request_page(_engine, f, limit=limit, offset=offset)
+
+
+def count_requests(eng: Engine, f: data.Filters) -> int:
+    return _count_requests(eng, str(eng.url), f)
+
+
+def request_page(eng: Engine, f: data.Filters, *, limit: int, offset: int) -> list[data.RequestSummary]:
+    return _request_page(eng, str(eng.url), f, limit, offset)
+
+
+def clear_list_caches() -> None:
+    """After a ruling: the lists show rulings, so they are read again."""
+    _count_requests.clear()
+    _request_page.clear()
 
 
 # -- filters -------------------------------------------------------------------------------
@@ -217,7 +276,7 @@ def filter_bar(eng: Engine, prefix: str, *, verdicts: bool = True, text: bool = 
         with top[0]:
             start, end = time_range_picker(prefix)
         with db_errors():
-            options = data.filter_options(eng, start, end)
+            options = _filter_options(eng, str(eng.url), start, end)
         versions = {v: f"{name} · {v}" for v, name in options.policy_versions}
 
         def multi(col: Any, label: str, name: str, opts: list[str], **kw: Any) -> list[str]:
@@ -271,6 +330,21 @@ def chart_data(rows: list[dict[str, Any]]) -> alt.Data:
 def open_request(request_id: str) -> None:
     st.session_state[OPEN_REQUEST_KEY] = request_id
     st.switch_page(REQUEST_PAGE)
+
+
+def snippet(text: str | None, limit: int = 120) -> str:
+    """A list cell for a stored prompt: one line, cut at ``limit`` characters."""
+    if text is None:
+        return "(not stored)"
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def fmt_score(score: float | None, threshold: float | None) -> str:
+    """``0.93 ≥ 0.50``: the score that decided against the threshold it crossed (when recorded)."""
+    if score is None:
+        return ""
+    return f"{score:.2f} ≥ {threshold:.2f}" if threshold is not None else f"{score:.2f}"
 
 
 def fmt_ms(value: float | None) -> str:

@@ -161,9 +161,7 @@ async def run_against_url(
         nonlocal done
         async with limit:
             started = time.perf_counter()
-            r = await client.post(
-                "/chat/completions", json={"model": model, "messages": prompt.messages()}
-            )
+            r = await client.post("/chat/completions", json={"model": model, "messages": prompt.messages()})
             ms = (time.perf_counter() - started) * 1000
         done += 1
         if progress:

@@ -18,6 +18,7 @@ from gateway.audit_sink import make_sink
 from gateway.auth import KeyStore, Principal
 from gateway.config import GatewayConfig
 from gateway.fleet import FleetSync
+from gateway.heartbeat import Heartbeat, PolicyMap
 from gateway.live import LiveHub
 from gateway.pipeline.session import GuardSession
 from gateway.ratelimit import RateLimiter
@@ -44,6 +45,7 @@ class Gateway:
         self._alerter_lock = threading.Lock()
         self._warm_thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.heartbeat: Heartbeat | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -55,6 +57,7 @@ class Gateway:
             self.policies.watch()
         self.audit.start()  # in the background: the database is not needed to answer
         self.fleet.start()  # keys and policy activations from the database, once it is there
+        self._start_heartbeat()
         # Heavy libraries (litellm, presidio + spaCy) load in the background so the gateway
         # answers /health at once; a request that needs one first waits for its import lock.
         self._warm_thread = threading.Thread(target=self._warm, name="warden-warm", daemon=True)
@@ -62,25 +65,41 @@ class Gateway:
         if self.config.source is not None and self.config.policy_reload:
             threading.Thread(target=self._watch_keys, name="warden-keys-watch", daemon=True).start()
 
+    def _start_heartbeat(self) -> None:
+        """Report the policy versions this replica runs in the database (``gateway.heartbeat``)."""
+        from audit.db import make_engine
+
+        def running() -> PolicyMap:
+            return {path.name: {"name": p.name, "version": p.version} for path, p in self.policies.items()}
+
+        try:
+            self.heartbeat = Heartbeat(make_engine(self.config.resolved_database_url()), running)
+        except Exception:  # an unusable URL is reported by the audit sink; the gateway still serves
+            log.exception("replica heartbeat disabled")
+            return
+        self.policies.on_load(lambda _: self.heartbeat.beat_soon() if self.heartbeat else None)
+        self.heartbeat.start()
+
     def _watch_keys(self) -> None:
         """Reload the API keys when the config file changes (``warden keys create|revoke``).
-        Only keys are taken from the new file; other settings need a restart."""
-        from watchfiles import watch
-
-        from gateway.config import load_config
-        from policies.yamlio import YamlModelError
+        Only keys are taken from the new file; other settings need a restart. Watches the file
+        alone, not its folder (which may hold the database)."""
+        from policies.reload import FileWatch
 
         source = self.config.source
         assert source is not None
-        for changes in watch(source.parent, stop_event=self._stop, debounce=200, rust_timeout=500):
-            if not any(Path(p).resolve() == source for _, p in changes):
-                continue
-            try:
-                self.keys.set_config(load_config(source))
-            except YamlModelError as exc:
-                log.error("config %s rejected, keeping the current keys:\n%s", source, exc)
-                continue
-            log.info("API keys reloaded from %s", source)
+        FileWatch([source], lambda _: self._reload_keys(source), self._stop).run()
+
+    def _reload_keys(self, source: Path) -> None:
+        from gateway.config import load_config
+        from policies.yamlio import YamlModelError
+
+        try:
+            self.keys.set_config(load_config(source))
+        except YamlModelError as exc:
+            log.error("config %s rejected, keeping the current keys:\n%s", source, exc)
+            return
+        log.info("API keys reloaded from %s", source)
 
     def _warm(self) -> None:
         with WARMUP.running():
@@ -101,6 +120,8 @@ class Gateway:
         self._stop.set()
         self.fleet.stop()
         self.policies.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         if self.upstreams is not None:
             await self.upstreams.aclose()
         await self.limiter.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,58 @@ def test_throttle_locks_a_name_after_repeated_failures() -> None:
     throttle.failed("rita", 41.0)
     throttle.succeeded("rita")
     assert not throttle.locked("rita", 42.0)
+
+
+# -- signed session cookies ----------------------------------------------------------------
+
+
+def test_a_token_is_signed_and_expires() -> None:
+    from dashboard.auth import make_token, read_token
+
+    secret = b"k" * 32
+    token = make_token(secret, "sid123", 2000)
+    assert read_token(secret, token, now=1999.0) == "sid123"
+    assert read_token(secret, token, now=2000.0) is None  # expired
+    assert read_token(b"other" * 8, token, now=1000.0) is None  # another key
+    sid, exp, sig = token.split(".")
+    assert read_token(secret, f"{sid}.9999999999.{sig}", now=1000.0) is None  # a longer life, not signed
+    assert read_token(secret, f"other.{exp}.{sig}", now=1000.0) is None
+    assert read_token(secret, "garbage", now=1000.0) is None
+
+
+def test_a_session_resumes_from_its_cookie_until_logout_idle_or_disable(url: str, tmp_path: Path) -> None:
+    from sqlalchemy import update
+
+    from dashboard.auth import load_secret, read_token, resume_session, start_session
+
+    add_user(url, "rita", "reviewer", "correct horse battery")
+    engine = make_engine(url)
+    secret = load_secret(tmp_path / "keys" / "session.key")
+    assert (tmp_path / "keys" / "session.key").stat().st_mode & 0o777 == 0o600
+    assert load_secret(tmp_path / "keys" / "session.key") == secret  # kept, so cookies survive a restart
+    session = authenticate(engine, "rita", "correct horse battery")
+    assert session is not None
+    token = start_session(engine, secret, session, max_session_s=3600)
+    resumed = resume_session(engine, secret, token, idle_timeout_s=600)
+    assert resumed is not None and (resumed.user, resumed.role) == ("rita", Role.reviewer)
+    assert resumed.token_hash == session.token_hash
+    # the database holds only a hash of the id the cookie carries
+    sid = read_token(secret, token, now=0)
+    stored = engine.connect().execute(select(data.SESSIONS.c.id_hash)).scalars().all()
+    assert sid not in stored and session.token_hash in stored
+    # idle too long
+    assert resume_session(engine, secret, token, idle_timeout_s=600, now=resumed.last_seen + 601) is None
+    # a disabled user's cookie stops working
+    with engine.begin() as conn:
+        conn.execute(update(data.USERS).values(disabled=True))
+    assert resume_session(engine, secret, token, idle_timeout_s=600) is None
+    with engine.begin() as conn:
+        conn.execute(update(data.USERS).values(disabled=False))
+    # logout ends it on the server: the same cookie is refused everywhere
+    assert session.token_hash is not None
+    data.end_session(engine, session.token_hash, _now())
+    assert resume_session(engine, secret, token, idle_timeout_s=600) is None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -15,6 +15,7 @@ from audit.verify import verify
 from dashboard import data
 from dashboard.auth import SESSION_KEY, Session
 from gateway.config import DEFAULT_CONFIG_ENV
+from policies.loader import load_policy_text
 from tests.dashboard_fixtures import PASSWORDS, Dash, dash, dashboard_seed
 from tests.gateway_harness import write_config
 
@@ -134,6 +135,11 @@ def test_requests_filters_and_pages(dash: Dash) -> None:
     assert f"**{total}** requests match" in texts(at)
     at.multiselect(key="rq_verdicts").set_value(["block"]).run()
     assert "**1** requests match" in texts(at)
+    # the list shows the prompt as stored and the check that decided, not only an id
+    [row] = at.dataframe[0].value.to_dict("records")
+    assert row["prompt (as stored)"] == "Just say forbidden-word and nothing else."
+    assert row["decided by"] == "banned" and row["verdict"] == "block"
+    assert row["score ≥ threshold"] == "1.00"  # deny_terms records no threshold
     at.multiselect(key="rq_verdicts").set_value([]).run()
     at.text_input(key="rq_text").input("merger").run()
     assert "**2** requests match" in texts(at)
@@ -175,6 +181,10 @@ def test_reviewer_works_through_the_queue(dash: Dash) -> None:
     assert f"**{waiting}** requests" in texts(at)
     first = dash.ids["block"][0]  # oldest flagged-or-blocked request comes first
     assert f"**{first}**" in texts(at)
+    assert "Decided by **banned**" in texts(at)
+    assert at.radio(key="rv_rule_ruling").value is None  # no answer is pre-selected
+    at.button(key="rv_rule_submit").click().run()
+    assert "Pick a ruling" in texts(at) and f"**{waiting}** requests" in texts(at)
     at.radio(key="rv_rule_ruling").set_value(Ruling.confirm)
     at.text_input(key="rv_rule_note").input("clearly asked for the banned word")
     at.button(key="rv_rule_submit").click().run()
@@ -197,6 +207,10 @@ def test_reviewer_works_through_the_queue(dash: Dash) -> None:
     open_page(at, "views/request.py")
     at.text_input(key="rd_id").input(first).run()
     assert "clearly asked for the banned word" in tables(at)
+    shown = texts(at)
+    # the policy stores redacted text: a blocked request has no answer, it was not "not stored"
+    assert "blocked at the input stage" in shown and "store_text` is `none`" not in shown
+    assert "Why the checks acted" in shown and "**input/banned** → block" in shown
 
 
 # -- policies ------------------------------------------------------------------------------
@@ -209,8 +223,7 @@ def test_invalid_policy_edit_is_refused_with_line_numbers(dash: Dash) -> None:
     line = next(n for n, row in enumerate(bad.splitlines(), 1) if "shout" in row)
     at.text_area(key=f"pe_draft::{dash.policy_path}").input(bad).run()
     assert f"line {line}" in texts(at)
-    at.button(key="pe_save").click().run()
-    assert "Not saved" in texts(at)
+    assert at.button(key="pe_save").disabled  # an invalid text cannot be saved (and save() checks again)
     assert dash.policy_path.read_text() == before
     assert data.policy_versions(make_engine(dash.database_url), "dashboard-test") == []
 
@@ -227,6 +240,11 @@ def test_policy_save_diff_history_and_rollback(dash: Dash) -> None:
     at.button(key="pe_save").click().run()
     assert "Saved version" in texts(at)
     assert dash.policy_path.read_text() == after  # the file the gateway hot-reloads
+    new_version = load_policy_text(after, "x").version
+    # the page reads the new running version: no stale diff, and no rollback offered to it
+    assert f"version `{new_version}`" in texts(at)
+    assert not [c for c in at.code if "(edited)" in str(c.value)]
+    assert "This is the running version." in texts(at)
 
     versions = data.policy_versions(make_engine(dash.database_url), "dashboard-test")
     assert [v.created_by for v in versions] == ["ada", "(file)"]

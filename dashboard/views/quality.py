@@ -1,5 +1,7 @@
 """Check quality: from reviewers' rulings, how precise each check is, per policy version and over
-time, and for each check a proposed change (a threshold or an ``allow`` entry) to replay.
+time, and for each check the narrowest proposed change (``dashboard.proposals``), already
+evaluated on the labelled regression set, to open in the policy editor. A proposal the running
+policy already has is not offered again.
 
 A ruling is about a request; it counts for every check that acted on that request. The latest
 ruling of a request counts; escalations are shown but are neither confirmed nor false.
@@ -13,8 +15,9 @@ import altair as alt
 import streamlit as st
 
 from audit.models import Role
-from dashboard import auth, data, policy_files, proposals, ui
+from dashboard import auth, data, evaluation, policy_files, proposals, ui
 from dashboard.auth import Session
+from gateway.redteam import Prompt
 
 
 def _table(rows: list[data.QualityRow]) -> None:
@@ -80,26 +83,32 @@ def _proposals(session: Session, rows: list[data.QualityRow], f: data.Filters) -
     if not with_fps:
         st.caption("No false positives ruled in this range, so nothing to propose.")
         return
+    prompts = ui.regression_prompts()
+    attacks = [p.text for p in prompts if p.label == 1]
+    offered = 0
     for check, stage in with_fps:
         found = _policy_for(cfg.policy_paths, stage, check)
+        if found is None:
+            continue
+        path, text, kind = found
+        with ui.db_errors():
+            ruled = data.ruled_steps(ui.engine(), check, stage, f)
+        proposal = proposals.propose(check, kind, stage, _still_firing(path, text, check, stage, ruled), attacks)
+        if proposal is not None and proposals.is_applied(text, proposal):
+            continue  # already live: nothing left to propose for these rulings
+        edited = proposals.apply(text, proposal) if proposal is not None else None
+        offered += 1
         with st.container(border=True):
             st.markdown(f"**{stage}/{check}**")
-            if found is None:
-                st.caption("No policy file served by this gateway has this check any more.")
-                continue
-            path, text, kind = found
-            with ui.db_errors():
-                ruled = data.ruled_steps(ui.engine(), check, stage, f)
-            proposal = proposals.propose(check, kind, stage, ruled)
-            if proposal is None:
+            if proposal is None or edited is None:
                 st.caption(
                     "The flagged values are redacted in storage, so no allow entry can be derived; "
                     "add one by hand in the policy editor."
                 )
                 continue
             st.markdown(f"Proposal: {proposal.summary}. {proposal.reason}")
-            edited = proposals.apply(text, proposal)
-            can_edit = session.allows(Role.admin) and edited is not None
+            _verdict(path, text, edited)
+            can_edit = session.allows(Role.admin)
             if st.button(
                 "Open in the policy editor",
                 key=f"q_open_{stage}_{check}",
@@ -108,6 +117,38 @@ def _proposals(session: Session, rows: list[data.QualityRow], f: data.Filters) -
             ):
                 st.session_state[ui.PROPOSAL_KEY] = (str(path), edited, proposal.summary)
                 st.switch_page(ui.POLICIES_PAGE)
+    if not offered:
+        st.caption("Every proposal for these rulings is already in the running policy.")
+
+
+def _still_firing(path: Path, text: str, check: str, stage: str, ruled: list[data.RuledStep]) -> list[data.RuledStep]:
+    """The rulings, less the false positives the running policy no longer fires on (already fixed)."""
+    running = policy_files.validate(text, str(path)).policy
+    fps = [r for r in ruled if r.ruling == "false_positive" and r.text]
+    if stage != "input" or running is None or not fps:
+        return ruled
+    outcomes = evaluation.run(running, [Prompt(r.text or "", 0, "ruled", r.request_id, "rulings") for r in fps])
+    fixed = {r.request_id for r, o in zip(fps, outcomes, strict=True) if check not in o.fired}
+    return [r for r in ruled if r.request_id not in fixed or r.ruling != "false_positive"]
+
+
+def _verdict(path: Path, running_text: str, edited_text: str) -> None:
+    """The proposal's regression evaluation, in one line."""
+    running = policy_files.validate(running_text, str(path)).policy
+    edited = policy_files.validate(edited_text, str(path)).policy
+    if running is None or edited is None:
+        return
+    ev = evaluation.evaluate(edited, running, ui.regression_prompts())
+    total = ev.by_category()[-1]
+    line = (
+        f"Evaluated on {len(ev.cases)} labelled prompts: attacks blocked {total.blocked_before} → "
+        f"{total.blocked_after} of {total.attacks}; benign passed {total.passed_before} → {total.passed_after} "
+        f"of {total.benign}."
+    )
+    if ev.weakens:
+        st.error(f"{line} It lets through {len(ev.weakened)} known attack(s): saving it needs an admin's reason.")
+    else:
+        st.success(f"{line} No known attack gets through.")
 
 
 def render() -> None:

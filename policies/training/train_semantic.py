@@ -69,7 +69,7 @@ CARRIERS = (
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    epochs: float = 2.0
+    epochs: float = 1.0
     batch: int = 32
     lr: float = 1e-4
     head_lr: float = 2e-3

@@ -1,0 +1,208 @@
+"""How long each dashboard page takes to answer with 100,000 stored requests, in headless Chromium.
+
+Question: does every page answer in under a second on the 2-core reference machine with
+100,000 requests in the audit database (issue #18, item 6)?
+
+The benchmark fills a fresh SQLite database through the real ``AuditWriter`` (20-step records,
+spread over the last 24 hours so the default filters see all of them; one in ten blocked, one in
+ten flagged, so the review queue is long), starts the real dashboard (``dashboard.launch``),
+logs in once in headless Chromium and opens each page by its URL twice: *first* (the page's
+queries run) and *again* (what a reviewer sees coming back: cached per filter). A page counts as
+answered when Streamlit's script has finished (``stApp`` reports ``notRunning``) and the page's
+title is shown. Chromium and the server run on the same machine, which is shared: figures are
+noisy, so each page is timed ``--repeat`` times and the median is printed with the range.
+
+    python -m benchmarks.dashboard_pages [--requests 100000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from websockets.sync.client import connect
+
+from audit.db import upgrade
+from audit.record import Verdict
+from audit.writer import AuditWriter
+from dashboard.auth import add_user
+from gateway.pipeline.session import new_request_id
+from tests.audit_db import make_record
+from tests.gateway_harness import free_port, write_config
+from tests.test_dashboard_browser import BASE_FLAGS, CHROMIUM, Browser
+
+REPO = Path(__file__).resolve().parents[1]
+PAGES = {
+    "overview": "Overview",
+    "requests": "Requests",
+    "review": "Review queue",
+    "quality": "Check quality",
+    "policies": "Policies",
+    "integrity": "Audit integrity",
+    "live": "Live",
+    "request": "Request detail",
+}
+PASSWORD = "bench-pass-1"  # noqa: S105 - a throwaway login in a temporary database
+GOAL_S = 1.0
+
+
+def fill(url: str, n: int) -> str:
+    """``n`` records through the writer, newest last; returns one blocked request's id."""
+    upgrade(url)
+    now = datetime.now(UTC)
+    blocked = ""
+    with tempfile.TemporaryDirectory() as spool:
+        writer = AuditWriter(url, spool_dir=Path(spool), queue_size=10_000)
+        writer.start()
+        for i in range(n):
+            r = make_record(i, request_id=new_request_id())
+            r.started_at = now - timedelta(seconds=(n - i) * 80_000 / n)
+            r.finished_at = r.started_at + timedelta(seconds=1)
+            r.verdict = Verdict.block if i % 10 == 0 else Verdict.flag if i % 10 == 1 else Verdict.passed
+            r.input_text = f"Request {i}: please email <EMAIL_ADDRESS> the quarterly numbers"
+            if i % 10 == 0:
+                blocked = r.request_id
+            writer.submit(r)
+        if not writer.flush(900):
+            raise RuntimeError("the writer did not finish")
+        writer.close()
+    return blocked
+
+
+@contextmanager
+def dashboard(config: Path) -> Iterator[str]:
+    port = free_port()
+    code = f"import dashboard; dashboard.launch({str(config)!r}, {port}, '127.0.0.1')"
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the dashboard did not come up")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def chromium(profile: Path) -> Iterator[Browser]:
+    proc = subprocess.Popen(
+        [CHROMIUM, *BASE_FLAGS, f"--user-data-dir={profile}", "--window-size=1400,1700",
+         "--remote-debugging-port=0", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
+            if time.monotonic() > deadline:
+                raise RuntimeError("chromium did not open its DevTools port")
+            time.sleep(0.1)
+        port = port_file.read_text().splitlines()[0]
+        target = next(p for p in httpx.get(f"http://127.0.0.1:{port}/json/list").json() if p.get("type") == "page")
+        with connect(target["webSocketDebuggerUrl"], max_size=None) as ws:
+            yield Browser(ws, itertools.count(1))  # type: ignore[arg-type]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+DONE = (
+    "(() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
+    " return !!app && app.getAttribute('data-test-script-state') === 'notRunning'"
+    " && !!document.querySelector('h1'); })()"
+)
+
+
+def _done(title: str) -> str:
+    return (
+        "(() => { const app = document.querySelector('[data-testid=\"stApp\"]');"
+        " const h = document.querySelector('h1');"
+        " return !!app && app.getAttribute('data-test-script-state') === 'notRunning'"
+        f" && !!h && h.innerText.trim() === {title!r}; }})()"
+    )
+
+
+def open_page(b: Browser, url: str, title: str) -> float:
+    """A full page load from the URL (a shared link, a reload)."""
+    started = time.perf_counter()
+    b.call("Page.navigate", url=url)
+    time.sleep(0.05)  # let the old document go before polling the new one
+    b.wait_for(_done(title), url)
+    return time.perf_counter() - started
+
+
+def click_page(b: Browser, page: str, title: str) -> float:
+    """Opening the page from the sidebar menu: the app stays loaded, only the page runs."""
+    menu = "Integrity" if page == "integrity" else title
+    link = f"[...document.querySelectorAll('a')].find(a => a.innerText.trim().split('\\n').pop() === {menu!r})"
+    b.wait_for(f"!!{link}", f"the menu link to {page}")
+    started = time.perf_counter()
+    b.js(f"{link}.click()")
+    b.wait_for(_done(title), page)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d)
+        url = f"sqlite:///{folder / 'warden.db'}"
+        shutil.copy(REPO / "policies" / "default.yaml", folder / "policy.yaml")
+        config = write_config(folder, "http://127.0.0.1:9/v1", policy="policy.yaml", database_url=url,
+                              extra="audit: {spool_dir: ./spool}\n")  # fmt: skip
+        t = time.perf_counter()
+        blocked = fill(url, args.requests)
+        print(f"filled {args.requests:,} requests in {time.perf_counter() - t:.1f} s")
+        add_user(url, "bench", "admin", PASSWORD)
+        with dashboard(config) as server, chromium(folder / "profile") as b:
+            b.call("Page.navigate", url=server)
+            b.type_into('input[aria-label="User name"]', "bench")
+            b.type_into('input[type="password"]', PASSWORD, enter=True)
+            b.wait_for("document.body.innerText.includes('Logged in as')", "the login")
+            first: dict[str, list[float]] = {p: [] for p in PAGES}
+            again: dict[str, list[float]] = {p: [] for p in PAGES}
+            menu: dict[str, list[float]] = {p: [] for p in PAGES}
+            for _ in range(args.repeat):
+                for page, title in PAGES.items():
+                    link = f"{server}/{page}" + (f"?id={blocked}" if page == "request" else "")
+                    first[page].append(open_page(b, link, title))
+                    again[page].append(open_page(b, link, title))
+                open_page(b, f"{server}/integrity", "Audit integrity")
+                for page, title in PAGES.items():
+                    if page != "integrity":
+                        menu[page].append(click_page(b, page, title))
+                        click_page(b, "integrity", "Audit integrity")
+
+    def cell(v: list[float]) -> str:
+        return f"{statistics.median(v):>6.2f} ({min(v):.2f}-{max(v):.2f})" if v else f"{'-':>18}"
+
+    print(f"\n{'page':<10} {'by URL (s)':>20} {'by URL again':>20} {'from the menu':>20}")
+    for page in PAGES:
+        print(f"{page:<10} {cell(first[page]):>20} {cell(again[page]):>20} {cell(menu[page]):>20}")
+
+
+if __name__ == "__main__":
+    main()
