@@ -40,6 +40,11 @@ from policies.training.train_semantic import Example, attack_examples, indirect_
 
 #: false-positive rate allowed on each benign source at the operating point
 TARGET_FPR = 0.04
+#: the checks whose stacker is shipped. prompt_injection's is fitted and reported but not
+#: shipped: on out-of-family data it measured worse than its first tier alone (the encoder's
+#: attack head did not generalise to left-out attack families, and one fold's fine-tune
+#: collapsed to a constant), so prompt_injection keeps max(n-gram, cues) until it does.
+SHIP = frozenset({"indirect_injection"})
 #: check -> (head index, cue families, whether the n-gram tier takes part)
 CHECKS: dict[str, tuple[int, frozenset[str], bool]] = {
     "prompt_injection": (0, frozenset({"injection", "jailbreak"}), True),
@@ -213,27 +218,29 @@ def run(directory: Path, root: Path, target: float) -> dict[str, object]:
         rows = scored_rows(examples, scores, head, families)
         folded = [r for r in rows if r.fold != "shipped"]
         stacker = stacker_for(folded, use_ngram, target)
-        checks[check] = {
-            "head": ("attack", "indirect")[head],
-            "bias": round(stacker.bias, 5),
-            "weights": {
-                "ngram": round(stacker.ngram, 5),
-                "cues": round(stacker.cues, 5),
-                "semantic": round(stacker.semantic, 5),
-            },
-            "semantic_range": [round(v, 4) for v in stacker.semantic_range],
-        }
+        if check in SHIP:
+            checks[check] = {
+                "head": ("attack", "indirect")[head],
+                "bias": round(stacker.bias, 5),
+                "weights": {
+                    "ngram": round(stacker.ngram, 5),
+                    "cues": round(stacker.cues, 5),
+                    "semantic": round(stacker.semantic, 5),
+                },
+                "semantic_range": [round(v, 4) for v in stacker.semantic_range],
+            }
         judged = cross_fold(rows, use_ngram, target)
         held = [(r, *decide(stacker, r)) for r in rows if r.fold == "shipped"]
         loso = figures(judged)
         summary_ = summary(loso, judged)
         report[check] = {
+            "shipped": check in SHIP,
             "leave_one_family_out": loso,
             "summary": summary_,
             # never-trained rows (validation split, measurement-only sets, held-out test
             # instructions) judged by the shipped stacker and models
             "held_out": figures(held),
-            "held_out_test_only": figures([h for h in held if h[0].test]),
+            "held_out_test_only": figures([j for j in judged if j[0].test] + [h for h in held if h[0].test]),
         }
         print(check, json.dumps(summary_), file=sys.stderr)
     tiers = {
