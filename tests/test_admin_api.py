@@ -307,7 +307,9 @@ def test_a_dashboard_save_is_activated_for_replicas_on_other_hosts(simulator: Si
     engine = make_engine(f"sqlite:///{tmp_path / 'fleet.db'}")
     with running_gateway(there) as gw:
         assert chat(gw, CLIENT_KEY, "I like bananas").status_code == 200
-        result = save(engine, here.parent / "policy.yaml", textwrap.dedent(STRICT), user="alice", note="stricter")
+        result = save(
+            engine, here.parent / "policy.yaml", textwrap.dedent(STRICT), user="alice", note="stricter", evaluation=None
+        )
         assert active_versions(engine)["admin-test"].version_hash == result.version.version_hash
         gw.gateway.fleet.poll(gw.gateway.audit.engine or _wait_engine(gw))  # what its poller does each second
         assert chat(gw, CLIENT_KEY, "I like bananas").status_code == 400

@@ -93,6 +93,12 @@ class FastUpstream:
                 raise UpstreamError(
                     "Upstream speaks only HTTP/2; the fast path speaks HTTP/1.1 unless `upstream.http2: true` is set."
                 ) from exc
+            # Before ConnectTimeout, its base class: a full pool is not a connection failure to retry.
+            except PoolBusy as exc:
+                log.warning("upstream %s: %s", base, exc)
+                raise UpstreamTimeout(
+                    "Upstream timed out waiting for a free connection (upstream.max_connections_per_origin)."
+                ) from exc
             except (ConnectFailed, ConnectTimeout) as exc:
                 if not last:
                     await asyncio.sleep(_backoff(attempt))
@@ -100,11 +106,6 @@ class FastUpstream:
                 if isinstance(exc, ConnectTimeout):
                     raise UpstreamTimeout("Upstream timed out while connecting.") from exc
                 raise UpstreamError("Upstream unreachable: ConnectError") from exc
-            except PoolBusy as exc:
-                log.warning("upstream %s: %s", base, exc)
-                raise UpstreamTimeout(
-                    "Upstream timed out waiting for a free connection (upstream.max_connections_per_origin)."
-                ) from exc
             except ReadTimeout as exc:  # never retried: the upstream has the request
                 raise UpstreamTimeout(f"Upstream sent nothing within {min(total, s.read_timeout_s):g} s.") from exc
             except Http1Error as exc:
