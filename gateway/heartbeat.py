@@ -40,8 +40,18 @@ def new_replica_id() -> str:
 
 
 class Heartbeat:
-    def __init__(self, engine: Engine, policies: Callable[[], PolicyMap], *, interval_s: float = INTERVAL_S) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        policies: Callable[[], PolicyMap],
+        *,
+        interval_s: float = INTERVAL_S,
+        ready: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.engine = engine
+        #: whether the database may be touched yet: a fresh SQLite file is being created and
+        #: switched to WAL by the audit writer, which a second connection can make fail
+        self._ready = ready
         self.replica_id = new_replica_id()
         self._policies = policies
         self._interval = interval_s
@@ -72,6 +82,8 @@ class Heartbeat:
             pass  # the row ages out on the dashboard
 
     def _run(self) -> None:
+        while not self._ready() and not self._stop.wait(RETRY_S):
+            pass
         while not self._stop.is_set():
             ok = self.beat()
             # until the first beat lands (the schema may still be being created), retry soon

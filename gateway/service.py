@@ -73,7 +73,11 @@ class Gateway:
             return {path.name: {"name": p.name, "version": p.version} for path, p in self.policies.items()}
 
         try:
-            self.heartbeat = Heartbeat(make_engine(self.config.resolved_database_url()), running)
+            self.heartbeat = Heartbeat(
+                make_engine(self.config.resolved_database_url()),
+                running,
+                ready=lambda: self.audit.state in ("ready", "off", "failed"),
+            )
         except Exception:  # an unusable URL is reported by the audit sink; the gateway still serves
             log.exception("replica heartbeat disabled")
             return
