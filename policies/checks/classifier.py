@@ -134,10 +134,10 @@ class LinearTextModel:
 
     def score(self, text: str) -> float:
         """Probability of the positive class (see :meth:`max_logit`)."""
-        return _sigmoid(self.max_logit(text))
+        return sigmoid(self.max_logit(text))
 
 
-def _sigmoid(z: float) -> float:
+def sigmoid(z: float) -> float:
     if z >= 0:
         return 1.0 / (1.0 + math.exp(-z))
     e = math.exp(z)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from policies.checks.base import Check, CheckOptions, CheckResult
-from policies.checks.classifier import _sigmoid, load_model, model_path, normalize
+from policies.checks.classifier import load_model, model_path, normalize
 from policies.checks.encoder import available as encoder_available
 from policies.checks.encoder import load_semantic
 from policies.checks.evidence import top_phrases
@@ -88,7 +88,7 @@ class DetectorCheck(Check):
         opts = self._options
         model = load_model(model_path(self.model_name)) if opts.model and self.model_name is not None else None
         ngram_logit = model.max_logit(text) if model is not None else 0.0
-        model_score = _sigmoid(ngram_logit) if model is not None else 0.0
+        model_score = sigmoid(ngram_logit) if model is not None else 0.0
         cue_score, names = self.cues(normalize(text)) if opts.heuristics else (0.0, ())
         detail: dict[str, Any] = {
             "model_score": round(model_score, 4),

@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from policies.checks.classifier import sigmoid
 from policies.checks.encoder import SEMANTIC_DIR
+
+__all__ = ["TIERS_FILE", "Stacker", "load_stackers", "logit_of", "sigmoid"]
 
 TIERS_FILE = "tiers.json"
 
@@ -44,13 +47,6 @@ class Stacker:
         """The combined logit's lowest and highest value over the encoder's usual range."""
         lo, hi = (self.logit(ngram, cues, s) for s in self.semantic_range)
         return (lo, hi) if lo <= hi else (hi, lo)
-
-
-def sigmoid(z: float) -> float:
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
 
 
 def logit_of(p: float) -> float:
