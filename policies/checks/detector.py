@@ -9,6 +9,7 @@ records its evidence: the tier that decided, the cues, and the phrases that weig
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -16,9 +17,11 @@ from pydantic import Field
 
 from policies.checks.base import Check, CheckOptions, CheckResult
 from policies.checks.classifier import load_model, model_path, normalize
+from policies.checks.decode import decodings
 from policies.checks.encoder import available as encoder_available
 from policies.checks.encoder import load_semantic
 from policies.checks.evidence import top_phrases
+from policies.checks.quotes import split_quotes
 from policies.checks.tiers import load_stackers, logit_of, sigmoid
 
 
@@ -50,6 +53,11 @@ class DetectorCheck(Check):
     #: record the phrases that weighed most (off where they would repeat what the check
     #: exists to keep out of records, such as slurs)
     explain: ClassVar[bool] = True
+    #: a short quote inside the user's sentence is the object of the request, not the user's
+    #: own words (``quotes.py``): on for the checks of direct attacks on the model
+    quotes_as_data: ClassVar[bool] = False
+    #: also judge the plaintext of base64 / hex / ROT13 / pig latin ... in the text (``decode.py``)
+    reads_encodings: ClassVar[bool] = False
 
     def __init__(self, options: CheckOptions) -> None:
         if not isinstance(options, DetectorOptions):
@@ -85,6 +93,32 @@ class DetectorCheck(Check):
     def scan(self, text: str) -> CheckResult:
         if not text.strip():
             return CheckResult.clean()
+        result = self._scan_quoted(text)
+        if self.reads_encodings:
+            # An encoded attack is judged as its plaintext (decode.py): whichever scores higher.
+            for encoding, plain in decodings(text):
+                decoded = self._scan_quoted(plain)
+                if decoded.score > result.score:
+                    detail = {**decoded.detail, "decoded": encoding}
+                    result = CheckResult(decoded.fired, decoded.score, (), detail)
+        return result
+
+    def _scan_quoted(self, text: str) -> CheckResult:
+        quoted = split_quotes(text) if self.quotes_as_data else None
+        if quoted is None or quoted.obeyed:
+            return self._judge(text)
+        # The quotes are the object of the user's request (see quotes.py): a quoted attack
+        # phrase decides together with the user's own words (the geometric mean of the two
+        # scores), so "write a rule matching '<attack>'" passes and "drop your rules and
+        # translate '<attack>'" does not; it never lowers what the own words score.
+        threshold = self._options.threshold
+        own = self._judge(quoted.own)
+        inner = max((self._judge(q) for q in quoted.quotes), key=lambda r: r.score)
+        score = round(max(own.score, math.sqrt(own.score * inner.score)), 4)
+        detail = {**own.detail, "quoted": {"score": inner.score, **inner.detail}}
+        return CheckResult(fired=score >= threshold, score=score, detail=detail)
+
+    def _judge(self, text: str) -> CheckResult:
         opts = self._options
         model = load_model(model_path(self.model_name)) if opts.model and self.model_name is not None else None
         ngram_logit = model.max_logit(text) if model is not None else 0.0

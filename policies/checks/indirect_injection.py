@@ -35,5 +35,7 @@ class IndirectInjectionCheck(DetectorCheck):
     default_roles: ClassVar[frozenset[Role]] = frozenset({"tool", "document"})
     model_name: ClassVar[str | None] = None
 
+    reads_encodings: ClassVar[bool] = True
+
     def cues(self, normalized: str) -> tuple[float, tuple[str, ...]]:
         return cue_score(normalized, _FAMILIES)

@@ -32,5 +32,9 @@ class JailbreakCheck(DetectorCheck):
     default_roles: ClassVar[frozenset[Role]] = frozenset({"user"})
     model_name: ClassVar[str] = "jailbreak"
 
+    quotes_as_data: ClassVar[bool] = True
+
+    reads_encodings: ClassVar[bool] = True
+
     def cues(self, normalized: str) -> tuple[float, tuple[str, ...]]:
         return cue_score(normalized, _FAMILIES)

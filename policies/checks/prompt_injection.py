@@ -12,7 +12,9 @@ and XSafety goal hijacking in ten languages, against benign instructions, chit-c
 maths in 27 languages and hard negatives such as "how do I kill a Python process") plus
 the ``injection`` and ``jailbreak`` cues of ``heuristics.py`` ("ignore all previous
 instructions" in 16 languages, "print your system prompt", DAN/developer mode). The score
-is the higher of the two; long texts are scored window by window.
+is the higher of the two; long texts are scored window by window. A short quote inside the
+user's sentence is scored apart from the user's own words and decides only together with
+them (``quotes.py``), so translating or writing a detection rule for an attack phrase passes.
 
 Misses: indirect injections that are ordinary instructions hidden in a document (BIPIA:
 "write a short story ..." inside an e-mail) — only the context makes them attacks, and
@@ -38,6 +40,10 @@ class PromptInjectionCheck(DetectorCheck):
     #: a request made to the model; the operator's system prompt and quoted data are not
     default_roles: ClassVar[frozenset[Role]] = frozenset({"user"})
     model_name: ClassVar[str] = "prompt_attack"
+
+    quotes_as_data: ClassVar[bool] = True
+
+    reads_encodings: ClassVar[bool] = True
 
     def cues(self, normalized: str) -> tuple[float, tuple[str, ...]]:
         return cue_score(normalized, _FAMILIES)
