@@ -70,6 +70,8 @@ SOURCES: dict[str, Source] = {
         Source("own/clean_documents", "Apache-2.0 (written for Warden)"),
         Source("own/social_engineering_attacks", "Apache-2.0 (written for Warden)"),
         Source("own/encoded_attacks", "Apache-2.0 (written for Warden)"),
+        Source("own/multilingual_attacks", "Apache-2.0 (written for Warden)"),
+        Source("own/quoted_material", "Apache-2.0 (written for Warden)"),
         Source("own/indirect_payloads", "Apache-2.0 (written for Warden)"),
         Source(
             "own/cwe_catalogue",
@@ -151,8 +153,9 @@ OWN_BENIGN = (
     "own/short_prompts",
     "own/multilingual_benign",
     "own/cwe_catalogue",
+    "own/quoted_material",
 )
-OWN_ATTACKS = ("own/social_engineering_attacks", "own/encoded_attacks")
+OWN_ATTACKS = ("own/social_engineering_attacks", "own/encoded_attacks", "own/multilingual_attacks")
 
 _BENIGN_PROMPTS: dict[str, Predicate] = {
     "self_instruct": _any,

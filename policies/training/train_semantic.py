@@ -347,6 +347,30 @@ def fine_tune(
     return top
 
 
+def stable_fine_tune(
+    torch: Any, encoder: Any, examples: Sequence[Example], first: Sequence[Any], settings: Settings, log: str
+) -> Any:
+    """``fine_tune``, retried at half the learning rate while the model has collapsed.
+
+    A fine-tune can collapse: the top layers map every text to nearly one vector and the head
+    gives one logit for everything (seen once, at 1e-4, in a fold with few attack shapes left).
+    A collapsed model is useless and its scores would pass for a figure, so it is caught here
+    by the spread of its logits on its own training texts and retrained more gently.
+    """
+    for attempt in range(3):
+        top = fine_tune(torch, encoder, examples, first, settings, log)
+        sample = list(range(0, len(first), max(1, len(first) // 512)))
+        logits = score(torch, top, [[first[i]] for i in sample])
+        picked = logits[np.arange(len(sample)), [examples[i].head for i in sample]]
+        spread = float(np.std(picked))
+        print(f"[{log}] logit spread on training texts {spread:.3f}", file=sys.stderr)
+        if spread >= 0.5:
+            return top
+        settings = Settings(**{**asdict(settings), "lr": settings.lr / 2, "head_lr": settings.head_lr / 2})
+        print(f"[{log}] collapsed (attempt {attempt + 1}); retrying at lr {settings.lr:g}", file=sys.stderr)
+    raise RuntimeError(f"fine-tune {log} collapsed three times")
+
+
 def score(torch: Any, top: Any, states: Sequence[Sequence[Any]]) -> np.ndarray:
     """Logits (rows x heads): the highest over each text's windows, as the gateway scores it."""
     owner = [i for i, windows_ in enumerate(states) for _ in windows_]
@@ -468,14 +492,14 @@ def run(out_dir: Path, root: Path, settings: Settings, folds: Sequence[str], lim
         if not held:
             continue
         fit = [e for e in train if not e.validation]
-        top = fine_tune(torch, encoder, fit, [states[index[id(e)]][0] for e in fit], settings, family)
+        top = stable_fine_tune(torch, encoder, fit, [states[index[id(e)]][0] for e in fit], settings, family)
         sem = score(torch, top, [states[index[id(e)]] for e in held])
         ngram = ngram_logits(train, held)
         for i, e in enumerate(held):
             scores[f"{e.head}:{e.key}"] = _score_row(e, family, float(sem[i, e.head]), float(ngram[i]))
         print(f"fold {family}: {len(held)} rows scored", file=sys.stderr)
     fit = [e for e in examples if trainable(e) and not e.validation]
-    final = fine_tune(torch, encoder, fit, [states[index[id(e)]][0] for e in fit], settings, "final")
+    final = stable_fine_tune(torch, encoder, fit, [states[index[id(e)]][0] for e in fit], settings, "final")
     # Rows no fold left out (measurement-only sources, test-only documents, validation rows)
     # are scored by the shipped model, which never trained on them either.
     rest = [e for e in examples if f"{e.head}:{e.key}" not in scores and (e.validation or not trainable(e))]
