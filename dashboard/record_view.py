@@ -86,6 +86,11 @@ class Evidence:
     #: top contributing n-grams, highest weight first: (text, weight)
     ngrams: tuple[tuple[str, float], ...]
     semantic_score: float | None
+    #: the encoding the decisive text was hidden in ("base64", "pig_latin", ...), if any
+    decoded: str | None = None
+    #: a phrase the user quoted: its own score and cues (it decides only with the words around it)
+    quoted_score: float | None = None
+    quoted_cues: tuple[str, ...] = ()
 
 
 def _num(value: Any) -> float | None:
@@ -102,6 +107,8 @@ def evidence(record: AuditRecord) -> list[Evidence]:
         cues = d.get("cues") or ev.get("cues") or ()
         raw_grams = ev.get("ngrams")
         grams: list[Any] = raw_grams if isinstance(raw_grams, list) else []
+        raw_quoted = d.get("quoted")
+        quoted: dict[str, Any] = raw_quoted if isinstance(raw_quoted, dict) else {}
         role, message = d.get("role"), d.get("message")
         where = None
         if isinstance(role, str):
@@ -123,6 +130,9 @@ def evidence(record: AuditRecord) -> list[Evidence]:
                     if isinstance(g, dict) and g.get("text")
                 ),
                 _num(d.get("semantic_score")),
+                str(d["decoded"]) if isinstance(d.get("decoded"), str) else None,
+                _num(quoted.get("score")),
+                tuple(str(c) for c in quoted.get("cues") or () if isinstance(c, str)),
             )
         )
     return out

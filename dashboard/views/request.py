@@ -135,11 +135,19 @@ def _evidence(r: AuditRecord) -> None:
                 facts.append(f"semantic {ev.semantic_score:.2f}")
             if ev.where:
                 facts.append(f"read the {ev.where} message")
+            if ev.decoded:
+                facts.append(f"judged as decoded from {ev.decoded}")
             st.markdown(head + (" · " + " · ".join(facts) if facts else ""))
             if ev.cues:
                 st.markdown("Cues: " + ", ".join(f"`{c}`" for c in ev.cues))
             if ev.ngrams:
                 st.markdown("Top n-grams: " + ", ".join(f"`{t}` ({w:.2f})" for t, w in ev.ngrams[:8]))
+            if ev.quoted_score is not None:
+                cues = (" (cues " + ", ".join(f"`{c}`" for c in ev.quoted_cues) + ")") if ev.quoted_cues else ""
+                st.markdown(
+                    f"A phrase the user quoted scored {ev.quoted_score:.2f}{cues}; it counts together with "
+                    "the user's own words, not alone."
+                )
 
 
 def _reasoning(r: AuditRecord) -> None:

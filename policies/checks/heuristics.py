@@ -162,6 +162,18 @@ CUES: tuple[Cue, ...] = (
         r"\bwhen (?:you )?(?:summari[sz]|read|process|answer|respond|reply)\w*(?: to)? (?:this|the|these)\b.{0,80}?"
         r"\b(?:tell|say|include|respond|reply|add|insert|recommend|visit|send|call|output)\b",
         triggers=("when",)),
+    # data that tells the reader how to shape *its answer*: a document is written for people,
+    # who do not have "a response" to format; the assistant reading it does
+    Cue("response_directive", "indirect", WEAK,
+        r"\b(?:in|to|into|throughout|at the (?:start|end|beginning|top|bottom) of|begin|start|end|"
+        r"conclude|finish|prefix|append to) your (?:answers?|repl(?:y|ies)|responses?|output|summary)\b|"
+        r"\byour (?:answers?|repl(?:y|ies)|responses?|output) (?:must|should|shall|needs? to|has to)\b|"
+        r"\b(?:express|format|write|phrase|rewrite|translate|deliver|give) your (?:entire |whole |final )?"
+        r"(?:answers?|repl(?:y|ies)|responses?|output)\b|"
+        r"\b(?:answer|reply|respond) (?:only |exclusively |entirely )?(?:in|using|with) (?:emojis?|all caps|"
+        r"capital letters|rhymes?|pig latin|base64|morse|leetspeak)\b",
+        triggers=("your answer", "your repl", "your respons", "your output", "your summary", "your entire",
+                  "your whole", "your final", "answer ", "reply ", "respond ")),
     Cue("exfiltration_image", "indirect", WEAK,
         r"!\[[^\]]*\]\(https?://[^)\s]*[?&][^)\s=]*=",
         triggers=("](http",)),

@@ -40,10 +40,7 @@ from policies.training.train_semantic import Example, attack_examples, indirect_
 
 #: false-positive rate allowed on each benign source at the operating point
 TARGET_FPR = 0.04
-#: the checks whose stacker is shipped. prompt_injection's is fitted and reported but not
-#: shipped: on out-of-family data it measured worse than its first tier alone (the encoder's
-#: attack head did not generalise to left-out attack families, and one fold's fine-tune
-#: collapsed to a constant), so prompt_injection keeps max(n-gram, cues) until it does.
+#: checks that always ship their stacker (no first tier to fall back on)
 SHIP = frozenset({"indirect_injection"})
 #: check -> (head index, cue families, whether the n-gram tier takes part)
 CHECKS: dict[str, tuple[int, frozenset[str], bool]] = {
@@ -207,6 +204,16 @@ def summary(
     }
 
 
+def _better(stacked: dict[str, object], first: dict[str, object]) -> bool:
+    def worst_fpr(s: dict[str, object]) -> float:
+        worst = s["worst_fpr"]
+        return float(worst[1]) if isinstance(worst, tuple | list) else 0.0
+
+    return float(stacked["pooled_recall"]) > float(first["pooled_recall"]) and worst_fpr(stacked) <= max(  # type: ignore[arg-type]
+        worst_fpr(first), TARGET_FPR * 1.5
+    )
+
+
 def run(directory: Path, root: Path, target: float) -> dict[str, object]:
     scores = load_scores(directory)
     manifest = json.loads((directory / "manifest.json").read_text())
@@ -218,7 +225,13 @@ def run(directory: Path, root: Path, target: float) -> dict[str, object]:
         rows = scored_rows(examples, scores, head, families)
         folded = [r for r in rows if r.fold != "shipped"]
         stacker = stacker_for(folded, use_ngram, target)
-        if check in SHIP:
+        judged = cross_fold(rows, use_ngram, target)
+        first = [(r, r.ngram >= 0 or r.cues >= 0.5, False) for r in rows if r.fold != "shipped"]
+        # The stacker ships only where, out of fold, it beats the first tier alone: more of the
+        # left-out attacks caught without a worse left-out benign source. Chosen on these
+        # figures, never on rows the models trained on.
+        ship = check in SHIP or _better(summary(figures(judged), judged), summary(figures(first), first))
+        if ship:
             checks[check] = {
                 "head": ("attack", "indirect")[head],
                 "bias": round(stacker.bias, 5),
@@ -229,18 +242,17 @@ def run(directory: Path, root: Path, target: float) -> dict[str, object]:
                 },
                 "semantic_range": [round(v, 4) for v in stacker.semantic_range],
             }
-        judged = cross_fold(rows, use_ngram, target)
         held = [(r, *decide(stacker, r)) for r in rows if r.fold == "shipped"]
         stacked = figures(judged)
-        if check not in SHIP:
+        if not ship:
             # What runs instead: the first tier, max(n-gram, cues) at 0.5 (logit 0).
             judged = [(r, r.ngram >= 0 or r.cues >= 0.5, False) for r in rows if r.fold != "shipped"]
             held = [(r, r.ngram >= 0 or r.cues >= 0.5, False) for r in rows if r.fold == "shipped"]
         loso = figures(judged)
         summary_ = summary(loso, judged)
         report[check] = {
-            "shipped": check in SHIP,
-            "rule": "stacker" if check in SHIP else "max(n-gram, cues); the stacker below is not shipped",
+            "shipped": ship,
+            "rule": "stacker" if ship else "max(n-gram, cues); the stacker below is not shipped",
             "stacker_figures": stacked,
             "leave_one_family_out": loso,
             "summary": summary_,
