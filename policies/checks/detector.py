@@ -113,7 +113,7 @@ class DetectorCheck(Check):
         # translate '<attack>'" does not; it never lowers what the own words score.
         threshold = self._options.threshold
         own = self._judge(quoted.own)
-        inner = max((self._judge(q) for q in quoted.quotes), key=lambda r: r.score)
+        inner = self._judge("\n".join(quoted.quotes))
         score = round(max(own.score, math.sqrt(own.score * inner.score)), 4)
         detail = {**own.detail, "quoted": {"score": inner.score, **inner.detail}}
         return CheckResult(fired=score >= threshold, score=score, detail=detail)
