@@ -192,7 +192,14 @@ def policy_replay(
         policy_versions=(policy_version,) if policy_version else (),
         text=text or "",
     )
-    items = replay_inputs(_engine(config), filters, limit=limit)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        items = replay_inputs(_engine(config), filters, limit=limit)
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        _fail(f"cannot read the audit database ({reason}); `warden db upgrade` creates its tables")
+        raise AssertionError from exc
     with Progress(
         TextColumn("replay"),
         BarColumn(),

@@ -143,6 +143,10 @@ def test_replay_bad_inputs_say_what_is_wrong(filled: Path, tmp_path: Path) -> No
     assert verdict.returncode == 2 and "--verdict must be one of" in verdict.stderr
     limit = warden("policy", "replay", edited, "-c", str(filled), "--limit", "0")
     assert limit.returncode == 2
+    empty = write_config(tmp_path / "empty", "http://127.0.0.1:9/v1", policy_text=RUNNING)
+    no_tables = warden("policy", "replay", edited, "-c", str(empty))
+    assert no_tables.returncode == 2 and "cannot read the audit database" in no_tables.stderr
+    assert "Traceback" not in no_tables.stderr
 
 
 def test_progress_shows_on_a_terminal_only(filled: Path, tmp_path: Path) -> None:
