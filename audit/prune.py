@@ -12,7 +12,7 @@ next prune deletes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -49,7 +49,10 @@ def _time_col(spec: ChainSpec) -> Column[datetime]:
     return spec.table.c.started_at if spec.table is REQUESTS else spec.table.c.at
 
 
-def prune(engine: Engine, before: datetime, *, key: ChainKey | None = None) -> PruneResult:
+def prune(
+    engine: Engine, before: datetime, *, key: ChainKey | None = None, progress: Callable[[int], None] | None = None
+) -> PruneResult:
+    """``progress`` is told how many records and reviews were deleted so far, after each chunk."""
     key = key if key is not None else ChainKey.from_env()
     cutoff_time = utc(before)
     assert cutoff_time is not None
@@ -63,7 +66,11 @@ def prune(engine: Engine, before: datetime, *, key: ChainKey | None = None) -> P
             if cutoff > cp_seq:
                 _write_checkpoint(engine, ckey, chain_id, cutoff, hash_, cutoff_time, cutoff - cp_seq)
                 written.append((chain_id, cutoff))
-            deleted[spec.table.name] = deleted.get(spec.table.name, 0) + _delete_upto(engine, spec, chain_id, cutoff)
+            done = sum(deleted.values())
+            tell = None if progress is None else (lambda n, done=done: progress(done + n))
+            deleted[spec.table.name] = deleted.get(spec.table.name, 0) + _delete_upto(
+                engine, spec, chain_id, cutoff, tell
+            )
     return PruneResult(
         records_deleted=deleted[REQUESTS.name],
         reviews_deleted=deleted[REVIEWS.name],
@@ -123,7 +130,9 @@ def _write_checkpoint(
         )
 
 
-def _delete_upto(engine: Engine, spec: ChainSpec, chain_id: str, seq: int) -> int:
+def _delete_upto(
+    engine: Engine, spec: ChainSpec, chain_id: str, seq: int, progress: Callable[[int], None] | None = None
+) -> int:
     total = 0
     table = spec.table
     id_col = table.c[spec.id_col]
@@ -146,3 +155,5 @@ def _delete_upto(engine: Engine, spec: ChainSpec, chain_id: str, seq: int) -> in
                 conn.execute(delete(ACTED).where(ACTED.c.request_id.in_(ids)))
             conn.execute(delete(table).where(id_col.in_(ids)))
             total += len(ids)
+        if progress is not None:
+            progress(total)

@@ -10,7 +10,9 @@ metrics use ``OTEL_METRICS_EXPORTER`` when set, else the same choice as traces. 
 Two ways to get spans: live, with ``tracer()`` around each stage and check; or after the
 fact, ``emit_record_spans(record)``, which rebuilds the request span, one span per stage and
 one per check from the record's timestamps and latencies (nothing on the hot path), and
-sets ``record.trace_id``. ``record_metrics(record)`` updates the instruments.
+sets ``record.trace_id``. ``record_metrics(record)`` updates the instruments; they are Warden's
+only request metrics, and ``gateway.metrics`` serves them at ``/metrics`` through a reader
+passed in ``metric_readers`` (names in README, "Metrics").
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
-from typing import Literal
+from typing import Final, Literal
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
@@ -52,6 +54,13 @@ SCOPE = "warden"
 #: check stages; the others (upstream, response) are not checks
 CHECK_STAGES = frozenset({Stage.input, Stage.stream, Stage.output, Stage.reasoning})
 _NOT_ERRORS = frozenset({RecordStatus.ok, RecordStatus.blocked, RecordStatus.client_aborted})
+# Histogram buckets. The SDK's default (0 to 10,000) suits milliseconds, not the seconds these
+# record: request and first-token buckets are the ones /metrics served before it read these
+# instruments; tokens use the GenAI conventions' advice (powers of 4).
+REQUEST_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+TTFT_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CHECK_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+TOKEN_BUCKETS: Final = tuple(float(4**n) for n in range(14))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +75,24 @@ class Instruments:
     def create(meter: metrics.Meter) -> Instruments:
         return Instruments(
             requests=meter.create_counter(sc.METRIC_REQUESTS, "{request}", "Requests by verdict and status"),
-            check_duration=meter.create_histogram(sc.METRIC_CHECK_DURATION, "s", "Time a check took"),
-            request_duration=meter.create_histogram(sc.METRIC_REQUEST_DURATION, "s", "Request duration"),
-            time_to_first_token=meter.create_histogram(sc.METRIC_TIME_TO_FIRST_TOKEN, "s", "Time to first token"),
-            token_usage=meter.create_histogram(sc.METRIC_TOKEN_USAGE, "{token}", "Tokens per request"),
+            check_duration=meter.create_histogram(
+                sc.METRIC_CHECK_DURATION, "s", "Time a check took", explicit_bucket_boundaries_advisory=CHECK_BUCKETS
+            ),
+            request_duration=meter.create_histogram(
+                sc.METRIC_REQUEST_DURATION, "s", "Request duration", explicit_bucket_boundaries_advisory=REQUEST_BUCKETS
+            ),
+            time_to_first_token=meter.create_histogram(
+                sc.METRIC_TIME_TO_FIRST_TOKEN,
+                "s",
+                "Time to first token",
+                explicit_bucket_boundaries_advisory=TTFT_BUCKETS,
+            ),
+            token_usage=meter.create_histogram(
+                sc.METRIC_TOKEN_USAGE,
+                "{token}",
+                "Tokens per request",
+                explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+            ),
         )
 
 
@@ -294,8 +317,9 @@ def _emit_stage(t: Tracer, ctx: Context, stage: Stage, steps: list[StepRecord], 
     span.end(_ns(end))
 
 
-def record_metrics(record: AuditRecord) -> None:
-    inst = _instruments()
+def record_metrics(record: AuditRecord, handle: Telemetry | None = None) -> None:
+    """Count a finished request; ``handle`` is the ``configure`` result to use (default: the latest)."""
+    inst = handle.instruments if handle is not None else _instruments()
     model = record.model_requested
     operation = sc.operation_for(record.endpoint)
     inst.requests.add(
@@ -306,11 +330,12 @@ def record_metrics(record: AuditRecord) -> None:
             sc.GEN_AI_REQUEST_MODEL: model,
             sc.WARDEN_POLICY_NAME: record.policy_name,
             sc.WARDEN_TENANT: record.tenant,
+            sc.WARDEN_ENDPOINT: record.endpoint,
         },
     )
     base: dict[str, AttributeValue] = {sc.GEN_AI_OPERATION_NAME: operation, sc.GEN_AI_REQUEST_MODEL: model}
     if record.latency_ms is not None:
-        inst.request_duration.record(record.latency_ms / 1000, base)
+        inst.request_duration.record(record.latency_ms / 1000, {**base, sc.GEN_AI_REQUEST_STREAM: record.stream})
     if record.ttft_ms is not None:
         inst.time_to_first_token.record(record.ttft_ms / 1000, base)
     if record.prompt_tokens is not None:

@@ -181,12 +181,18 @@ KINDS = (
 )
 
 
+#: how many checked items between two progress reports
+PROGRESS_EVERY = 100
+
+
 @dataclass(slots=True)
 class Report:
     max_problems: int
     problems: list[Problem] = field(default_factory=list)
     truncated: bool = False
     checked: int = 0
+    #: told the running count of checked items now and then (``warden audit verify``'s progress)
+    progress: Callable[[int], None] | None = None
 
     def add(self, kind: ProblemKind, chain_id: str, seq: int | None, rid: str | None, msg: str) -> None:
         if len(self.problems) >= self.max_problems:
@@ -195,9 +201,16 @@ class Report:
         self.problems.append(Problem(kind, chain_id, seq, rid, msg))
 
 
-def verify(engine: Engine, *, key: ChainKey | None = None, max_problems: int = 100) -> VerifyResult:
+def verify(
+    engine: Engine,
+    *,
+    key: ChainKey | None = None,
+    max_problems: int = 100,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyResult:
+    """Walk every chain; ``progress`` is told how many records and reviews were checked so far."""
     key = key if key is not None else ChainKey.from_env()
-    report = Report(max_problems)
+    report = Report(max_problems, progress=progress)
     counts: dict[ChainKind, int] = {}
     chains_checked = 0
     with snapshot(engine) as conn:
@@ -211,6 +224,8 @@ def verify(engine: Engine, *, key: ChainKey | None = None, max_problems: int = 1
             counts[spec.kind] = report.checked - before
         find_orphans(conn, report)
         erased, erasures = check_erased(conn, report)
+    if progress is not None:
+        progress(report.checked)
     return VerifyResult(
         ok=not report.problems and not report.truncated,
         records_checked=counts[ChainKind.requests],
@@ -356,6 +371,8 @@ def walk_chain(
     last_seq = expected - 1
     for item in _items(conn, spec, chain_id, expected - 1, upto, report):
         report.checked += 1
+        if report.progress is not None and report.checked % PROGRESS_EVERY == 0:
+            report.progress(report.checked)
         rid, seq = item.id, item.seq
         if seq != expected:
             report.add(

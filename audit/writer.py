@@ -25,7 +25,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -426,8 +426,10 @@ class AuditWriter:
             self._retry_delay = self._retry_initial
             self._take_over_orphans()
 
-    def _replay(self, spool: Spool, *, own: bool) -> bool:
-        """Replay ``spool`` from its offset; True once it is empty, False if the DB went away."""
+    def _replay(self, spool: Spool, *, own: bool, progress: Callable[[int], None] | None = None) -> bool:
+        """Replay ``spool`` from its offset; True once it is empty, False if the DB went away.
+
+        ``progress`` is told the number of spool lines handled after each batch."""
         while True:
             entries = list(spool.read(self._batch_size))
             if not entries:
@@ -444,23 +446,33 @@ class AuditWriter:
             if items and not self._commit(items, replay=True):
                 return False
             spool.advance(entries[-1].end)
+            if progress is not None:
+                progress(len(entries))
             with self._cond:
                 self._cond.notify_all()
 
     def _take_over_orphans(self) -> None:
         self.replay_files(orphans(self.spool_dir, own=self.spool_path))
 
-    def replay_files(self, paths: Sequence[Path]) -> ReplayResult:
-        """Replay spool files of writers that are gone (used at start and by the CLI)."""
+    def replay_files(self, paths: Sequence[Path], progress: Callable[[int], None] | None = None) -> ReplayResult:
+        """Replay spool files of writers that are gone (used at start and by the CLI); ``progress``
+        is told how many spooled records were handled so far."""
         before = self.stats
-        replayed = busy = failed = 0
+        replayed = busy = failed = handled = 0
+
+        def handle(n: int) -> None:
+            nonlocal handled
+            handled += n
+            if progress is not None:
+                progress(handled)
+
         for path in paths:
             spool = Spool.try_take_over(path)
             if spool is None:
                 busy += path.exists()
                 continue
             try:
-                done = self._replay(spool, own=False)
+                done = self._replay(spool, own=False, progress=handle)
             except Exception:
                 log.exception("audit: replaying %s failed", path)
                 done = False
@@ -508,7 +520,13 @@ class AuditWriter:
             self._cond.notify_all()
 
 
-def replay_spool(url_or_engine: str | URL | Engine, spool_path: Path, *, key: ChainKey | None = None) -> ReplayResult:
+def replay_spool(
+    url_or_engine: str | URL | Engine,
+    spool_path: Path,
+    *,
+    key: ChainKey | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ReplayResult:
     """Replay one spool file, or every unlocked ``spool-*.jsonl`` in a folder, into the database.
 
     Files held by a running writer are left alone (it replays them itself). Replaying twice
@@ -518,6 +536,6 @@ def replay_spool(url_or_engine: str | URL | Engine, spool_path: Path, *, key: Ch
     paths = orphans(spool_path) if spool_path.is_dir() else [spool_path]
     writer = AuditWriter(url_or_engine, spool_dir=folder, key=key)
     try:
-        return writer.replay_files(paths)
+        return writer.replay_files(paths, progress)
     finally:
         writer.close()

@@ -18,7 +18,6 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway import metrics
 from gateway.auth import Principal, require_role
 from gateway.config import GatewayConfig, Role
 from gateway.errors import (
@@ -30,6 +29,7 @@ from gateway.errors import (
     WardenError,
     http_status,
 )
+from gateway.metrics import CONTENT_TYPE
 from gateway.pipeline.flow import DONE, Streamed, run_flow
 from gateway.pipeline.session import new_request_id
 from gateway.service import Gateway
@@ -209,7 +209,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+        return Response(gw.prometheus.render(), media_type=CONTENT_TYPE)
 
     async def guarded(
         request: Request,

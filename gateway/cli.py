@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,6 +30,23 @@ def _setup_logging(level: str) -> None:
 def _fail(message: str, code: int = 2) -> None:
     typer.secho(message, err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _counting(label: str, *, show: bool = True) -> Iterator[Callable[[int], None] | None]:
+    """A spinner and a running count on stderr while a long audit command works, when stderr is
+    a terminal (never in a pipe or a log); yields the callback to feed, or None."""
+    if not (show and sys.stderr.isatty()):
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.completed} " + label), console=Console(stderr=True), transient=True
+    ) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda n: bar.update(task, completed=n)
 
 
 @app.command()
@@ -121,6 +140,170 @@ def policy_diff(old: Path, new: Path) -> None:
     sys.stdout.writelines(difflib.unified_diff(a, b, str(old), str(new)))
 
 
+@policy_app.command("replay")
+def policy_replay(
+    file: Annotated[Path, typer.Argument(help="The edited policy file.")],
+    config: ConfigOpt = None,
+    against: Annotated[
+        Path | None,
+        typer.Option(help="The running policy to compare with (default: the config's policy of the same name)."),
+    ] = None,
+    since: Annotated[datetime | None, typer.Option(help="Only requests from this time on.")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Only requests before this time.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this requested model.")] = None,
+    verdict: Annotated[str | None, typer.Option(help="pass, flag, redact, block or error.")] = None,
+    check: Annotated[str | None, typer.Option(help="Only requests where this check acted.")] = None,
+    policy_version: Annotated[str | None, typer.Option(help="Only this policy version.")] = None,
+    text: Annotated[str | None, typer.Option(help="Substring of the stored text.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Requests to replay, newest first.")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """The dashboard's replay: run the input and output checks of the running and the edited
+    policy over stored requests, and list the verdicts that would change."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from audit.record import Verdict
+    from dashboard.data import Filters, replay_inputs
+    from dashboard.replay import replay
+    from policies.loader import load_policy
+
+    if verdict is not None and verdict not in {v.value for v in Verdict}:
+        _fail(f"--verdict must be one of {', '.join(v.value for v in Verdict)}, not {verdict!r}")
+    try:
+        edited = load_policy(file)
+    except YamlModelError as exc:
+        _fail(f"invalid policy {file}:\n{exc}")
+        raise AssertionError from exc  # unreachable: _fail exits
+    running_path = against if against is not None else _running_policy_path(config, edited.name)
+    try:
+        running = load_policy(running_path)
+    except YamlModelError as exc:
+        _fail(f"invalid running policy {running_path}:\n{exc}")
+        raise AssertionError from exc
+    filters = Filters(
+        start=since,
+        end=until,
+        tenants=(tenant,) if tenant else (),
+        models=(model,) if model else (),
+        verdicts=(verdict,) if verdict else (),
+        checks=(check,) if check else (),
+        policy_versions=(policy_version,) if policy_version else (),
+        text=text or "",
+    )
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        items = replay_inputs(_engine(config), filters, limit=limit)
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        _fail(f"cannot read the audit database ({reason}); `warden db upgrade` creates its tables")
+        raise AssertionError from exc
+    with Progress(
+        TextColumn("replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),  # stdout is the result
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("requests", total=len(items))
+        results = replay(edited, running, items, lambda done, _total: bar.update(task, completed=done))
+    changed = [r for r in results if r.changed]
+    stricter = sum(r.stricter for r in changed)
+    if as_json:
+        body = {
+            "running": {"name": running.name, "version": running.version, "path": str(running_path)},
+            "edited": {"name": edited.name, "version": edited.version, "path": str(file)},
+            "replayed": len(results),
+            "changed": len(changed),
+            "stricter": stricter,
+            "looser": len(changed) - stricter,
+            "changes": [_replay_row(r) for r in changed],
+        }
+        typer.echo(json.dumps(body, indent=2))
+        return
+    typer.echo(
+        f"running {running.name} {running.version} ({running_path}) -> edited {edited.name} {edited.version} ({file})"
+    )
+    if not results:
+        typer.echo("no stored request matches (only requests whose text audit.store_text kept can be replayed)")
+        return
+    typer.echo(
+        f"{len(results)} requests replayed: {len(changed)} verdicts change "
+        f"({stricter} stricter, {len(changed) - stricter} looser)"
+    )
+    if changed:
+        _print_replay_table(changed)
+
+
+def _running_policy_path(config: str | None, name: str) -> Path:
+    """The config's policy file named ``name``, else its default policy."""
+    from gateway.config import load_config
+    from policies.loader import load_policy
+
+    try:
+        cfg = load_config(config)
+    except YamlModelError as exc:
+        _fail(f"invalid configuration:\n{exc}")
+        raise AssertionError from exc
+    for path in sorted(cfg.policy_paths()):
+        try:
+            if load_policy(path).name == name:
+                return path
+        except YamlModelError:
+            continue  # an invalid file is not the running policy of anything
+    return cfg.resolve(cfg.policy)
+
+
+def _replay_row(r: Any) -> dict[str, Any]:
+    return {
+        "request_id": r.request_id,
+        "recorded": r.stored_verdict,
+        "input": {"before": r.before[0], "after": r.after[0]},
+        "output": {"before": r.before[1], "after": r.after[1]},
+        "stricter": r.stricter,
+        "decided_by": r.decided_by,
+        "score": r.score,
+        "threshold": r.threshold,
+        "fired": list(r.fired),
+        "monitor": list(r.monitor),
+        "prompt": r.snippet,
+    }
+
+
+def _print_replay_table(changed: list[Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Verdicts that change")
+    for column in (
+        "request id",
+        "recorded",
+        "input",
+        "output",
+        "decided by",
+        "score / threshold",
+        "edited policy fires",
+        "prompt",
+    ):
+        table.add_column(column, overflow="fold")
+    for r in changed:
+        score = "" if r.score is None else f"{r.score:.2f}" + ("" if r.threshold is None else f" / {r.threshold:.2f}")
+        table.add_row(
+            r.request_id,
+            r.stored_verdict,
+            f"{r.before[0]} → {r.after[0]}",
+            f"{r.before[1]} → {r.after[1]}",
+            r.decided_by or "",
+            score,
+            "; ".join(r.fired),
+            " ".join((r.snippet or "").split())[:80],
+        )
+    Console().print(table)
+
+
 audit_app = typer.Typer(help="Verify, export, prune and replay the audit trail.", no_args_is_help=True)
 db_app = typer.Typer(help="The audit database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys in the gateway config.", no_args_is_help=True)
@@ -190,7 +373,8 @@ def audit_verify(
     if anchors is None and settings is not None and settings.dir:
         anchors = str(cfg.resolve(settings.dir))
     engine = _engine(config)
-    result = verify(engine)
+    with _counting("records checked") as progress:
+        result = verify(engine, progress=progress)
     failed = not result.ok
     for problem in result.problems:
         where = f"record {problem.record_id}" if problem.record_id else f"chain {problem.chain_id}"
@@ -314,7 +498,8 @@ def audit_prune(
     """Delete old records, leaving a checkpoint so that verify still passes."""
     from audit.prune import prune
 
-    result = prune(_engine(config), before)
+    with _counting("records deleted") as progress:
+        result = prune(_engine(config), before, progress=progress)
     typer.echo(str(result))
 
 
@@ -389,8 +574,6 @@ def audit_export(
     text: Annotated[str | None, typer.Option(help="Substring of the stored text.")] = None,
 ) -> None:
     """Stream records with their steps, in the reasoning-path shape, as JSONL or CSV."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn
-
     from audit.export import RecordFilter, write_csv, write_jsonl
     from audit.record import Verdict
 
@@ -412,12 +595,9 @@ def audit_export(
     engine = _engine(config)
     out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
-        if output is not None and sys.stderr.isatty():
-            with Progress(SpinnerColumn(), TextColumn("{task.completed} records"), transient=True) as bar:
-                task = bar.add_task("export", total=None)
-                n = writer(engine, out, filters, progress=lambda k: bar.update(task, completed=k))
-        else:
-            n = writer(engine, out, filters)
+        # Only when writing a file: on stdout the records are the output.
+        with _counting("records", show=output is not None) as progress:
+            n = writer(engine, out, filters, progress=progress)
     finally:
         if output is not None:
             out.close()
@@ -490,7 +670,8 @@ def audit_replay_spool(
     if path is None:
         cfg = load_config(config)
         path = cfg.resolve(cfg.audit.spool_dir)
-    result = replay_spool(_database_url(config), path)
+    with _counting("spooled records replayed") as progress:
+        result = replay_spool(_database_url(config), path, progress=progress)
     typer.echo(str(result))
 
 

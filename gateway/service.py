@@ -10,22 +10,26 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from audit.alerts import Alerter
 from audit.record import AuditRecord
-from gateway import metrics
 from gateway.audit_sink import make_sink
 from gateway.auth import KeyStore, Principal
 from gateway.config import GatewayConfig
 from gateway.fleet import FleetSync
 from gateway.heartbeat import Heartbeat, PolicyMap
 from gateway.live import LiveHub
+from gateway.metrics import PrometheusEndpoint
 from gateway.pipeline.session import GuardSession
 from gateway.ratelimit import RateLimiter
 from gateway.upstream.router import Upstreams
 from gateway.warmup import WARMUP
 from policies.compiled import CompiledPolicy
 from policies.reload import PolicyStore
+
+if TYPE_CHECKING:
+    from audit.telemetry import Telemetry
 
 log = logging.getLogger("warden.gateway")
 
@@ -46,13 +50,20 @@ class Gateway:
         self._warm_thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.heartbeat: Heartbeat | None = None
+        #: ``/metrics``: a pull reader on this gateway's OpenTelemetry instruments
+        self.prometheus = PrometheusEndpoint()
+        self.telemetry: Telemetry | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         from audit import telemetry
 
-        telemetry.configure(self.config.telemetry.exporter, service_name=self.config.telemetry.service_name)
+        self.telemetry = telemetry.configure(
+            self.config.telemetry.exporter,
+            service_name=self.config.telemetry.service_name,
+            metric_readers=[self.prometheus.reader],
+        )
         if self.config.policy_reload:
             self.policies.watch()
         self.audit.start()  # in the background: the database is not needed to answer
@@ -166,10 +177,11 @@ class Gateway:
 
         try:
             telemetry.emit_record_spans(record)
-            telemetry.record_metrics(record)
+            # This gateway's instruments: another gateway configured later in the same process
+            # (tests, the demo) must not take its counts.
+            telemetry.record_metrics(record, self.telemetry)
         except Exception:  # telemetry must never cost a request its audit record
             log.exception("telemetry failed for %s", record.request_id)
-        metrics.observe(record)
         self.audit.submit(record)
         tokens = (record.prompt_tokens or 0) + (record.completion_tokens or 0)
         principal = self.keys.by_id(record.key_id) if tokens else None

@@ -129,3 +129,101 @@ def test_the_image_installs_only_the_hashed_runtime_lock() -> None:
     assert any("--require-hashes -r requirements.lock" in line for line in installs)
     assert "requirements-dev" not in dockerfile
     assert not any(tool in dockerfile for tool in DEV_TOOLS)
+
+
+# -- what the code imports against what the project declares ---------------------------------
+
+PACKAGES = ("gateway", "policies", "audit", "dashboard")
+TRAINING = REPO / "policies" / "training"
+#: declared for a reason other than an import of their own name
+NOT_IMPORTED = {
+    "opentelemetry-exporter-otlp": "a meta package: audit.telemetry imports its -proto-grpc and -proto-http halves",
+}
+
+
+def _name(requirement: str) -> str:
+    return Requirement(requirement).name.lower().replace("_", "-").replace(".", "-")
+
+
+def project() -> dict[str, list[str]]:
+    data = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return {"": data["dependencies"], **data.get("optional-dependencies", {})}
+
+
+def requirement_lines(path: Path) -> list[str]:
+    lines = (line.split("#")[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return [line for line in lines if line and not line.startswith("-")]
+
+
+def imports_of(path: Path) -> set[str]:
+    """Top-level modules a file imports, ``importlib.import_module("literal")`` included."""
+    import ast
+
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            found.add(node.args[0].value.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {*PACKAGES, "__future__"}
+
+
+def third_party_imports() -> dict[str, set[Path]]:
+    out: dict[str, set[Path]] = {}
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            for module in imports_of(path):
+                out.setdefault(module, set()).add(path)
+    return out
+
+
+def test_requirements_in_is_the_core_of_pyproject() -> None:
+    """The Docker image's lock is made from requirements.in: it must say what pyproject says."""
+    assert sorted(requirement_lines(REPO / "requirements.in")) == sorted(project()[""])
+
+
+def test_the_dev_lock_covers_every_extra() -> None:
+    dev = set(requirement_lines(REPO / "requirements-dev.in"))
+    extras = {r for name, reqs in project().items() if name for r in reqs}
+    assert extras - dev == set()
+
+
+def test_every_extra_has_a_lower_bound_and_excludes_compromised_releases() -> None:
+    for name, reqs in project().items():
+        for text in reqs:
+            req = Requirement(text)
+            assert any(s.operator in (">=", "==", "~=") for s in req.specifier), f"[{name}] {text}"
+            for bad in COMPROMISED.get(req.name, ()):
+                assert bad not in req.specifier, f"[{name}] {text} allows {bad}"
+
+
+def test_every_imported_module_is_declared() -> None:
+    from importlib.metadata import packages_distributions
+
+    dists = packages_distributions()
+    declared = {_name(r) for reqs in project().values() for r in reqs}
+    training = {_name(r) for r in requirement_lines(TRAINING / "requirements-train.txt")}
+    undeclared = {}
+    for module, files in third_party_imports().items():
+        candidates = {_name(d) for d in dists.get(module, [module])}
+        allowed = declared | (training if all(TRAINING in f.parents for f in files) else set())
+        if not candidates & allowed:
+            undeclared[module] = sorted(str(f.relative_to(REPO)) for f in files)
+    assert undeclared == {}
+
+
+def test_every_core_dependency_is_imported() -> None:
+    from importlib.metadata import packages_distributions
+
+    imported = {_name(d) for module in third_party_imports() for d in packages_distributions().get(module, [module])}
+    unused = [r for r in project()[""] if _name(r) not in imported and _name(r) not in NOT_IMPORTED]
+    assert unused == []
