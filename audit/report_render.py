@@ -317,7 +317,10 @@ def render_pdf(rep: AuditReport, out: Path | BinaryIO) -> None:
         para("None in this period.")
     for x in rep.erasures:
         para(_e(f"{_t(x.at)}: {x.records:,} records ({x.scope} {x.selector}) by {x.actor}"))
+    # A path as a string, a stream as itself: str() of a stream is a file name ("<_io.BytesIO ...>")
+    # that reportlab would create in the working directory, leaving the stream empty.
+    target = str(out) if isinstance(out, Path) else out
     doc = SimpleDocTemplate(
-        str(out), pagesize=A4, title=TITLE, author="Warden", leftMargin=1.5 * cm, rightMargin=1.5 * cm
+        target, pagesize=A4, title=TITLE, author="Warden", leftMargin=1.5 * cm, rightMargin=1.5 * cm
     )
     doc.build(story)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from datetime import date
 from pathlib import Path
 
 import pypdfium2 as pdfium
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.dashboard_fixtures import PASSWORDS, Dash, dash, dashboard_seed
@@ -54,4 +55,26 @@ def test_report_pdf_from_the_page_renders(dash: Dash, tmp_path: Path) -> None:
     render_pdf(rep, out)
     page = pdfium.PdfDocument(str(out))[0]
     assert "Integrity: verified" in page.get_textpage().get_text_range()
+    engine.dispose()
+
+
+def test_report_pdf_into_a_stream_fills_the_stream(dash: Dash, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page's download button gets the PDF's bytes (a stream was once taken for a file name,
+    leaving the download empty and a stray file in the working directory)."""
+    import io
+    from datetime import UTC, datetime
+
+    from audit.db import make_engine
+    from audit.report import build_report
+    from audit.report_render import render_pdf
+
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    engine = make_engine(dash.database_url)
+    rep = build_report(engine, datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+    stream = io.BytesIO()
+    render_pdf(rep, stream)
+    assert stream.getvalue().startswith(b"%PDF")
+    assert list(workdir.iterdir()) == []
     engine.dispose()

@@ -267,6 +267,22 @@ def bottom_states(torch: Any, encoder: Any, seqs: Sequence[list[int]]) -> list[A
     return out
 
 
+def cached_bottom_states(torch: Any, encoder: Any, seqs: Sequence[list[int]], cache: Path | None) -> list[Any]:
+    """``bottom_states``, kept in ``cache`` (keyed by the token sequences) so that a run that is
+    stopped or re-run with other settings does not spend its first half hour again."""
+    if cache is None:
+        return bottom_states(torch, encoder, seqs)
+    digest = hashlib.sha256(json.dumps([TOP_LAYERS, list(seqs)]).encode()).hexdigest()[:16]
+    path = cache / f"bottom-{digest}.pt"
+    if path.exists():
+        print(f"[bottom] from {path}", file=sys.stderr)
+        return list(torch.load(path))
+    states = bottom_states(torch, encoder, seqs)
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(states, path)
+    return states
+
+
 def stack(torch: Any, states: Sequence[Any]) -> tuple[Any, Any]:
     width = max(s.shape[0] for s in states)
     hidden = torch.zeros((len(states), width, states[0].shape[1]), dtype=torch.float32)
@@ -460,7 +476,9 @@ def data_files(root: Path, names: set[str]) -> dict[str, dict[str, object]]:
     }
 
 
-def run(out_dir: Path, root: Path, settings: Settings, folds: Sequence[str], limit: int | None) -> None:
+def run(
+    out_dir: Path, root: Path, settings: Settings, folds: Sequence[str], limit: int | None, cache: Path | None = None
+) -> None:
     from tokenizers import Tokenizer
 
     torch, encoder, model_dir = load_base()
@@ -477,7 +495,7 @@ def run(out_dir: Path, root: Path, settings: Settings, folds: Sequence[str], lim
     print(f"{len(examples)} examples: {Counter((HEADS[e.head], e.label) for e in examples)}", file=sys.stderr)
     wins = all_windows(tokenizer, [e.text for e in examples], settings.max_tokens)
     flat = [w for ws in wins for w in ws]
-    flat_states = bottom_states(torch, encoder, flat)
+    flat_states = cached_bottom_states(torch, encoder, flat, cache)
     states: list[list[Any]] = []
     cursor = 0
     for ws in wins:
@@ -552,11 +570,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="at most N rows per source, head and label")
     parser.add_argument("--epochs", type=float, default=None)
     parser.add_argument("--cap", type=int, default=None)
+    parser.add_argument("--carrier-cap", type=int, default=None)
+    parser.add_argument("--cache", type=Path, default=None, help="keep the frozen layers' output here")
     args = parser.parse_args(argv)
     folds = [] if args.folds == ["none"] else args.folds
     settings = Settings()
-    settings = Settings(epochs=args.epochs or settings.epochs, cap=args.cap or settings.cap)
-    run(args.out, args.corpora or corpora_dir(), settings, folds, args.limit)
+    settings = Settings(
+        epochs=args.epochs or settings.epochs,
+        cap=args.cap or settings.cap,
+        carrier_cap=args.carrier_cap or settings.carrier_cap,
+    )
+    run(args.out, args.corpora or corpora_dir(), settings, folds, args.limit, args.cache)
 
 
 if __name__ == "__main__":
