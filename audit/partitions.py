@@ -22,8 +22,10 @@ partition key needs, deleted by request id just before their partition is droppe
 from __future__ import annotations
 
 import re
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
@@ -180,7 +182,7 @@ def drop_if_covered(conn: Connection, part: Partition, covered: dict[str, int]) 
     return count
 
 
-def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
+def include_name(name: str | None, type_: str, parent_names: MutableMapping[Any, str | None]) -> bool:
     """Alembic ``include_name`` hook: partitions and their indexes are made here, not by models."""
     if type_ == "table":
         return name is None or not is_partition_name(name)

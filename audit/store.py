@@ -63,7 +63,6 @@ class Rejected(Exception):
     """The database refused the data of this batch."""
 
 
-
 @dataclass(slots=True)
 class BatchOutcome:
     inserted: int = 0

@@ -143,13 +143,17 @@ def test_dashboard_filters_are_served_by_an_index(audit_url: str, name: str) -> 
                 conn.exec_driver_sql("SET enable_seqscan = off")
                 plan = " ".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {sql}"))
                 # on the monthly partitions the planner uses the parent index's copy in each
-                names += conn.execute(
-                    text(
-                        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                        "WHERE i.inhparent = to_regclass(:ix)"
-                    ),
-                    {"ix": index},
-                ).scalars().all()
+                names += (
+                    conn.execute(
+                        text(
+                            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                            "WHERE i.inhparent = to_regclass(:ix)"
+                        ),
+                        {"ix": index},
+                    )
+                    .scalars()
+                    .all()
+                )
     finally:
         engine.dispose()
     assert any(n in plan for n in names), plan
