@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from audit.broker import Consumer, Msg
+from audit.bulk import prepare_rows
 from audit.chain import Chain, ChainKey
 from audit.models import ChainKind
 from audit.prepared import Prepared
@@ -51,6 +53,8 @@ class DrainStats:
     committed: int = 0
     duplicates: int = 0
     rejected: int = 0
+    #: ``time.monotonic()`` at the end of the latest commit (0: none yet)
+    last_commit: float = 0.0
 
 
 class Drain:
@@ -67,6 +71,7 @@ class Drain:
     ) -> None:
         key = key if key is not None else ChainKey.from_env()
         self.engine, self.settings, self.batch_size = engine, settings, batch_size
+        self._dialect = engine.dialect.name
         self.requests = Chain.new(ChainKind.requests, key, chain_id=chain_id)
         self.reviews = Chain.new(ChainKind.reviews, key, chain_id=chain_id and f"{chain_id}.reviews")
         self.rejected_path = dead_letter_dir / f"rejected-{self.requests.chain_id}.jsonl"
@@ -76,28 +81,44 @@ class Drain:
         self._crash_after = int(crash) if crash else None
 
     async def run(self, stop: asyncio.Event, *, until_idle: bool = False, fetch_timeout_s: float = 1.0) -> DrainStats:
-        """Drain until ``stop`` is set (or, with ``until_idle``, until a fetch comes back empty)."""
+        """Drain until ``stop`` is set (or, with ``until_idle``, until a fetch comes back empty).
+
+        Two stages overlap: while one batch commits (on a worker thread), the next is fetched
+        and parsed into rows here. Commits still run one after the other, in fetch order.
+        """
         consumer = await Consumer.open(self.settings, max_pending=self.batch_size * 4)
+        committing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
                 msgs = await consumer.fetch(self.batch_size, fetch_timeout_s)
+                items = self._parse(msgs)
+                if committing is not None:
+                    await committing
+                    committing = None
                 if not msgs:
                     if until_idle:
                         break
                     continue
-                await self._batch(consumer, msgs)
+                committing = asyncio.create_task(self._batch(consumer, msgs, items))
+            if committing is not None:
+                await committing
         finally:
             await consumer.close()
         return self.stats
 
-    async def _batch(self, consumer: Consumer, msgs: Sequence[Msg]) -> None:
+    def _parse(self, msgs: Sequence[Msg]) -> list[Prepared]:
         items: list[Prepared] = []
         for msg in msgs:
             try:
-                items.append(Prepared.from_line(msg.data))
+                item = Prepared.from_line(msg.data)
+                prepare_rows((item,), self._dialect)
+                items.append(item)
             except Exception as exc:  # not a record: keep it, never retry it
                 dead_letter(self.rejected_path, msg.data, None, f"unreadable broker message: {exc}")
                 self.stats.rejected += 1
+        return items
+
+    async def _batch(self, consumer: Consumer, msgs: Sequence[Msg], items: list[Prepared]) -> None:
         delay = 0.1
         while True:
             try:
@@ -110,6 +131,7 @@ class Drain:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._retry_max)
         self.stats.batches += 1
+        self.stats.last_commit = time.monotonic()
         if self._crash_after is not None and self.stats.batches >= self._crash_after:
             os._exit(9)  # committed, not acknowledged: what a SIGKILL at the worst moment leaves
         for msg in msgs:

@@ -273,3 +273,18 @@ def test_writer_cli_refuses_a_database_behind_the_migrations(nats_url: str, post
     done = run_writer(nats_url, postgres_url, "--until-idle")
     assert done.returncode == 2
     assert "warden db upgrade" in done.stderr
+
+
+def test_benchmark_prints_writer_processes_side_by_side(postgres_url: str) -> None:
+    """``benchmarks/audit_writer.py --only-nats``: its own nats-server, 1 and 2 writer processes."""
+    from tests.audit_db import PG_URL
+
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.audit_writer", "--only-nats", "--records", "300", "--repeat", "1",
+         "--nats-writers", "1,2", "--pg", PG_URL],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line[:1] in ("1", "2")]
+    assert [r[0] for r in rows] == ["1", "2"], done.stdout
+    assert all(float(r[1].replace(",", "")) > 0 for r in rows)
