@@ -30,8 +30,11 @@ from audit.store import Unavailable
 from audit.verify import verify
 from audit.writer import AuditWriter
 from tests.audit_db import make_record, postgres_url
-from tests.gateway_harness import free_port
+from gateway.config import load_config
+from policies.yamlio import YamlModelError
+from tests.gateway_harness import free_port, running_gateway, write_config
 from tests.nats_server import nats_server, stream_messages
+from tests.upstream import SimulatorHandle
 
 __all__ = ["postgres_url"]
 
@@ -288,3 +291,30 @@ def test_benchmark_prints_writer_processes_side_by_side(postgres_url: str) -> No
     rows = [line.split() for line in done.stdout.splitlines() if line[:1] in ("1", "2")]
     assert [r[0] for r in rows] == ["1", "2"], done.stdout
     assert all(float(r[1].replace(",", "")) > 0 for r in rows)
+
+
+def test_a_gateway_configured_with_a_broker_publishes_its_requests(
+    simulator: SimulatorHandle, nats_url: str, postgres_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    config = write_config(
+        tmp_path, simulator.base_url, database_url=postgres_url, extra=f"audit: {{broker: {{url: '{nats_url}'}}}}\n"
+    )
+    with running_gateway(config) as gw:
+        client = gw.client()
+        for i in range(5):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": f"hello {i}"}])
+        gw.flush_audit()
+        assert stream_messages(settings(nats_url)) == 5
+        assert stored(engine) == (0, 0)
+    drain = Drain(engine, settings(nats_url), dead_letter_dir=tmp_path, key=KEY)
+    assert asyncio.run(drain.run(asyncio.Event(), until_idle=True)).committed == 5
+    with engine.connect() as conn:
+        tenants = conn.execute(text("SELECT DISTINCT tenant FROM audit_requests")).scalars().all()
+    assert tenants == ["acme"]
+    assert verify(engine, key=KEY).ok
+
+
+def test_a_broker_url_that_is_not_nats_is_a_config_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9", extra="audit: {broker: {url: 'http://nats:4222'}}\n")
+    with pytest.raises(YamlModelError, match=r"audit.broker.url.*nats://"):
+        load_config(config)
