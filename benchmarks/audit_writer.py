@@ -268,14 +268,16 @@ def _drain_process(url: str, settings: BrokerSettings, start: object, out: objec
     with tempfile.TemporaryDirectory() as folder:
         drain = Drain(engine, settings, dead_letter_dir=Path(folder), key=KEY, batch_size=500)
         start.wait()  # type: ignore[attr-defined]
-        began = time.monotonic()  # one clock for all processes
+        began, cpu = time.monotonic(), time.process_time()  # monotonic: one clock for all processes
         stats = asyncio.run(drain.run(asyncio.Event(), until_idle=True, fetch_timeout_s=0.5))
+        cpu = time.process_time() - cpu
     engine.dispose()
-    out.put((began, stats.last_commit, stats.committed, stats.duplicates))  # type: ignore[attr-defined]
+    out.put((began, stats.last_commit, stats.committed, stats.duplicates, cpu))  # type: ignore[attr-defined]
 
 
-def through_drains(url: str, nats: str, n: int, writers: int) -> float:
-    """Wall time for ``writers`` drain processes to commit ``n`` published records in all."""
+def through_drains(url: str, nats: str, n: int, writers: int) -> tuple[float, float]:
+    """Wall time for ``writers`` drain processes to commit ``n`` published records in all, and
+    their CPU time together."""
     upgrade(url)
     tag = uuid.uuid4().hex[:8]
     settings = BrokerSettings(url=nats, stream=f"BENCH_{tag}", subject=f"bench.{tag}", durable=f"bench-{tag}")
@@ -290,36 +292,43 @@ def through_drains(url: str, nats: str, n: int, writers: int) -> float:
         p.join()
     if sum(r[2] for r in results) != n or any(r[3] for r in results):
         raise RuntimeError(f"the writers did not commit each record once: {results}")
-    return max(r[1] for r in results) - min(r[0] for r in results)
+    return max(r[1] for r in results) - min(r[0] for r in results), sum(r[4] for r in results)
 
 
 def measure_drains(pg: str, n: int, repeat: int, counts: list[int]) -> list[Run]:
     """1, 2, 4 ... writer processes, side by side: each count once per round, ``repeat`` rounds."""
     walls: dict[int, list[float]] = {k: [] for k in counts}
+    cpus: dict[int, list[float]] = {k: [] for k in counts}
     loads: dict[int, list[float]] = {k: [] for k in counts}
     with nats_url() as nats:
         for _ in range(repeat):
             for k in counts:
                 with pg_url(pg) as url:
                     loads[k].append(os.getloadavg()[0])
-                    walls[k].append(through_drains(url, nats, n, k))
+                    wall, cpu = through_drains(url, nats, n, k)
+                    walls[k].append(wall)
+                    cpus[k].append(cpu)
     runs = []
     for k in counts:
         print(f"broker -> postgresql, {k} writer processes: {', '.join(f'{n / w:,.0f}' for w in walls[k])} records/s")
-        runs.append(Run("broker", n, statistics.median(walls[k]), 0.0, 0.0, 0.0, tuple(loads[k]), k))
+        cpu = statistics.median(cpus[k])
+        runs.append(Run("broker", n, statistics.median(walls[k]), cpu, 0.0, 0.0, tuple(loads[k]), k))
     return runs
 
 
 def print_drains(runs: list[Run], n: int, repeat: int) -> None:
     print(f"\nbroker (NATS JetStream) -> PostgreSQL: {n} records of 20 steps, median of {repeat} rounds")
-    head = f"{'writer processes':<18} {'records/s':>10} {'vs one':>7} {'steps/s':>12} {'load before':>12}"
+    head = f"{'writer processes':<18} {'records/s':>10} {'vs one':>7} {'steps/s':>12} {'CPU µs/rec':>11} "
+    head += f"{'load before':>12}"
     print(head)
     print("-" * len(head))
     one = runs[0].rate
     for r in runs:
         line = f"{r.writers:<18} {r.rate:>10,.0f} {r.rate / one:>6.2f}x {r.rate * 20:>12,.0f} "
+        line += f"{r.cpu_s / r.records * 1e6:>11.1f} "
         print(line + f"{statistics.median(r.loads):>12.2f}")
-    print("(first process started to last commit; publishing is not timed; each process its own chain)")
+    print("(first process started to last commit; publishing is not timed; each process its own chain;")
+    print(" CPU = all writer processes' CPU time together, per record; the database server's is not in it)")
 
 
 def main() -> None:

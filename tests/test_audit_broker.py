@@ -29,9 +29,9 @@ from audit.settings import BrokerSettings
 from audit.store import Unavailable
 from audit.verify import verify
 from audit.writer import AuditWriter
-from tests.audit_db import make_record, postgres_url
 from gateway.config import load_config
 from policies.yamlio import YamlModelError
+from tests.audit_db import make_record, postgres_url
 from tests.gateway_harness import free_port, running_gateway, write_config
 from tests.nats_server import nats_server, stream_messages
 from tests.upstream import SimulatorHandle
