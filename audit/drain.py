@@ -86,7 +86,8 @@ class Drain:
         Two stages overlap: while one batch commits (on a worker thread), the next is fetched
         and parsed into rows here. Commits still run one after the other, in fetch order.
         """
-        consumer = await Consumer.open(self.settings, max_pending=self.batch_size * 4)
+        # the limit is the shared consumer's, for all writers together: room for many of them
+        consumer = await Consumer.open(self.settings, max_pending=self.batch_size * 64)
         committing: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
