@@ -52,6 +52,12 @@ def scalar(engine: Engine, sql: str) -> object:
         return conn.execute(text(sql)).scalar()
 
 
+def indexes(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        q = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'audit_requests'"
+        return set(conn.execute(text(q)).scalars())
+
+
 def names(engine: Engine) -> set[str]:
     with engine.connect() as conn:
         return {p.name for p in partitions.partitions(conn)}
@@ -74,8 +80,11 @@ def test_migration_partitions_a_stored_trail_and_it_still_verifies(postgres_url:
     try:
         chain = Chain.new(ChainKind.requests, KEY)
         write(engine, chain, month_records(SEP, 3) + month_records(OCT, 3, 10))
+        with engine.begin() as conn:  # as another migration before this one might add
+            conn.execute(text("CREATE INDEX ix_audit_requests_extra ON audit_requests (status, started_at)"))
         upgrade(postgres_url)
         assert current_revision(engine) == "0006_partitions"
+        assert "ix_audit_requests_extra" in indexes(engine)  # kept, on the parent and so on every month
         with engine.connect() as conn:
             assert partitions.is_partitioned(conn)
         assert {"audit_requests_p202609", "audit_requests_p202610"} <= names(engine)
@@ -88,6 +97,7 @@ def test_migration_partitions_a_stored_trail_and_it_still_verifies(postgres_url:
         downgrade(engine, "0005_commitments")
         with engine.connect() as conn:
             assert not partitions.is_partitioned(conn)
+        assert {"ix_audit_requests_extra", "ix_audit_requests_erasure_id"} <= indexes(engine)
         assert verify(engine, key=KEY).records_checked == 8
         upgrade(postgres_url)
         assert verify(engine, key=KEY).ok

@@ -14,8 +14,9 @@ On PostgreSQL only (``audit.partitions`` says why and how it is used):
    ``audit_requests``;
 3. the keys and indexes are made again, on the parent (so on every partition): primary key
    ``pk_audit_requests`` ``(request_id, started_at)`` and unique ``uq_audit_requests_chain_seq``
-   ``(chain_id, seq, started_at)`` (PostgreSQL requires the partition key in both), and the seven
-   ``ix_audit_requests_*`` indexes exactly as 0005 left them.
+   ``(chain_id, seq, started_at)`` (PostgreSQL requires the partition key in both), and every
+   other index the table had, by its own definition read from ``pg_indexes`` before the copy
+   (the seven ``ix_audit_requests_*`` of 0005, and any a migration before this one added).
 
 No other table changes (the index tables, reviews, erasures, chains and checkpoints stay as they
 are), no row is rewritten, every chain verifies as before. The copy takes the table's lock for
@@ -28,6 +29,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from alembic import op
+from sqlalchemy import Connection
 
 revision: str = '0006_partitions'
 down_revision: str | None = '0005_commitments'
@@ -36,15 +38,14 @@ depends_on: str | Sequence[str] | None = None
 
 AHEAD = 3
 
-_INDEXES = (
-    'CREATE INDEX ix_audit_requests_started_at ON audit_requests (started_at)',
-    'CREATE INDEX ix_audit_requests_tenant_started ON audit_requests (tenant, started_at)',
-    'CREATE INDEX ix_audit_requests_model_started ON audit_requests (model_requested, started_at)',
-    'CREATE INDEX ix_audit_requests_verdict_started ON audit_requests (verdict, started_at)',
-    'CREATE INDEX ix_audit_requests_policy_started ON audit_requests (policy_version, started_at)',
-    'CREATE INDEX ix_audit_requests_trace_id ON audit_requests (trace_id)',
-    'CREATE INDEX ix_audit_requests_erasure_id ON audit_requests (erasure_id) WHERE erasure_id IS NOT NULL',
-)
+def _index_definitions(bind: Connection) -> list[str]:
+    """``CREATE INDEX`` statements of audit_requests' indexes other than its keys' own."""
+    rows = bind.exec_driver_sql(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'audit_requests' "
+        "AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE conrelid = 'audit_requests'::regclass) "
+        "ORDER BY indexname"
+    )
+    return [str(r[0]) for r in rows]
 
 
 def _month(value: datetime) -> datetime:
@@ -70,6 +71,7 @@ def upgrade() -> None:
     last = now
     for _ in range(AHEAD):
         last = _next(last)
+    indexes = _index_definitions(bind)
     op.execute(
         'CREATE TABLE audit_requests_new (LIKE audit_requests INCLUDING DEFAULTS) PARTITION BY RANGE (started_at)'
     )
@@ -88,7 +90,7 @@ def upgrade() -> None:
     op.execute(
         'ALTER TABLE audit_requests ADD CONSTRAINT uq_audit_requests_chain_seq UNIQUE (chain_id, seq, started_at)'
     )
-    for ddl in _INDEXES:
+    for ddl in indexes:
         op.execute(ddl)
 
 
@@ -96,11 +98,12 @@ def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != 'postgresql':
         return
+    indexes = _index_definitions(bind)
     op.execute('CREATE TABLE audit_requests_plain (LIKE audit_requests INCLUDING DEFAULTS)')
     op.execute('INSERT INTO audit_requests_plain SELECT * FROM audit_requests')
     op.execute('DROP TABLE audit_requests')  # its partitions with it
     op.execute('ALTER TABLE audit_requests_plain RENAME TO audit_requests')
     op.execute('ALTER TABLE audit_requests ADD CONSTRAINT pk_audit_requests PRIMARY KEY (request_id)')
     op.execute('ALTER TABLE audit_requests ADD CONSTRAINT uq_audit_requests_chain_seq UNIQUE (chain_id, seq)')
-    for ddl in _INDEXES:
-        op.execute(ddl)
+    for ddl in indexes:
+        op.execute(ddl.replace(' ON ONLY ', ' ON '))
