@@ -10,7 +10,9 @@
   Config built in code (no ``alembic.ini``), under a lock so replicas can start together.
 * ``ensure_schema(engine)``: a SQLite database is upgraded in place (a new, empty file
   included); a PostgreSQL database that is behind raises ``SchemaOutOfDate`` naming the
-  command to run, because upgrading a shared database is an operator's decision.
+  command to run, because upgrading a shared database is an operator's decision. On an
+  up-to-date PostgreSQL it (like ``upgrade``) makes the monthly partitions of the coming
+  months if they are missing (``audit.partitions``).
 
 Alembic is imported only to migrate: the gateway's start checks the revision with one query,
 and a new, empty SQLite file gets the models' tables and the head revision stamped (what
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: the newest migration's revision; a test holds it equal to Alembic's head
-HEAD_REVISION = "0005_commitments"
+HEAD_REVISION = "0006_partitions"
 
 #: Execution options for a transaction that will write (SQLite: ``BEGIN IMMEDIATE``).
 WRITE_OPTIONS: dict[str, Any] = {"warden_begin": "IMMEDIATE"}
@@ -157,6 +159,10 @@ def upgrade(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
             from alembic import command
 
             command.upgrade(alembic_config(conn), revision)
+        if engine.dialect.name == "postgresql":
+            from audit.partitions import ensure_partitions  # imports this module
+
+            ensure_partitions(engine)
     finally:
         if engine is not url_or_engine:
             engine.dispose()
@@ -165,6 +171,10 @@ def upgrade(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
 def ensure_schema(engine: Engine) -> None:
     current, head = current_revision(engine), HEAD_REVISION
     if current == head:
+        if engine.dialect.name == "postgresql":
+            from audit.partitions import ensure_partitions  # imports this module
+
+            ensure_partitions(engine)
         return
     if engine.dialect.name == "sqlite":
         if current is None and _create_fresh(engine):

@@ -137,8 +137,9 @@ def _append_erasure(conn: Any, chain: Chain, eid: str, actor: str, scope: str, s
     row["prev_hash"] = chain.head
     row["hash"] = link_hash(chain.key, chain.head, erasure_canonical(row))
     conn.execute(insert(ERASURES).values(**row))
+    read = chain.seq
     chain.seq, chain.head = row["seq"], row["hash"]
-    _save_head(conn, chain)
+    _save_head(conn, chain, read)
     chain.registered = True
 
 

@@ -22,6 +22,10 @@ Choices worth knowing:
   is found like an edited record, and reports index rows whose request is not stored. They
   carry no foreign key: PostgreSQL checks one by locking the request's row, which cost more
   than writing the index row itself; ``prune`` deletes them with their request.
+* On PostgreSQL ``audit_requests`` is partitioned by month on ``started_at`` (migration
+  ``0006_partitions``, ``audit.partitions``): there its primary key is ``(request_id,
+  started_at)`` and its chain key ``(chain_id, seq, started_at)``. These models describe the
+  SQLite table; ``tests/test_audit_models.py`` allows exactly that difference.
 """
 
 from __future__ import annotations

@@ -8,6 +8,12 @@ checkpoint (chain, last pruned ``seq``, its ``hash``, MAC'd under the audit key)
 and the records are deleted in small transactions, so writers are never held up for long.
 An interrupted prune leaves records at or below the checkpoint, which verify ignores and the
 next prune deletes.
+
+On PostgreSQL, where ``audit_requests`` is partitioned by month (``audit.partitions``), a
+month that ended before ``before`` and whose every record is at or below its chain's new
+checkpoint is dropped whole (its index rows deleted first) instead of deleted row by row; the
+rest of the prefix, in the month ``before`` falls in or in a month kept for a straggler, goes
+row by row as above. Prune also makes the coming months' partitions.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Column, Connection, Engine, delete, func, insert, select
 
+from audit import partitions
 from audit.chain import ChainKey, checkpoint_mac
 from audit.db import WRITE_OPTIONS
+from audit.partitions import ensure_partitions
 from audit.rows import ACTED, CHECKPOINTS, REQUESTS, REVIEWS, SPANS, utc
 from audit.verify import (
     KINDS,
@@ -43,6 +51,8 @@ class PruneResult:
     checkpoints: tuple[tuple[str, int], ...]
     #: chains left alone because the part to prune does not verify
     skipped: tuple[Problem, ...]
+    #: monthly partitions dropped whole (PostgreSQL)
+    partitions_dropped: tuple[str, ...] = ()
 
 
 def _time_col(spec: ChainSpec) -> Column[datetime]:
@@ -59,6 +69,8 @@ def prune(
     deleted = {REQUESTS.name: 0, REVIEWS.name: 0}
     written: list[tuple[str, int]] = []
     skipped: list[Problem] = []
+    dropped: list[str] = []
+    ensure_partitions(engine)
     for spec in KINDS:
         with engine.connect() as conn:
             plans = _plan(conn, spec, cutoff_time, key, skipped)
@@ -66,6 +78,11 @@ def prune(
             if cutoff > cp_seq:
                 _write_checkpoint(engine, ckey, chain_id, cutoff, hash_, cutoff_time, cutoff - cp_seq)
                 written.append((chain_id, cutoff))
+        if spec.table is REQUESTS:
+            deleted[REQUESTS.name] += _drop_months(engine, cutoff_time, key, dropped)
+            if progress is not None:
+                progress(sum(deleted.values()))
+        for chain_id, _cp_seq, cutoff, _hash, _ckey in plans:
             done = sum(deleted.values())
             tell = None if progress is None else (lambda n, done=done: progress(done + n))
             deleted[spec.table.name] = deleted.get(spec.table.name, 0) + _delete_upto(
@@ -76,7 +93,28 @@ def prune(
         reviews_deleted=deleted[REVIEWS.name],
         checkpoints=tuple(written),
         skipped=tuple(skipped),
+        partitions_dropped=tuple(dropped),
     )
+
+
+def _drop_months(engine: Engine, before: datetime, key: ChainKey, dropped: list[str]) -> int:
+    """Drop the whole months every record of which is covered by a (verified) checkpoint."""
+    if engine.dialect.name != "postgresql":
+        return 0
+    with engine.connect() as conn:
+        if not partitions.is_partitioned(conn):
+            return 0
+        checkpoints = load_checkpoints(conn, load_chains(conn), key, Report(max_problems=0))
+        covered = {c: cp.seq for c, cp in checkpoints.items()}
+        months = partitions.months_before(conn, before)
+    total = 0
+    for part in months:
+        with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+            count = partitions.drop_if_covered(conn, part, covered)
+        if count is not None:
+            total += count
+            dropped.append(part.name)
+    return total
 
 
 def _plan(

@@ -110,3 +110,27 @@ class AlertSettings(_Strict):
     max_batch: int = Field(default=100, ge=1)
     retries: int = Field(default=5, ge=0)
     backoff_s: float = Field(default=0.5, gt=0)
+
+
+def _nats_url(value: str) -> str:
+    if not value.startswith(("nats://", "tls://")):
+        raise ValueError("must be a nats:// or tls:// URL")
+    return value
+
+
+class BrokerSettings(_Strict):
+    """``audit.broker``: publish records to NATS JetStream instead of committing them; separate
+    ``warden audit writer --from-nats`` processes drain the stream into the database."""
+
+    url: Annotated[str, AfterValidator(_nats_url)]
+    stream: str = Field(default="WARDEN_AUDIT", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    subject: str = Field(default="warden.audit.records", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    #: the durable pull consumer every writer process shares (each message goes to one of them)
+    durable: str = Field(default="warden-audit-writers", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    #: a message not acknowledged within this long goes to another writer
+    ack_wait_s: float = Field(default=30.0, gt=0)
+    #: a record published twice within this long is stored once by the broker itself
+    duplicate_window_s: float = Field(default=120.0, gt=0)
+    #: how long a gateway waits for the broker's acknowledgements before it spools instead
+    publish_timeout_s: float = Field(default=5.0, gt=0)
+    connect_timeout_s: float = Field(default=2.0, gt=0)

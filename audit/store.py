@@ -33,6 +33,15 @@ from audit.rows import CHAINS, REQUESTS, REVIEWS
 
 log = logging.getLogger("warden.audit")
 
+
+class HeadMoved(Exception):
+    """Another writer moved this chain's head since it was read: link again from the new one.
+
+    The unique ``(chain_id, seq)`` used to catch this alone; a partitioned table's unique key
+    also holds ``started_at`` (``audit.partitions``), so the head moves by compare-and-set.
+    """
+
+
 #: errors about the data itself; anything else means "the database cannot take it now"
 _REFUSED = (
     IntegrityError,
@@ -42,6 +51,8 @@ _REFUSED = (
     sqlite3.IntegrityError,
     sqlite3.DataError,
 )
+#: tries when other writers keep moving a shared chain's head
+_HEAD_TRIES = 5
 
 
 class Unavailable(Exception):
@@ -68,12 +79,17 @@ def commit_batch(
     the lookup of their ids, and only if the database then refuses the batch is it written
     again with the lookup, so a duplicate is still told from a conflict.
     """
-    try:
-        return _commit(engine, requests, reviews, items, dedupe=dedupe)
-    except Rejected:
-        if dedupe:
-            raise
-        return _commit(engine, requests, reviews, items, dedupe=True)
+    for _ in range(_HEAD_TRIES):
+        try:
+            try:
+                return _commit(engine, requests, reviews, items, dedupe=dedupe)
+            except Rejected:
+                if dedupe:
+                    raise
+                return _commit(engine, requests, reviews, items, dedupe=True)
+        except HeadMoved:
+            continue  # the chains were marked out of sync: the next try re-reads their heads
+    raise Unavailable(f"audit chain {requests.chain_id}: other writers keep moving its head")
 
 
 def _commit(
@@ -83,7 +99,7 @@ def _commit(
     try:
         with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
             outcome = _write(conn, requests, reviews, items, dedupe=dedupe)
-    except (SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
+    except (SQLAlchemyError, psycopg.Error, sqlite3.Error, HeadMoved) as exc:
         requests.restore(saved[0])
         reviews.restore(saved[1])
         # A failed COMMIT may still have committed: re-read the heads before linking again.
@@ -91,6 +107,8 @@ def _commit(
         for item in items:
             item.unlink()
         cause = getattr(exc, "orig", None) or exc  # COPY raises psycopg's errors unwrapped
+        if isinstance(cause, HeadMoved):
+            raise
         if isinstance(cause, _REFUSED):
             raise Rejected(str(cause)) from exc
         raise Unavailable(str(cause)) from exc
@@ -112,16 +130,18 @@ def _write(
         fresh_records, fresh_reviews = records, revs
     if fresh_records:
         _sync(conn, requests)
+        read = requests.seq
         for r in fresh_records:
             requests.link(r)
         insert_records(conn, fresh_records)
-        _save_head(conn, requests)
+        _save_head(conn, requests, read)
     if fresh_reviews:
         _sync(conn, reviews)
+        read = reviews.seq
         for v in fresh_reviews:
             reviews.link(v)
         insert_reviews(conn, fresh_reviews)
-        _save_head(conn, reviews)
+        _save_head(conn, reviews, read)
     outcome.inserted = len(fresh_records) + len(fresh_reviews)
     return outcome
 
@@ -190,11 +210,17 @@ def _sync(conn: Connection, chain: Chain) -> None:
     chain.synced = True
 
 
-def _save_head(conn: Connection, chain: Chain) -> None:
+def _save_head(conn: Connection, chain: Chain, read: int) -> None:
+    """Move the head from ``read`` (the seq it was linked from) to the chain's new one."""
     if chain.registered:
-        conn.execute(
-            update(CHAINS).where(CHAINS.c.chain_id == chain.chain_id).values(last_seq=chain.seq, head_hash=chain.head)
+        c = CHAINS.c
+        moved = conn.execute(
+            update(CHAINS)
+            .where(c.chain_id == chain.chain_id, c.last_seq == read)
+            .values(last_seq=chain.seq, head_hash=chain.head)
         )
+        if moved.rowcount != 1:
+            raise HeadMoved(f"audit chain {chain.chain_id} moved past seq {read}")
         return
     conn.execute(
         insert(CHAINS).values(

@@ -7,6 +7,9 @@ background thread takes up to ``batch_size`` items or whatever arrived within
 in one transaction (``audit.store``), so preparing the next batch overlaps the database's
 work on this one. Batches that pile up meanwhile are committed together (fewer fsyncs).
 
+With a ``sink`` (the broker, ``audit.broker``) batches are published there instead of committed,
+with the same spool behind it.
+
 When a commit fails because the database is unreachable, locked or slow, the batch goes to
 the spool (fsynced), and so does everything after it, in order, until a retry (with backoff)
 replays the spool completely; then writing goes straight to the database again. Replays are
@@ -28,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
@@ -49,6 +52,15 @@ Item = AuditRecord | ReviewRecord
 _STOP: Final = object()
 #: at most this many prepared batches are committed together when they have piled up
 _MERGE_BATCHES: Final = 4
+
+
+class Sink(Protocol):
+    """Somewhere else batches can go (``audit.broker.Publisher``)."""
+
+    def send(self, items: Sequence[Prepared]) -> None:
+        """Return once all are durable there; raise ``audit.store.Unavailable`` otherwise."""
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +102,15 @@ class AuditWriter:
         retry_max_s: float = 10.0,
         key: ChainKey | None = None,
         chain_id: str | None = None,
+        sink: Sink | None = None,
     ) -> None:
-        """``chain_id``: None for a new chain per start, or a fixed id to continue (see ``audit.chain``)."""
+        """``chain_id``: None for a new chain per start, or a fixed id to continue (see ``audit.chain``).
+
+        ``sink``: where batches go instead of the database (``audit.broker.Publisher``): the
+        records are then linked by the writer processes that drain it, and "committed" counts
+        records the sink acknowledged. The spool stays the fallback while the sink is down.
+        """
+        self.sink = sink
         self._own_engine = not isinstance(url_or_engine, Engine)
         self.engine = url_or_engine if isinstance(url_or_engine, Engine) else make_engine(url_or_engine)
         self.spool_dir = spool_dir
@@ -212,6 +231,8 @@ class AuditWriter:
                 log.error("audit: %d records could be written neither to the database nor the spool", len(self._held))
         if self._spool is not None:
             self._spool.close()
+        if self.sink is not None:
+            self.sink.close()
         if self._own_engine:
             self.engine.dispose()
 
@@ -301,7 +322,8 @@ class AuditWriter:
                 continue
             # Rows here rather than in the transaction: this thread works while the other
             # waits on the database.
-            prepare_rows((item,), self._dialect)
+            if self.sink is None:
+                prepare_rows((item,), self._dialect)
             items.append(item)
             # Hand the interpreter lock over after each record (~0.1 ms): a request waiting
             # for it would otherwise wait up to the 5 ms switch interval behind a batch. Not
@@ -364,6 +386,10 @@ class AuditWriter:
         """Commit, isolating refused records. False if the database is down; outside a replay
         the items have then gone to the spool."""
         try:
+            if self.sink is not None:
+                self.sink.send(items)
+                self._settle(BatchOutcome(inserted=len(items)), replay=replay)
+                return True
             # Off the queue, a record cannot be stored yet: only replays need the id lookup.
             outcome = commit_batch(self.engine, self.requests_chain, self.reviews_chain, items, dedupe=replay)
         except Unavailable as exc:

@@ -15,11 +15,19 @@ inserts: the commit thread). Under load from other processes the wall-clock rate
 first; the CPU figures say whether the writer itself got slower.
 
     python -m benchmarks.audit_writer [--records 20000] [--pg URL] [--no-pg] [--repeat 3] [--pg-writers 2]
+        [--nats-writers 1,2,4] [--only-nats]
 
 PostgreSQL is also measured with ``--pg-writers`` writer processes at once (as several
 gateway processes write, each in its own chain), each submitting ``--records``: their
 combined rate. One writer's records pass through one interpreter lock, so a process can use
 about one core; the PostgreSQL server itself needs little.
+
+With a broker (``--nats-writers 1,2,4``, the default; ``--nats-writers ''`` for none) the
+question is the fleet's: how fast do 1, 2 and 4 ``warden audit writer`` processes drain a NATS
+JetStream stream into PostgreSQL (``audit.drain``)? The benchmark starts its own ``nats-server
+-js`` on a free loopback port, publishes ``--records`` records into a fresh stream (not timed),
+then starts that many writer processes at once into a fresh schema and times first start to
+last commit, side by side in one run.
 
 The machine is shared: the load average at the start is printed beside the figures.
 """
@@ -27,10 +35,14 @@ The machine is shared: the load average at the start is printed beside the figur
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import multiprocessing
 import os
+import shutil
+import socket
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -42,12 +54,15 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
+from audit.broker import Publisher
 from audit.bulk import prepare_rows
 from audit.chain import Chain, ChainKey
 from audit.db import make_engine, upgrade
+from audit.drain import Drain
 from audit.models import ChainKind
 from audit.prepared import prepare
 from audit.record import AuditRecord
+from audit.settings import BrokerSettings
 from audit.store import commit_batch
 from audit.writer import AuditWriter
 from gateway.pipeline.session import new_request_id
@@ -212,6 +227,110 @@ def measure(backend: str, make: object, n: int, repeat: int) -> Run:
     return Run(backend, n, statistics.median(walls), statistics.median(cpus), prep, commit, tuple(loads))
 
 
+@contextmanager
+def nats_url() -> Iterator[str]:
+    """A ``nats-server -js`` of the benchmark's own, on a free loopback port."""
+    exe = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as store:
+        proc = subprocess.Popen(
+            [exe, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", store],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            for _ in range(300):
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.05)
+            yield f"nats://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _publish(settings: BrokerSettings, n: int) -> None:
+    records = make_records(n)
+    publisher = Publisher(settings)
+    try:
+        for i in range(0, n, 500):
+            publisher.send([prepare(r) for r in records[i : i + 500]])
+    finally:
+        publisher.close()
+
+
+def _drain_process(url: str, settings: BrokerSettings, start: object, out: object) -> None:
+    """One ``warden audit writer`` process's work: drain until the stream is empty."""
+    engine = make_engine(url)
+    with tempfile.TemporaryDirectory() as folder:
+        drain = Drain(engine, settings, dead_letter_dir=Path(folder), key=KEY, batch_size=500)
+        start.wait()  # type: ignore[attr-defined]
+        began, cpu = time.monotonic(), time.process_time()  # monotonic: one clock for all processes
+        stats = asyncio.run(drain.run(asyncio.Event(), until_idle=True, fetch_timeout_s=0.5))
+        cpu = time.process_time() - cpu
+    engine.dispose()
+    out.put((began, stats.last_commit, stats.committed, stats.duplicates, cpu))  # type: ignore[attr-defined]
+
+
+def through_drains(url: str, nats: str, n: int, writers: int) -> tuple[float, float]:
+    """Wall time for ``writers`` drain processes to commit ``n`` published records in all, and
+    their CPU time together."""
+    upgrade(url)
+    tag = uuid.uuid4().hex[:8]
+    settings = BrokerSettings(url=nats, stream=f"BENCH_{tag}", subject=f"bench.{tag}", durable=f"bench-{tag}")
+    _publish(settings, n)
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Barrier(writers), ctx.Queue()
+    procs = [ctx.Process(target=_drain_process, args=(url, settings, start, out)) for _ in range(writers)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=900) for _ in procs]
+    for p in procs:
+        p.join()
+    if sum(r[2] for r in results) != n or any(r[3] for r in results):
+        raise RuntimeError(f"the writers did not commit each record once: {results}")
+    return max(r[1] for r in results) - min(r[0] for r in results), sum(r[4] for r in results)
+
+
+def measure_drains(pg: str, n: int, repeat: int, counts: list[int]) -> list[Run]:
+    """1, 2, 4 ... writer processes, side by side: each count once per round, ``repeat`` rounds."""
+    walls: dict[int, list[float]] = {k: [] for k in counts}
+    cpus: dict[int, list[float]] = {k: [] for k in counts}
+    loads: dict[int, list[float]] = {k: [] for k in counts}
+    with nats_url() as nats:
+        for _ in range(repeat):
+            for k in counts:
+                with pg_url(pg) as url:
+                    loads[k].append(os.getloadavg()[0])
+                    wall, cpu = through_drains(url, nats, n, k)
+                    walls[k].append(wall)
+                    cpus[k].append(cpu)
+    runs = []
+    for k in counts:
+        print(f"broker -> postgresql, {k} writer processes: {', '.join(f'{n / w:,.0f}' for w in walls[k])} records/s")
+        cpu = statistics.median(cpus[k])
+        runs.append(Run("broker", n, statistics.median(walls[k]), cpu, 0.0, 0.0, tuple(loads[k]), k))
+    return runs
+
+
+def print_drains(runs: list[Run], n: int, repeat: int) -> None:
+    print(f"\nbroker (NATS JetStream) -> PostgreSQL: {n} records of 20 steps, median of {repeat} rounds")
+    head = f"{'writer processes':<18} {'records/s':>10} {'vs one':>7} {'steps/s':>12} {'CPU µs/rec':>11} "
+    head += f"{'load before':>12}"
+    print(head)
+    print("-" * len(head))
+    one = runs[0].rate
+    for r in runs:
+        line = f"{r.writers:<18} {r.rate:>10,.0f} {r.rate / one:>6.2f}x {r.rate * 20:>12,.0f} "
+        line += f"{r.cpu_s / r.records * 1e6:>11.1f} "
+        print(line + f"{statistics.median(r.loads):>12.2f}")
+    print("(first process started to last commit; publishing is not timed; each process its own chain;")
+    print(" CPU = all writer processes' CPU time together, per record; the database server's is not in it)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
@@ -219,8 +338,14 @@ def main() -> None:
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--no-pg", action="store_true")
     parser.add_argument("--pg-writers", type=int, default=2, help="writer processes for the combined run (0: none)")
+    parser.add_argument("--nats-writers", default="1,2,4", help="writer process counts draining a broker ('': none)")
+    parser.add_argument("--only-nats", action="store_true", help="only the broker's writer processes")
     args = parser.parse_args()
     load_at_start = os.getloadavg()[0]
+    counts = [int(k) for k in args.nats_writers.split(",") if k.strip()]
+    if args.only_nats:
+        print_drains(measure_drains(args.pg, args.records, args.repeat, counts), args.records, args.repeat)
+        return
 
     runs = [measure("sqlite", sqlite_url, args.records, args.repeat)]
     if not args.no_pg:
@@ -251,6 +376,8 @@ def main() -> None:
     print("CPU = the writer process's CPU time during the timed runs (median), all threads")
     print("prepare = normalize + canonical JSON + table rows; commit = link (HMAC) + inserts + commit")
     print("(both on one thread, apart; the database server's own CPU is in neither; wall time is in records/s)")
+    if counts and not args.no_pg:
+        print_drains(measure_drains(args.pg, args.records, args.repeat, counts), args.records, args.repeat)
 
 
 if __name__ == "__main__":

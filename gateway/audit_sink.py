@@ -103,11 +103,17 @@ class BackgroundAudit:
             from audit.writer import AuditWriter
 
             config = self._config
+            sink = None
+            if config.audit.broker is not None:
+                from audit.broker import Publisher
+
+                sink = Publisher(config.audit.broker)
             writer = AuditWriter(
                 config.resolved_database_url(),
                 spool_dir=config.resolve(config.audit.spool_dir),
                 chain_id=config.audit.chain_id,
                 batch_size=config.audit.batch_size,
+                sink=sink,
             )
         except Exception as exc:
             self._fail(exc, "records wait in memory")

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from audit.settings import AnchorSettings, RetentionDays, SyslogSettings
+from audit.settings import AnchorSettings, BrokerSettings, RetentionDays, SyslogSettings
 from gateway.api_models import RequestLimits
 from policies.yamlio import FieldError, YamlModelError, load_model_file
 
@@ -118,6 +118,8 @@ class AuditConfig(Strict):
     retention_interval_s: float = Field(default=3600.0, gt=0)
     #: stream committed requests as OCSF events over RFC 5424 syslog
     syslog: SyslogSettings | None = None
+    #: publish records to NATS JetStream; ``warden audit writer`` processes commit them
+    broker: BrokerSettings | None = None
 
 
 class TelemetryConfig(Strict):

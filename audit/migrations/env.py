@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 
 from audit.db import make_engine
 from audit.models import Base
+from audit.partitions import include_name
 
 
 def _run(connection: Connection) -> None:
@@ -20,6 +21,7 @@ def _run(connection: Connection) -> None:
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
