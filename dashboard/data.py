@@ -710,12 +710,23 @@ class RuledStep:
     spans: tuple[tuple[str, int, int], ...] = field(default=())
     #: the step's detail (detector evidence: cues, n-grams, tier, threshold), when recorded
     detail: dict[str, Any] = field(default_factory=dict)
+    #: who sent the request, for an exception scoped to its tenant or key
+    tenant: str | None = None
+    key_id: str | None = None
+
+    @property
+    def role(self) -> str | None:
+        """The message role the check's verdict came from (input checks), when recorded."""
+        role = self.detail.get("role")
+        return role if isinstance(role, str) else None
 
 
 def ruled_steps(engine: Engine, check: str, stage: str, f: Filters, *, limit: int = 500) -> list[RuledStep]:
     rv, clauses = _ruled_steps(f)
     q = (
-        select(R.request_id, rv.c.ruling, S.stage, S.score, S.seq, R.input_text, R.output_text, R.steps)
+        select(
+            R.request_id, rv.c.ruling, S.stage, S.score, S.seq, R.input_text, R.output_text, R.steps, R.tenant, R.key_id
+        )
         .select_from(ACTED.join(REQUESTS, S.request_id == R.request_id).join(rv, rv.c.request_id == R.request_id))
         .where(*clauses, S.name == check, S.stage == stage)
         .order_by(rv.c.at.desc())
@@ -733,6 +744,8 @@ def ruled_steps(engine: Engine, check: str, stage: str, f: Filters, *, limit: in
             r.input_text if r.stage == "input" else r.output_text,
             tuple(spans.get((r.request_id, r.seq), ())),
             _step_detail(r.steps, r.seq),
+            r.tenant,
+            r.key_id,
         )
         for r in rows
     ]
@@ -756,7 +769,7 @@ def ruled_inputs(engine: Engine, *, limit: int = 5000) -> list[RuledPrompt]:
     with their stored input text: the ruled part of the regression set (newest rulings first)."""
     rv = REVIEWS.alias("rv")
     q = (
-        select(R.request_id, rv.c.ruling, R.input_text)
+        select(R.request_id, rv.c.ruling, R.input_text, R.tenant, R.key_id)
         .select_from(REQUESTS.join(rv, rv.c.request_id == R.request_id))
         .where(
             _latest_review_filter(rv),
@@ -776,7 +789,10 @@ def ruled_inputs(engine: Engine, *, limit: int = 5000) -> list[RuledPrompt]:
                 select(S.request_id, S.name).where(S.request_id.in_(ids), S.stage == "input").order_by(S.seq)
             ):
                 checks[rid].append(name)
-    return [RuledPrompt(r.request_id, r.ruling, r.input_text or "", tuple(checks[r.request_id])) for r in rows]
+    return [
+        RuledPrompt(r.request_id, r.ruling, r.input_text or "", tuple(checks[r.request_id]), r.tenant, r.key_id)
+        for r in rows
+    ]
 
 
 def _spans_of(conn: Any, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], list[tuple[str, int, int]]]:
@@ -805,19 +821,30 @@ class ReplayInput:
     output_text: str | None
     #: the verdict recorded when the request ran
     verdict: str
+    #: who sent it, for exceptions scoped to a tenant or key
+    tenant: str = ""
+    key_id: str = ""
 
 
 def replay_inputs(engine: Engine, f: Filters, *, limit: int) -> list[ReplayInput]:
     """The newest ``limit`` filtered requests that have stored text."""
     q = (
-        select(R.request_id, R.started_at, R.input_text, R.output_text, R.verdict)
+        select(R.request_id, R.started_at, R.input_text, R.output_text, R.verdict, R.tenant, R.key_id)
         .where(*where(f), or_(R.input_text.is_not(None), R.output_text.is_not(None)))
         .order_by(R.started_at.desc(), R.request_id.desc())
         .limit(limit)
     )
     with engine.connect() as conn:
         return [
-            ReplayInput(r.request_id, utc(r.started_at) or r.started_at, r.input_text, r.output_text, r.verdict)
+            ReplayInput(
+                r.request_id,
+                utc(r.started_at) or r.started_at,
+                r.input_text,
+                r.output_text,
+                r.verdict,
+                r.tenant,
+                r.key_id,
+            )
             for r in conn.execute(q)
         ]
 

@@ -115,7 +115,11 @@ def _still_firing(path: Path, text: str, check: str, stage: str, ruled: list[dat
     fps = [r for r in ruled if r.ruling == "false_positive" and r.text]
     if stage != "input" or running is None or not fps:
         return ruled
-    outcomes = evaluation.run(running, [Prompt(r.text or "", 0, "ruled", r.request_id, "rulings") for r in fps])
+    prompts = [
+        Prompt(r.text or "", 0, "ruled", r.request_id, "rulings", tenant=r.tenant or "", key=r.key_id or "")
+        for r in fps
+    ]
+    outcomes = evaluation.run(running, prompts)
     fixed = {r.request_id for r, o in zip(fps, outcomes, strict=True) if check not in o.fired}
     return [r for r in ruled if r.request_id not in fixed or r.ruling != "false_positive"]
 
