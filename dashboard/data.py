@@ -483,7 +483,7 @@ def _top_checks(conn: Any, f: Filters, steps_in_range: ColumnElement[bool], top:
         # ``ix_audit_acted_steps_name`` alone, already in group order, instead of reading the key
         # range and sorting 400,000 rows to group them (5x slower): hiding the key column in an
         # expression makes its planner take the index. A small range is read by key.
-        key = S.request_id
+        key: ColumnElement[Any] = S.request_id
         if conn.dialect.name == "sqlite" and _share_of_all(conn, f) > 0.5:
             key = func.coalesce(S.request_id, "")
         q = q.where(key.between(*ids), _is_check_step())
