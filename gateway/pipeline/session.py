@@ -47,8 +47,6 @@ def _in_request(outcome: CheckOutcome, view: View, bound: BoundCheck, tenant: st
     piece = None
     if isinstance(part, int) and 0 <= part < len(view.pieces):
         piece = view.pieces[part]
-    elif outcome.spans:
-        piece = view.piece_at(outcome.spans[0].start)
     if bound.exceptions:
 
         def role_of_span(span: Span) -> str | None:
@@ -56,6 +54,8 @@ def _in_request(outcome: CheckOutcome, view: View, bound: BoundCheck, tenant: st
             return at.role if at is not None else None
 
         apply_exceptions(outcome, view.text, tenant, key_id, piece.role if piece else None, role_of_span)
+    if piece is None and outcome.spans:
+        piece = view.piece_at(outcome.spans[0].start)  # the first span the exceptions left
     if piece is not None:
         outcome.detail["role"] = piece.role
         if piece.message is not None:
