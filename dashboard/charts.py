@@ -161,6 +161,15 @@ def _timeline() -> Spec:
     )
 
 
+def warm() -> None:
+    """Build every chart's spec now (the server calls this at start-up, so the first page a user
+    opens does not pay for importing Altair and validating its charts)."""
+    for build in (volume, rates, top_checks, tokens, precision, _timeline):
+        build()
+    for title in ("Latency", "Time to first token"):
+        percentiles(title)
+
+
 def timeline(order: list[str]) -> Spec:
     """A request's steps as bars over time, in ``order`` (rows: step, start, end, verdict, latency ms)."""
     spec = copy.deepcopy(_timeline())

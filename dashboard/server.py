@@ -4,9 +4,16 @@ one route Streamlit cannot provide, which sets the session cookie as ``HttpOnly`
 
 from __future__ import annotations
 
+import importlib
+
 import streamlit as st
 
-from dashboard import APP
+from dashboard import APP, charts
 from dashboard.session_cookie import ROUTES
+
+# Before the server answers: pandas (behind every table and chart) and the charts' specs, which
+# otherwise cost the first page anyone opens several seconds on a busy machine.
+importlib.import_module("pandas")
+charts.warm()
 
 app = st.App(APP, routes=ROUTES)
