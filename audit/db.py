@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: the newest migration's revision; a test holds it equal to Alembic's head
-HEAD_REVISION = "0006_partitions"
+HEAD_REVISION = "0007_dashboard_indexes"
 
 #: Execution options for a transaction that will write (SQLite: ``BEGIN IMMEDIATE``).
 WRITE_OPTIONS: dict[str, Any] = {"warden_begin": "IMMEDIATE"}

@@ -116,10 +116,27 @@ class RequestRow(Base):
     __tablename__ = "audit_requests"
     __table_args__ = (
         UniqueConstraint("chain_id", "seq", name="uq_audit_requests_chain_seq"),
-        Index("ix_audit_requests_started_at", "started_at"),
+        # Covering: the overview's counts, token sums and percentiles and the filter choices
+        # read a time range from this index alone, never the wide rows (steps, texts).
+        Index(
+            "ix_audit_requests_started_cover",
+            "started_at",
+            "verdict",
+            "tenant",
+            "model_requested",
+            "policy_name",
+            "policy_version",
+            "seq",
+            "latency_ms",
+            "ttft_ms",
+            "prompt_tokens",
+            "completion_tokens",
+            "request_id",
+        ),
         Index("ix_audit_requests_tenant_started", "tenant", "started_at"),
         Index("ix_audit_requests_model_started", "model_requested", "started_at"),
-        Index("ix_audit_requests_verdict_started", "verdict", "started_at"),
+        # with the id: the review queue's count and page (and their not-yet-ruled test) are index-only
+        Index("ix_audit_requests_verdict_started", "verdict", "started_at", "request_id"),
         Index("ix_audit_requests_policy_started", "policy_version", "started_at"),
         Index("ix_audit_requests_trace_id", "trace_id"),
         Index(
@@ -201,7 +218,16 @@ class ActedStepRow(Base):
 
     __tablename__ = "audit_acted_steps"
     __table_args__ = (
-        Index("ix_audit_acted_steps_name", "name", "verdict", "request_id"),
+        # every column the overview's "top checks" groups by, in that order, then the id: it is
+        # counted from this index alone, already in group order (``dashboard.data``)
+        Index("ix_audit_acted_steps_name", "name", "stage", "verdict", "enforced", "request_id"),
+        # steps of monitor-mode checks, usually none: the overview's "would have" counts
+        Index(
+            "ix_audit_acted_steps_monitor",
+            "request_id",
+            sqlite_where=text("enforced = 0"),
+            postgresql_where=text("enforced = false"),
+        ),
         # small rows under a composite key: one b-tree fewer per row on SQLite
         {"sqlite_with_rowid": False},
     )

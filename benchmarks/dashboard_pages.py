@@ -12,7 +12,11 @@ answered when Streamlit's script has finished (``stApp`` reports ``notRunning``)
 title is shown. Chromium and the server run on the same machine, which is shared: figures are
 noisy, so each page is timed ``--repeat`` times and the median is printed with the range.
 
-    python -m benchmarks.dashboard_pages [--requests 100000] [--repeat 3]
+    python -m benchmarks.dashboard_pages [--requests 100000] [--repeat 3] [--database FILE]
+
+``--database FILE`` keeps the filled SQLite file (filled on the first run, reused and upgraded
+to the current schema after), so a change to queries or indexes can be timed again without
+waiting for the fill.
 """
 
 from __future__ import annotations
@@ -26,17 +30,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
 from websockets.sync.client import connect
 
-from audit.db import upgrade
+from audit.db import make_engine, upgrade
 from audit.record import Verdict
 from audit.writer import AuditWriter
-from dashboard.auth import add_user
+from dashboard.auth import UserError, add_user
 from gateway.pipeline.session import new_request_id
 from tests.audit_db import make_record
 from tests.gateway_harness import free_port, write_config
@@ -78,6 +83,18 @@ def fill(url: str, n: int) -> str:
             raise RuntimeError("the writer did not finish")
         writer.close()
     return blocked
+
+
+def _a_blocked_request(url: str) -> str:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(text("SELECT request_id FROM audit_requests WHERE verdict = 'block' LIMIT 1")).scalar()
+    finally:
+        engine.dispose()
+    if not isinstance(found, str):
+        raise RuntimeError("the reused database has no blocked request")
+    return found
 
 
 @contextmanager
@@ -166,17 +183,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--database", type=Path, help="a SQLite file to fill once and reuse")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
-        url = f"sqlite:///{folder / 'warden.db'}"
+        db = args.database.resolve() if args.database else folder / "warden.db"
+        url = f"sqlite:///{db}"
         shutil.copy(REPO / "policies" / "default.yaml", folder / "policy.yaml")
         config = write_config(folder, "http://127.0.0.1:9/v1", policy="policy.yaml", database_url=url,
                               extra="audit: {spool_dir: ./spool}\n")  # fmt: skip
-        t = time.perf_counter()
-        blocked = fill(url, args.requests)
-        print(f"filled {args.requests:,} requests in {time.perf_counter() - t:.1f} s")
-        add_user(url, "bench", "admin", PASSWORD)
+        if db.exists():
+            upgrade(url)
+            blocked = _a_blocked_request(url)
+            print(f"reusing {db}")
+        else:
+            t = time.perf_counter()
+            blocked = fill(url, args.requests)
+            print(f"filled {args.requests:,} requests in {time.perf_counter() - t:.1f} s")
+        with suppress(UserError):  # a reused file has the user already
+            add_user(url, "bench", "admin", PASSWORD)
         with dashboard(config) as server, chromium(folder / "profile") as b:
             b.call("Page.navigate", url=server)
             b.type_into('input[aria-label="User name"]', "bench")

@@ -9,16 +9,19 @@ from pathlib import Path
 from gateway.config import DEFAULT_CONFIG_ENV
 
 APP = Path(__file__).with_name("app.py")
+#: what ``streamlit run`` serves: ``APP`` in Streamlit's server, plus the session-cookie route
+SERVER = Path(__file__).with_name("server.py")
 
 
 def streamlit_command(port: int, host: str) -> list[str]:
-    """``streamlit run dashboard/app.py``, headless, with usage statistics off."""
+    """``streamlit run dashboard/server.py`` (the app plus its cookie route), headless, with
+    usage statistics off."""
     return [
         sys.executable,
         "-m",
         "streamlit",
         "run",
-        str(APP),
+        str(SERVER),
         "--server.port",
         str(port),
         "--server.address",

@@ -12,9 +12,10 @@
   activity or ``max_session_s`` after login; logging out ends the row, so the cookie is dead
   everywhere at once, even if it was copied. The user's role and ``disabled`` flag are read
   from ``users`` when a session resumes, so a change there takes effect on the next reload.
-  Streamlit cannot set a cookie from the server, so the browser sets it from a one-line
-  script (``st.html``): it is ``SameSite=Strict`` (and ``Secure`` over HTTPS) but not
-  ``HttpOnly``; the signature and the server-side row are what make it safe to hold.
+  A script run cannot set a cookie (it talks to the browser over a WebSocket), so the page
+  posts a one-time ticket to the dashboard server's ``/_warden/session`` route, whose answer
+  sets the cookie ``HttpOnly; SameSite=Strict`` (and ``Secure`` over HTTPS): page script never
+  sees the token (``dashboard.session_cookie``).
 * Wrong passwords are slowed per user name (``LoginThrottle``); an unknown name costs the same
   hash verification as a known one, so timing does not tell which names exist.
 """
@@ -40,13 +41,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from audit.models import Role
-from dashboard import data
+from dashboard import data, session_cookie
 
 ROLE_RANK = {Role.viewer: 0, Role.reviewer: 1, Role.admin: 2}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = 8
 SESSION_KEY = "warden_session"
-COOKIE = "warden_session"
+COOKIE = session_cookie.COOKIE
 #: a cookie to set in the browser on the next run: (value, max-age seconds; 0 deletes it)
 PENDING_COOKIE_KEY = "warden_cookie_pending"
 #: how often a live session records activity in the database (idle timeout), seconds
@@ -267,20 +268,18 @@ def current_session(idle_timeout_s: float, max_session_s: float) -> Session | No
 
 
 def sync_cookie() -> None:
-    """Set (or delete) the session cookie in the browser when a login or logout asked for it."""
-    import json
-
+    """Set (or delete) the session cookie in the browser when a login or logout asked for it:
+    the page posts a one-time ticket for it, and the server's answer sets the cookie
+    ``HttpOnly`` (``dashboard.session_cookie``); the token itself never reaches page script."""
     import streamlit as st
+
+    from dashboard.session_cookie import TICKETS, script
 
     pending = st.session_state.pop(PENDING_COOKIE_KEY, None)
     if pending is None:
         return
     value, max_age = pending
-    cookie = json.dumps(f"{COOKIE}={value}; Path=/; Max-Age={int(max_age)}; SameSite=Strict")
-    st.html(
-        f'<script>document.cookie = {cookie} + (location.protocol === "https:" ? "; Secure" : "");</script>',
-        unsafe_allow_javascript=True,
-    )
+    st.html(script(TICKETS.issue(value, int(max_age))), unsafe_allow_javascript=True)
 
 
 def require(role: Role) -> Session:

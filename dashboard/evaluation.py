@@ -7,7 +7,10 @@ The labelled regression set is
   ``dashboard.settings``: the ``redteam/`` folder beside the gateway config and
   ``WARDEN_DASHBOARD_REGRESSION_SETS``),
 * every request a reviewer ruled on whose input stage acted: ``confirm`` is a known attack,
-  ``false_positive`` known benign (the latest ruling counts; escalations are left out).
+  ``false_positive`` known benign (the latest ruling counts; escalations are left out), sent as
+  the tenant and key that sent it,
+* the known attacks again as every tenant and key a scoped exception (``exceptions:``) of either
+  version names, so an exception cannot let through from its scope what is blocked elsewhere.
 
 Each prompt runs through the policy's real input stage with ``gateway.redteam.run_in_process``
 (the gateway's own ``GuardSession``), under the running policy and under the edited one, so new
@@ -27,7 +30,7 @@ import hashlib
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,9 @@ class RuledPrompt:
     text: str
     #: the input checks that acted on it, in step order
     checks: tuple[str, ...]
+    #: who sent it: it is replayed as the same tenant and key, so scoped exceptions apply as they would
+    tenant: str = "redteam"
+    key: str = "redteam"
 
 
 def ruled_prompts(ruled: Iterable[RuledPrompt]) -> list[Prompt]:
@@ -59,7 +65,7 @@ def ruled_prompts(ruled: Iterable[RuledPrompt]) -> list[Prompt]:
             continue
         label = 1 if r.ruling == "confirm" else 0
         check = r.checks[0] if r.checks else "input"
-        out.append(Prompt(r.text, label, f"ruled {check}", r.request_id, RULED_SOURCE))
+        out.append(Prompt(r.text, label, f"ruled {check}", r.request_id, RULED_SOURCE, tenant=r.tenant, key=r.key))
     return out
 
 
@@ -234,7 +240,42 @@ def run(policy: CompiledPolicy, prompts: Sequence[Prompt]) -> list[Outcome]:
     return outcomes
 
 
+def exception_scopes(*policies: CompiledPolicy) -> list[tuple[str | None, str | None]]:
+    """The (tenant, key) scopes of the policies' exceptions, in order, without repeats
+    (role-only exceptions need no scope of their own: the set already has user and tool prompts)."""
+    found: dict[tuple[str | None, str | None], None] = {}
+    for policy in policies:
+        for bound in policy.checks:
+            for e in bound.exceptions:
+                if e.tenant is not None or e.key is not None:
+                    found[(e.tenant, e.key)] = None
+    return list(found)
+
+
+def scoped_attacks(prompts: Sequence[Prompt], scopes: Sequence[tuple[str | None, str | None]]) -> list[Prompt]:
+    """The known attacks again, sent as each exception's tenant and key: an exception must not let
+    through from its tenant or key what the policy blocks from everyone else."""
+    out = []
+    for tenant, key in scopes:
+        label = ", ".join(p for p in (f"tenant={tenant}" if tenant else "", f"key={key}" if key else "") if p)
+        for p in prompts:
+            if p.label == 1 and p.source != RULED_SOURCE:
+                out.append(
+                    replace(
+                        p,
+                        id=f"{p.id}@{label}",
+                        category=f"{p.category} ({label})",
+                        tenant=tenant or p.tenant,
+                        key=key or p.key,
+                    )
+                )
+    return out
+
+
 def evaluate(edited: CompiledPolicy, running: CompiledPolicy, prompts: Sequence[Prompt]) -> Evaluation:
+    """Both versions on ``prompts``, plus the known attacks as every tenant and key an exception of
+    either version names (``scoped_attacks``)."""
+    prompts = [*prompts, *scoped_attacks(prompts, exception_scopes(running, edited))]
     before = run(running, prompts)
     after = run(edited, prompts)
     cases = tuple(

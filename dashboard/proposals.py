@@ -14,10 +14,15 @@ For a check whose firings reviewers called false positives, the narrowest change
   ``threshold``: the midpoint between the false positives' highest score and the confirmed
   firings' lowest, a global change that the regression evaluation then has to clear.
 
+When every false positive came from one API key, one tenant or (input checks) one message
+role, the allow entries are proposed as an *exception* scoped to what they share (``exceptions:``
+on the check entry, ``policies.schema.CheckException``): narrower than the same entries for every
+request. A threshold is never scoped (the schema has no scoped threshold), and an exception
+without allow entries (every firing in the scope) is never proposed: it would let every known
+attack through from that scope.
+
 Proposals are suggestions, never applied on their own: ``apply`` edits the policy YAML (keeping
 its comments and layout) for the editor, where the evaluation and replay show the effect.
-Scoping an exception to a role, tenant or key is not offered: the policy schema has no such
-condition on a check entry.
 """
 
 from __future__ import annotations
@@ -46,18 +51,30 @@ _SPACE = regex.compile(r"\s+")
 class Proposal:
     check: str
     stage: str
-    kind: Literal["threshold", "allow"]
+    kind: Literal["threshold", "allow", "exception"]
     #: the threshold, or the allow entries to add
     value: float | tuple[str, ...]
     reason: str
     #: the ruled requests the proposal is built from
     request_ids: tuple[str, ...] = ()
+    #: an exception's scope: what every false positive shared
+    tenant: str | None = None
+    key: str | None = None
+    roles: tuple[str, ...] | None = None
+
+    @property
+    def scope(self) -> str:
+        parts = [f"tenant `{self.tenant}`" if self.tenant else "", f"key `{self.key}`" if self.key else ""]
+        parts.append(f"role {', '.join(f'`{r}`' for r in self.roles)}" if self.roles else "")
+        return " and ".join(p for p in parts if p)
 
     @property
     def summary(self) -> str:
         if self.kind == "threshold":
             return f"set `threshold: {self.value}` on {self.stage}/{self.check} (global)"
         entries = ", ".join(f"`{v}`" for v in self.entries)
+        if self.kind == "exception":
+            return f"add an exception to {self.stage}/{self.check} for {self.scope} only, allowing {entries}"
         return f"add {entries} to the `allow` list of {self.stage}/{self.check}"
 
     @property
@@ -92,16 +109,50 @@ def propose(
             used.append(r.request_id)
     if entries:
         n = len(fps)
-        return Proposal(
-            check,
-            stage,
-            "allow",
-            tuple(entries),
+        reason = (
             f"{n} false positive{'s' if n != 1 else ''}; each entry is the wording that decided, "
-            "and none occurs in a known attack.",
-            tuple(used or (r.request_id for r in fps)),
+            "and none occurs in a known attack."
         )
+        ids = tuple(used or (r.request_id for r in fps))
+        tenant, key, roles = shared_scope(fps, stage)
+        if tenant or key or roles:
+            return Proposal(
+                check,
+                stage,
+                "exception",
+                tuple(entries),
+                f"{reason} Every one came from the same {_scope_words(tenant, key, roles)}, so the entries "
+                "hold there only.",
+                ids,
+                tenant,
+                key,
+                roles,
+            )
+        return Proposal(check, stage, "allow", tuple(entries), reason, ids)
     return _threshold(check, check_type, stage, fps, confirmed)
+
+
+def shared_scope(fps: Sequence[RuledStep], stage: str) -> tuple[str | None, str | None, tuple[str, ...] | None]:
+    """(tenant, key, roles) that every false positive shared, each None when they differ or are
+    unknown. Roles only for input checks, and only the roles of data a user did not type
+    (``tool``, ``document``) or the operator wrote: an exception for every ``user`` turn would be
+    the check switched off for users, not a narrow fix."""
+
+    def one(values: Iterable[str | None]) -> str | None:
+        found = set(values)
+        value = found.pop() if len(found) == 1 else None
+        return value or None
+
+    tenant = one(r.tenant for r in fps)
+    key = one(r.key_id for r in fps)
+    role = one(r.role for r in fps) if stage == "input" else None
+    return tenant, key, (role,) if role and role != "user" else None
+
+
+def _scope_words(tenant: str | None, key: str | None, roles: tuple[str, ...] | None) -> str:
+    parts = [f"tenant ({tenant})" if tenant else "", f"API key ({key})" if key else ""]
+    parts.append(f"message role ({', '.join(roles)})" if roles else "")
+    return " and ".join(p for p in parts if p)
 
 
 def _threshold(
@@ -208,9 +259,23 @@ def is_applied(policy_text: str, proposal: Proposal) -> bool:
         return False
     if proposal.kind == "threshold":
         return bool(entry.get("threshold") == proposal.value)
-    allow = entry.get("allow")
+    holder = _exception_of(entry, proposal) if proposal.kind == "exception" else entry
+    allow = holder.get("allow") if holder is not None else None
     present = {str(a).casefold() for a in allow} if isinstance(allow, list) else set()
     return all(e.casefold() in present for e in proposal.entries)
+
+
+def _exception_of(entry: CommentedMap, proposal: Proposal) -> CommentedMap | None:
+    """The check entry's exception with exactly the proposal's scope, if it has one."""
+    found = entry.get("exceptions")
+    for item in found if isinstance(found, list) else []:
+        if not isinstance(item, CommentedMap):
+            continue
+        roles = item.get("roles")
+        same_roles = (tuple(str(r) for r in roles) if isinstance(roles, list) else None) == proposal.roles
+        if item.get("tenant") == proposal.tenant and item.get("key") == proposal.key and same_roles:
+            return item
+    return None
 
 
 # -- editing the policy text ---------------------------------------------------------------
@@ -257,17 +322,50 @@ def apply(policy_text: str, proposal: Proposal) -> str | None:
         return None
     if proposal.kind == "threshold":
         entry["threshold"] = proposal.value
+    elif proposal.kind == "exception":
+        _add_allow(_exception_for(entry, proposal), proposal.entries)
     else:
-        allow = entry.get("allow")
-        if not isinstance(allow, list):
-            allow = CommentedSeq()
-            if entry.fa.flow_style():
-                allow.fa.set_flow_style()
-            entry["allow"] = allow
-        present = {str(a).casefold() for a in allow}
-        for value in proposal.entries:
-            if value.casefold() not in present:
-                allow.append(value)
+        _add_allow(entry, proposal.entries)
     out = io.StringIO()
     yaml.dump(doc, out)
     return out.getvalue()
+
+
+def _add_allow(holder: CommentedMap, entries: Sequence[str]) -> None:
+    allow = holder.get("allow")
+    if not isinstance(allow, list):
+        allow = CommentedSeq()
+        if holder.fa.flow_style():
+            allow.fa.set_flow_style()
+        holder["allow"] = allow
+    present = {str(a).casefold() for a in allow}
+    for value in entries:
+        if value.casefold() not in present:
+            allow.append(value)
+
+
+def _exception_for(entry: CommentedMap, proposal: Proposal) -> CommentedMap:
+    """The check entry's exception for the proposal's scope, added (with its reason) if missing."""
+    found = _exception_of(entry, proposal)
+    if found is not None:
+        return found
+    exceptions = entry.get("exceptions")
+    if not isinstance(exceptions, list):
+        exceptions = CommentedSeq()
+        entry["exceptions"] = exceptions
+    item = CommentedMap()
+    if proposal.tenant:
+        item["tenant"] = proposal.tenant
+    if proposal.key:
+        item["key"] = proposal.key
+    if proposal.roles:
+        roles = CommentedSeq(proposal.roles)
+        roles.fa.set_flow_style()
+        item["roles"] = roles
+    item["reason"] = f"false positives ruled on {', '.join(proposal.request_ids[:3])}" + (
+        ", ..." if len(proposal.request_ids) > 3 else ""
+    )
+    if entry.fa.flow_style():
+        item.fa.set_flow_style()
+    exceptions.append(item)
+    return item

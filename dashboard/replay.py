@@ -10,7 +10,9 @@ as in the gateway; monitor-mode outcomes are listed as what they would do.
 
 Limits worth knowing: stored text is what ``audit.store_text`` kept, so with ``redacted`` the
 values already masked read as ``<ENTITY>`` and cannot fire again; stream and reasoning checks
-are not replayed (their input is not stored whole).
+are not replayed (their input is not stored whole). Exceptions scoped to a tenant or key apply
+(each request keeps its tenant and key); exceptions scoped to message roles do not, since the
+stored input is the messages joined.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 from audit.record import Verdict
 from dashboard.data import ReplayInput
-from gateway.pipeline.checks import CheckOutcome, run_checks
+from gateway.pipeline.checks import CheckOutcome, apply_exceptions, run_checks
 from policies.compiled import CompiledPolicy
 
 Progress = Callable[[int, int], None]
@@ -67,7 +69,10 @@ async def _run(policy: CompiledPolicy, item: ReplayInput) -> list[tuple[str, Che
     out: list[tuple[str, CheckOutcome]] = []
     for stage, checks, text in (("input", policy.input, item.input_text), ("output", policy.output, item.output_text)):
         if checks and text is not None:
-            out += [(stage, o) for o in await run_checks(checks, text)]
+            outcomes = await run_checks(checks, text)
+            # exceptions scoped by tenant and key apply as they did; by role they cannot (the
+            # stored input is the messages joined, their roles are not kept apart)
+            out += [(stage, apply_exceptions(o, text, item.tenant, item.key_id)) for o in outcomes]
     return out
 
 

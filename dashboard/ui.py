@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-import altair as alt
 import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -319,12 +318,6 @@ def without_verdicts(f: data.Filters) -> data.Filters:
 
 
 # -- navigation and formatting -------------------------------------------------------------
-
-
-def chart_data(rows: list[dict[str, Any]]) -> alt.Data:
-    """Rows for an Altair chart, timestamps as ISO strings (Vega-Lite parses them)."""
-    values = [{k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()} for r in rows]
-    return alt.Data(values=values)  # type: ignore[no-untyped-call]
 
 
 def open_request(request_id: str) -> None:

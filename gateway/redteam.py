@@ -44,6 +44,9 @@ class Prompt:
     role: str = "user"
     #: the operator's system prompt sent with it, if any
     system: str | None = None
+    #: who sends it (a policy's scoped exceptions depend on the tenant and API key)
+    tenant: str = "redteam"
+    key: str = "redteam"
 
     def messages(self) -> list[dict[str, Any]]:
         """The chat messages that carry the prompt as a real application would send it."""
@@ -111,8 +114,8 @@ async def _one_in_process(policy: CompiledPolicy, prompt: Prompt) -> Outcome:
     session = GuardSession.start(
         policy,
         request_id=new_request_id(),
-        tenant="redteam",
-        key_id="redteam",
+        tenant=prompt.tenant,
+        key_id=prompt.key,
         endpoint="/v1/chat/completions",
         model="redteam",
         stream=False,

@@ -48,12 +48,32 @@ class AllowList:
 
 
 @dataclass(frozen=True, slots=True)
+class BoundException:
+    """A check's exception (``CheckException``), ready to match: a scope and its allow list
+    (empty: every firing in the scope is let through)."""
+
+    scope: str
+    tenant: str | None
+    key: str | None
+    roles: frozenset[Role] | None
+    allow: AllowList
+
+    def matches(self, tenant: str, key_id: str, role: str | None) -> bool:
+        return (
+            (self.tenant is None or self.tenant == tenant)
+            and (self.key is None or self.key == key_id)
+            and (self.roles is None or role in self.roles)
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class BoundCheck:
     spec: CheckSpec
     check: Check
     mode: Mode
     on_error: OnError
     allow: AllowList
+    exceptions: tuple[BoundException, ...] = ()
 
     @property
     def name(self) -> str:
@@ -117,6 +137,16 @@ def bind(policy: Policy, spec: CheckSpec) -> BoundCheck:
         mode=mode,
         on_error=spec.on_error or policy.on_error,
         allow=AllowList.build(spec.allow),
+        exceptions=tuple(
+            BoundException(
+                e.scope,
+                e.tenant,
+                e.key,
+                frozenset(e.roles) if e.roles is not None else None,
+                AllowList.build(e.allow),
+            )
+            for e in spec.exceptions
+        ),
     )
 
 

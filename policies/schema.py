@@ -66,8 +66,65 @@ class Strict(BaseModel):
 
 
 COMMON_KEYS = frozenset(
-    {"check", "validator", "name", "action", "mode", "allow", "timeout_ms", "on_error", "roles", "check_restored"}
+    {
+        "check",
+        "validator",
+        "name",
+        "action",
+        "mode",
+        "allow",
+        "exceptions",
+        "timeout_ms",
+        "on_error",
+        "roles",
+        "check_restored",
+    }
 )
+
+
+def _compile_allow(entries: tuple[str, ...]) -> tuple[str, ...]:
+    for entry in entries:
+        if entry.startswith("re:"):
+            try:
+                regex.compile(entry[3:])
+            except regex.error as exc:
+                raise ValueError(f"allow pattern {entry!r} is not a valid regex: {exc}") from None
+    return entries
+
+
+class CheckException(Strict):
+    """A false-positive fix that holds only for some requests: one tenant, one API key, or
+    (input checks) text in some message roles. With ``allow`` only firings whose text an entry
+    matches are let through (as the check's own ``allow``); without it every firing in the
+    scope is. Every condition given must hold."""
+
+    tenant: str | None = Field(default=None, min_length=1)
+    key: str | None = Field(default=None, min_length=1)
+    #: the message roles the firing came from (input checks only)
+    roles: tuple[Role, ...] | None = Field(default=None, min_length=1)
+    allow: tuple[str, ...] = ()
+    #: why the exception exists (kept with the policy; not used to decide)
+    reason: str = ""
+
+    @field_validator("allow")
+    @classmethod
+    def _allow_patterns_compile(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        return _compile_allow(entries)
+
+    @model_validator(mode="after")
+    def _scoped(self) -> CheckException:
+        if self.tenant is None and self.key is None and self.roles is None:
+            raise ValueError(
+                "an exception needs a scope: 'tenant', 'key' or 'roles' (for every request, use the check's 'allow')"
+            )
+        return self
+
+    @property
+    def scope(self) -> str:
+        """The scope in words, for the audit detail and the dashboard: ``tenant=acme, key=k1``."""
+        parts = [f"tenant={self.tenant}" if self.tenant else "", f"key={self.key}" if self.key else ""]
+        parts.append(f"roles={','.join(self.roles)}" if self.roles else "")
+        return ", ".join(p for p in parts if p)
 
 
 class CheckSpec(Strict):
@@ -76,6 +133,8 @@ class CheckSpec(Strict):
     action: Action = Action.flag
     mode: Mode | None = None
     allow: tuple[str, ...] = ()
+    #: false-positive fixes scoped to a tenant, a key or message roles (``CheckException``)
+    exceptions: tuple[CheckException, ...] = ()
     timeout_ms: int | None = Field(default=None, gt=0, le=600_000)
     on_error: OnError | None = None
     #: the message roles an input check reads; unset: the check's own default
@@ -88,13 +147,7 @@ class CheckSpec(Strict):
     @field_validator("allow")
     @classmethod
     def _allow_patterns_compile(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
-        for entry in entries:
-            if entry.startswith("re:"):
-                try:
-                    regex.compile(entry[3:])
-                except regex.error as exc:
-                    raise ValueError(f"allow pattern {entry!r} is not a valid regex: {exc}") from None
-        return entries
+        return _compile_allow(entries)
 
     @model_validator(mode="before")
     @classmethod
@@ -199,6 +252,11 @@ class Policy(Strict):
                     raise ValueError(
                         f"{stage} check {spec.name or spec.check!r}: 'roles' applies to input checks only "
                         "(the other stages read the model's answer)"
+                    )
+                if any(e.roles is not None for e in spec.exceptions):
+                    raise ValueError(
+                        f"{stage} check {spec.name or spec.check!r}: an exception's 'roles' applies to input "
+                        "checks only (the other stages read the model's answer); scope it by tenant or key"
                     )
         return self
 

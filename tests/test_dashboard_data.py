@@ -15,10 +15,10 @@ from sqlalchemy import Engine, select
 from audit.db import make_engine, upgrade
 from audit.models import Ruling
 from audit.record import AuditRecord
-from audit.rows import REQUESTS, load_page
+from audit.rows import ACTED, REQUESTS, load_page
 from audit.writer import AuditWriter
 from dashboard import data, export, spikes
-from tests.audit_db import postgres_schema
+from tests.audit_db import make_record, postgres_schema
 from tests.dashboard_fixtures import Dash, dash, dashboard_seed
 
 __all__ = ["dash", "dashboard_seed"]
@@ -215,3 +215,56 @@ def test_a_spike_stands_out_and_a_steady_rate_does_not() -> None:
     assert spike.rate == 0.6 and spike.baseline == 0.05
     quiet = spikes.bucket_rates(_series([(95, 5)] * 8 + [(1, 2)]))
     assert spikes.find_spikes(quiet) == []  # too few requests to call it a spike
+
+
+def _top(ov: data.Overview) -> list[tuple[str, str, str, bool, int]]:
+    return sorted((c.name, c.stage, c.verdict, c.enforced, c.count) for c in ov.top_checks)
+
+
+def test_top_checks_from_the_id_range_equal_the_join(
+    dash: Dash, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted without the join (the requests' steps as one key range) or with it: the same counts."""
+    recent = data.Filters(start=datetime.now(UTC) - timedelta(days=1))
+    with engine.connect() as conn:
+        assert data._id_range(conn, recent) is not None  # the gateway's ids are time-ordered
+        assert data._id_range(conn, data.Filters(start=recent.start, tenants=("acme",))) is None  # not a time filter
+    fast = data.overview(engine, recent, bucket_s=3600)
+    monkeypatch.setattr(data, "_id_range", lambda conn, f: None)
+    joined = data.overview(engine, recent, bucket_s=3600)
+    assert _top(fast) == _top(joined) and fast.top_checks
+
+
+def test_ids_out_of_time_order_fall_back_to_the_join(db_url: str, engine: Engine, tmp_path: Path) -> None:
+    """A request whose id sorts among the range's ids but which started long before the range:
+    the id range would take it in, so it is not used, and the counts stay exact."""
+    oldest_in_range = data.request_page(engine, ALL, limit=1000)[-1].request_id
+    old = make_record(0, request_id=oldest_in_range + "0")  # sorts right after it
+    old.started_at = datetime.now(UTC) - timedelta(days=3)
+    old.finished_at = old.started_at + timedelta(seconds=1)
+    writer = AuditWriter(db_url, spool_dir=tmp_path / "spool")
+    writer.start()
+    writer.submit(old)
+    assert writer.flush(10)
+    writer.close()
+    everything = data.Filters(start=datetime.now(UTC) - timedelta(days=4))
+    recent = data.Filters(start=datetime.now(UTC) - timedelta(days=1))
+    with engine.connect() as conn:
+        assert data._id_range(conn, everything) is not None
+        assert data._id_range(conn, recent) is None
+
+    def counts(f: data.Filters) -> dict[tuple[str, str, str, bool], int]:
+        return {row[:4]: row[4] for row in _top(data.overview(engine, f, bucket_s=3600, top=100))}
+
+    before, after = counts(recent), counts(everything)
+    assert after[("step_10", "reasoning", "flag", True)] == before.get(("step_10", "reasoning", "flag", True), 0) + 1
+    assert after[("pii", "input", "redact", True)] == before.get(("pii", "input", "redact", True), 0) + 1
+
+
+def test_check_names_are_the_checks_that_acted(engine: Engine) -> None:
+    with engine.connect() as conn:
+        rows = conn.execute(select(ACTED.c.name, ACTED.c.stage).distinct()).all()
+    expected = sorted(
+        {n for n, s in rows if s not in data.NOT_CHECKS and not (s == "reasoning" and n.startswith("step "))}
+    )
+    assert list(data.filter_options(engine).checks) == expected and expected

@@ -153,3 +153,34 @@ def test_ruled_requests_are_labelled_by_their_latest_ruling() -> None:
         ("a", 1, "ruled prompt_injection", "rulings"),
         ("b", 0, "ruled prompt_injection", "rulings"),
     ]
+
+
+def test_an_exception_is_evaluated_as_its_own_tenant(policy_file: Path) -> None:
+    """The known attacks are sent again as the exception's tenant: a blanket exception for one
+    tenant lets them through there and is caught; one narrowed to the ruled wording is not."""
+    text = policy_file.read_text()
+    running = load_policy(policy_file)
+    fp = RuledPrompt("req_fp", "false_positive", "Forget what I said about fonts; use Arial.", ("x",), "acme", "k1")
+    prompts = evaluation.regression_set([], [fp])
+    assert [p.tenant for p in prompts if p.id == "req_fp"] == ["acme"]
+
+    def with_exception(exception: str) -> str:
+        lines = text.splitlines(keepends=True)
+        at = next(n for n, line in enumerate(lines) if "check: prompt_injection" in line)
+        indent = lines[at].split("-")[0] + "  "
+        lines.insert(at + 1, f"{indent}exceptions: [{exception}]\n")
+        return "".join(lines)
+
+    blanket = load_policy_text(with_exception("{tenant: acme}"), "b.yaml")
+    ev = evaluation.evaluate(blanket, running, prompts)
+    assert ev.weakens
+    assert {c.prompt.tenant for c in ev.weakened} == {"acme"}
+    assert all(c.prompt.category.endswith("(tenant=acme)") for c in ev.weakened)
+    assert any(r.group == "prompt_injection (tenant=acme)" for r in ev.by_category())
+
+    narrow = load_policy_text(with_exception('{tenant: acme, allow: ["use Arial"]}'), "n.yaml")
+    ev = evaluation.evaluate(narrow, running, prompts)
+    assert not ev.weakens
+    # the running version has no exception, the attacks as acme are blocked before and after
+    acme = [c for c in ev.cases if c.prompt.tenant == "acme" and c.prompt.label == 1]
+    assert acme and all(c.after == c.before for c in acme)

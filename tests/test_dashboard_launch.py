@@ -13,7 +13,7 @@ from policies.yamlio import YamlModelError
 def test_command_is_headless_without_usage_statistics() -> None:
     cmd = dashboard.streamlit_command(8600, "127.0.0.1")
     assert cmd[1:4] == ["-m", "streamlit", "run"]
-    assert Path(cmd[4]) == Path(dashboard.__file__).with_name("app.py")
+    assert Path(cmd[4]) == Path(dashboard.__file__).with_name("server.py")  # app.py plus the cookie route
     pairs = dict(zip(cmd[5::2], cmd[6::2], strict=True))
     assert pairs["--server.headless"] == "true"
     assert pairs["--browser.gatherUsageStats"] == "false"

@@ -3,7 +3,8 @@ gateway sharing one database and one policy file:
 
 a deep link to a request survives the login and a browser reload; a reviewer rules two benign
 prompts false positives and two injections confirmed; Check quality proposes a narrow ``allow``
-entry (not a global threshold) already evaluated on the regression set; in the policy editor a
+entry scoped to the client's key (an exception; not a global threshold) already evaluated on the
+regression set, which sends the known attacks as that key too; in the policy editor a
 weakening edit (``threshold: 0.998``) is refused without an admin's reason, the narrow proposal
 is saved, and the gateway serves the false positives within a second while injections stay blocked.
 """
@@ -24,7 +25,14 @@ import pytest
 
 from audit.db import upgrade
 from dashboard.auth import add_user
-from tests.gateway_harness import RunningGateway, free_port, running_gateway, write_config
+from tests.gateway_harness import (
+    CLIENT_KEY,
+    REVIEWER_KEY,
+    RunningGateway,
+    free_port,
+    running_gateway,
+    write_config,
+)
 from tests.test_dashboard_browser import WAIT_S, Browser, _need_chromium, browser
 from tests.upstream import SimulatorHandle
 
@@ -44,10 +52,10 @@ ATTACKS = (
 )
 
 
-def _send(gw: RunningGateway, text: str) -> tuple[bool, str | None]:
+def _send(gw: RunningGateway, text: str, key: str = CLIENT_KEY) -> tuple[bool, str | None]:
     """(blocked, request id) for one chat request through the gateway."""
     try:
-        r = gw.client().chat.completions.with_raw_response.create(
+        r = gw.client(key=key).chat.completions.with_raw_response.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
         )
         return False, r.headers.get("x-warden-request-id")
@@ -160,6 +168,10 @@ def test_deep_link_reload_rule_propose_refuse_accept_and_live(
     b.wait_for("document.body.innerText.includes('Step timeline')", "the request after a reload")
     b.wait_for(f"document.body.innerText.includes({first!r})", "the request id after a reload")
     assert "User name" not in b.text()
+    # the session cookie was set by the server as HttpOnly: page script cannot read it
+    assert "warden_session" not in str(b.js("document.cookie"))
+    cookies = b.call("Network.getCookies")["cookies"]
+    assert [(c["httpOnly"], c["sameSite"]) for c in cookies if c["name"] == "warden_session"] == [(True, "Strict")]
 
     # rule: two false positives, two confirmed injections (each opened by its link)
     for rid, text in ids.items():
@@ -170,12 +182,13 @@ def test_deep_link_reload_rule_propose_refuse_accept_and_live(
         _click(b, "button", "Save ruling")
         b.wait_for("!document.body.innerText.includes('No ruling yet')", f"the ruling on {rid}")
 
-    # propose: a narrow allow entry, already evaluated
+    # propose: a narrow allow entry for the key the false positives came from, already evaluated
     b.call("Page.navigate", url=f"{server}/quality")
     b.wait_for("document.body.innerText.includes('Proposed changes')", "the proposals")
     b.wait_for("document.body.innerText.includes('No known attack gets through')", "the proposal's evaluation")
     page = b.text()
-    assert "to the `allow` list of input/prompt_injection" in page or "allow list of input/prompt_injection" in page
+    # every false positive came from the one client key: the allow entry is scoped to it
+    assert "add an exception to input/prompt_injection for tenant acme and key client-1 only" in page
     assert "threshold:" not in page.split("Proposed changes")[1]
     _click(b, "button", "Open in the policy editor")
     b.wait_for("document.body.innerText.includes('Regression evaluation')", "the editor's evaluation")
@@ -211,6 +224,7 @@ def test_deep_link_reload_rule_propose_refuse_accept_and_live(
         time.sleep(0.05)
     assert not _send(gw, BENIGN[1])[0]
     assert all(_send(gw, text)[0] for text in ATTACKS), "injections stay blocked"
+    assert _send(gw, BENIGN[0], REVIEWER_KEY)[0], "the exception holds for the ruled key only"
     b.wait_for("document.body.innerText.includes('gateway replica(s) run version')", "the replica status")
     b.wait_for("document.body.innerText.includes('1 of 1 gateway replica(s)')", "the replica on the new version")
     # the applied proposal is gone

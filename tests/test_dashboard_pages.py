@@ -275,7 +275,7 @@ def test_replay_lists_the_verdicts_an_edit_would_change(dash: Dash) -> None:
 # -- quality and integrity -----------------------------------------------------------------
 
 
-def test_check_quality_proposes_an_allow_entry_to_replay(dash: Dash) -> None:
+def test_check_quality_proposes_a_scoped_allow_entry_to_replay(dash: Dash) -> None:
     at = open_page(logged_in("ada"), "views/review.py")
     rulings = {
         dash.ids["block"][0]: Ruling.confirm,
@@ -288,14 +288,15 @@ def test_check_quality_proposes_an_allow_entry_to_replay(dash: Dash) -> None:
         at.button(key="rv_rule_submit").click().run()
     open_page(at, "views/quality.py")
     shown = texts(at)
-    assert "add `merger` to the `allow` list of input/watch" in shown
+    # both false positives came from one key: the allow entry is scoped to it (narrower than for everyone)
+    assert "add an exception to input/watch for tenant `acme` and key `client-1` only, allowing `merger`" in shown
     table = tables(at)
     assert "input/watch" in table and "input/banned" in table
     at.button(key="q_open_input_watch").click().run()
     assert not at.exception
     open_page(at, "views/policies.py")  # AppTest keeps its own page; the app switched in that run only
     draft = at.text_area(key=f"pe_draft::{dash.policy_path}").value
-    assert "allow: [merger]" in draft
+    assert "exceptions: [{tenant: acme, key: client-1, reason:" in draft and "allow: [merger]}]" in draft
     at.selectbox(key="rp_range").set_value("All time").run()
     at.button(key="rp_run").click().run()
     assert "Stricter / looser=0 / 2" in texts(at)

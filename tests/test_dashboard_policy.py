@@ -145,3 +145,56 @@ def test_replay_compares_running_and_edited_policies(dash: Dash) -> None:
     assert not [r for r in same if r.changed]  # replaying the running policy changes nothing
     monitor = [r for r in same if r.request_id in dash.ids["monitor"]]
     assert monitor[0].monitor == ("input/ticket: flag",)
+
+
+def _fp(rid: str, tenant: str, key: str, role: str = "user") -> RuledStep:
+    text = "My server hangs. How do I kill a stuck Python process? Thanks!"
+    evidence = {"evidence": {"ngrams": [{"text": "kill a stuck", "weight": 1.2}]}, "role": role}
+    return RuledStep(rid, "false_positive", "input", 0.7, text, (), evidence, tenant, key)
+
+
+def test_false_positives_from_one_key_get_an_exception_for_that_key_only() -> None:
+    ruled = [_fp("a", "acme", "client-1"), _fp("b", "acme", "client-1")]
+    proposal = proposals.propose("watch", "deny_terms", "input", ruled)
+    assert proposal is not None and proposal.kind == "exception"
+    assert (proposal.tenant, proposal.key, proposal.roles) == ("acme", "client-1", None)
+    assert proposal.entries == ("How do I kill a stuck Python process?",)
+    assert "for tenant `acme` and key `client-1` only" in proposal.summary
+    edited = proposals.apply(SEED_POLICY, proposal)
+    assert edited is not None and "# The dashboard tests' policy" in edited
+    watch = next(b for b in load_policy_text(edited, "e.yaml").input if b.name == "watch")
+    assert not watch.allow  # nothing for everyone
+    (exc,) = watch.exceptions
+    assert (exc.tenant, exc.key) == ("acme", "client-1")
+    assert exc.allow.allows_text("so: How do I kill a stuck Python process?")
+    assert proposals.is_applied(edited, proposal) and not proposals.is_applied(SEED_POLICY, proposal)
+    # the same scope again: its allow list grows, no second exception
+    more = proposals.Proposal("watch", "input", "exception", ("another wording",), "", ("c",), "acme", "client-1")
+    again = proposals.apply(edited, more)
+    assert again is not None
+    (exc,) = next(b for b in load_policy_text(again, "e.yaml").input if b.name == "watch").exceptions
+    assert exc.allow.allows_text("another wording") and exc.allow.allows_text("How do I kill a stuck Python process?")
+
+
+def test_the_scope_is_what_every_false_positive_shared() -> None:
+    tenant_only = proposals.propose("watch", "deny_terms", "input", [_fp("a", "acme", "k1"), _fp("b", "acme", "k2")])
+    assert tenant_only is not None and (tenant_only.kind, tenant_only.tenant, tenant_only.key) == (
+        "exception",
+        "acme",
+        None,
+    )
+    everyone = proposals.propose("watch", "deny_terms", "input", [_fp("a", "acme", "k1"), _fp("b", "globex", "k2")])
+    assert everyone is not None and everyone.kind == "allow"  # nothing shared: an allow entry for everyone
+    tools = [_fp("a", "acme", "k1", role="tool"), _fp("b", "globex", "k2", role="tool")]
+    by_role = proposals.propose("watch", "deny_terms", "input", tools)
+    assert by_role is not None and (by_role.kind, by_role.roles, by_role.tenant) == ("exception", ("tool",), None)
+    edited = proposals.apply(SEED_POLICY, by_role)
+    assert edited is not None
+    (exc,) = next(b for b in load_policy_text(edited, "e.yaml").input if b.name == "watch").exceptions
+    assert exc.roles == frozenset({"tool"})
+    users = [_fp("a", "acme", "k1"), _fp("b", "globex", "k2")]
+    assert proposals.propose("watch", "deny_terms", "input", users).kind == "allow"  # type: ignore[union-attr]
+    # a threshold is never scoped: with no stored text, the same rulings give a global threshold
+    no_text = [RuledStep("a", "false_positive", "input", 0.6, None, (), {}, "acme", "k1")]
+    fallback = proposals.propose("prompt_injection", "prompt_injection", "input", no_text)
+    assert fallback is not None and fallback.kind == "threshold"

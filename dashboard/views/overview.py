@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import altair as alt
 import streamlit as st
 from sqlalchemy import Engine
 
 from audit.models import Role
-from dashboard import auth, data, spikes, ui
+from dashboard import auth, charts, data, spikes, ui
 
 _DONE = {"flag": "flagged", "redact": "redacted", "block": "blocked", "error": "failed closed"}
 
@@ -18,10 +17,6 @@ _DONE = {"flag": "flagged", "redact": "redacted", "block": "blocked", "error": "
 def _overview(_engine: Engine, url: str, filters: data.Filters, bucket_s: int) -> data.Overview:
     """Cached for 30 s per database and range, so clicking around does not recount a million rows."""
     return data.overview(_engine, filters, bucket_s=bucket_s)
-
-
-def _verdict_scale() -> alt.Scale:
-    return alt.Scale(domain=list(ui.VERDICT_COLORS), range=list(ui.VERDICT_COLORS.values()))
 
 
 def _kpis(ov: data.Overview) -> None:
@@ -51,19 +46,7 @@ def _kpis(ov: data.Overview) -> None:
 
 
 def _volume(ov: data.Overview) -> None:
-    rows = [{"time": p.at, "verdict": p.verdict, "requests": p.requests} for p in ov.series]
-    chart = (
-        alt.Chart(ui.chart_data(rows))
-        .mark_bar()
-        .encode(
-            x=alt.X("time:T", title=None),
-            y=alt.Y("sum(requests):Q", title="requests"),
-            color=alt.Color("verdict:N", scale=_verdict_scale(), legend=alt.Legend(orient="top")),
-            tooltip=["time:T", "verdict:N", "sum(requests):Q"],
-        )
-        .properties(height=230)
-    )
-    st.altair_chart(chart, width="stretch")
+    charts.show(charts.volume(), [{"time": p.at, "verdict": p.verdict, "requests": p.requests} for p in ov.series])
 
 
 def _rates(ov: data.Overview) -> None:
@@ -75,19 +58,7 @@ def _rates(ov: data.Overview) -> None:
             f"(usually {s.baseline:.0%})."
         )
     rows = [{"time": r.at, "acted on": r.rate, "blocked": r.blocked / r.total if r.total else 0.0} for r in rates]
-    chart = (
-        alt.Chart(ui.chart_data(rows))
-        .transform_fold(["acted on", "blocked"], as_=["share", "rate"])
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("time:T", title=None),
-            y=alt.Y("rate:Q", axis=alt.Axis(format="%"), title="share of requests"),
-            color=alt.Color("share:N", scale=alt.Scale(range=["#f2b134", "#d64545"]), legend=alt.Legend(orient="top")),
-            tooltip=["time:T", "share:N", alt.Tooltip("rate:Q", format=".1%")],
-        )
-        .properties(height=200)
-    )
-    st.altair_chart(chart, width="stretch")
+    charts.show(charts.rates(), rows)
 
 
 def _top_checks(ov: data.Overview) -> None:
@@ -102,42 +73,14 @@ def _top_checks(ov: data.Overview) -> None:
         }
         for c in ov.top_checks
     ]
-    chart = (
-        alt.Chart(ui.chart_data(rows))
-        .mark_bar()
-        .encode(
-            y=alt.Y("check:N", sort="-x", title=None),
-            x=alt.X("sum(count):Q", title="times acted"),
-            color=alt.Color("verdict:N", scale=_verdict_scale(), legend=None),
-            tooltip=["check:N", "verdict:N", "sum(count):Q"],
-        )
-        .properties(height=alt.Step(26))
-    )
-    st.altair_chart(chart, width="stretch")
+    charts.show(charts.top_checks(), rows)
 
 
 def _percentile_chart(points: list[data.Percentiles], title: str) -> None:
     if not points:
         st.caption(f"No {title.lower()} recorded.")
         return
-    rows = [{"time": p.at, "p50": p.p50, "p95": p.p95, "p99": p.p99} for p in points]
-    chart = (
-        alt.Chart(ui.chart_data(rows))
-        .transform_fold(["p50", "p95", "p99"], as_=["percentile", "ms"])
-        .mark_line()
-        .encode(
-            x=alt.X("time:T", title=None),
-            y=alt.Y("ms:Q", title=f"{title} (ms)"),
-            color=alt.Color(
-                "percentile:N",
-                scale=alt.Scale(range=["#9cc5a1", "#5b8def", "#d64545"]),
-                legend=alt.Legend(orient="top"),
-            ),
-            tooltip=["time:T", "percentile:N", alt.Tooltip("ms:Q", format=".0f")],
-        )
-        .properties(height=200)
-    )
-    st.altair_chart(chart, width="stretch")
+    charts.show(charts.percentiles(title), [{"time": p.at, "p50": p.p50, "p95": p.p95, "p99": p.p99} for p in points])
 
 
 def _tokens(ov: data.Overview) -> None:
@@ -148,19 +91,7 @@ def _tokens(ov: data.Overview) -> None:
         t[1] += p.completion_tokens
     if not totals:
         return
-    rows = [{"time": at, "prompt": t[0], "completion": t[1]} for at, t in sorted(totals.items())]
-    chart = (
-        alt.Chart(ui.chart_data(rows))
-        .transform_fold(["prompt", "completion"], as_=["kind", "tokens"])
-        .mark_area(opacity=0.7)
-        .encode(
-            x=alt.X("time:T", title=None),
-            y=alt.Y("tokens:Q", stack=True),
-            color=alt.Color("kind:N", scale=alt.Scale(range=["#5b8def", "#9cc5a1"]), legend=alt.Legend(orient="top")),
-        )
-        .properties(height=200)
-    )
-    st.altair_chart(chart, width="stretch")
+    charts.show(charts.tokens(), [{"time": at, "prompt": t[0], "completion": t[1]} for at, t in sorted(totals.items())])
 
 
 def render() -> None:

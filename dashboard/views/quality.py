@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import altair as alt
 import streamlit as st
 
 from audit.models import Role
-from dashboard import auth, data, evaluation, policy_files, proposals, ui
+from dashboard import auth, charts, data, evaluation, policy_files, proposals, ui
 from dashboard.auth import Session
 from gateway.redteam import Prompt
 
@@ -49,18 +48,7 @@ def _trend(points: list[data.QualityPoint]) -> None:
     ]
     if not rows:
         return
-    chart = (
-        alt.Chart(ui.chart_data(rows))
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("time:T", title=None),
-            y=alt.Y("precision:Q", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("check:N", legend=alt.Legend(orient="top")),
-            tooltip=["time:T", "check:N", alt.Tooltip("precision:Q", format=".0%")],
-        )
-        .properties(height=220)
-    )
-    st.altair_chart(chart, width="stretch")
+    charts.show(charts.precision(), rows)
 
 
 def _policy_for(paths: tuple[Path, ...], stage: str, check: str) -> tuple[Path, str, str] | None:
@@ -127,7 +115,11 @@ def _still_firing(path: Path, text: str, check: str, stage: str, ruled: list[dat
     fps = [r for r in ruled if r.ruling == "false_positive" and r.text]
     if stage != "input" or running is None or not fps:
         return ruled
-    outcomes = evaluation.run(running, [Prompt(r.text or "", 0, "ruled", r.request_id, "rulings") for r in fps])
+    prompts = [
+        Prompt(r.text or "", 0, "ruled", r.request_id, "rulings", tenant=r.tenant or "", key=r.key_id or "")
+        for r in fps
+    ]
+    outcomes = evaluation.run(running, prompts)
     fixed = {r.request_id for r, o in zip(fps, outcomes, strict=True) if check not in o.fired}
     return [r for r in ruled if r.request_id not in fixed or r.ruling != "false_positive"]
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import html
 
-import altair as alt
 import streamlit as st
 
 from audit.models import Role
 from audit.record import AuditRecord
-from dashboard import auth, data, highlight, record_view, rulings, ui
+from dashboard import auth, charts, data, highlight, record_view, rulings, ui
 
 
 def _request_id() -> str | None:
@@ -77,23 +76,7 @@ def _timeline(r: AuditRecord) -> None:
         if row.at_ms is not None
     ]
     if bars:
-        chart = (
-            alt.Chart(ui.chart_data(bars))
-            .mark_bar(cornerRadius=2)
-            .encode(
-                y=alt.Y("step:N", sort=order, title=None),
-                x=alt.X("start:Q", title="ms since the request started"),
-                x2="end:Q",
-                color=alt.Color(
-                    "verdict:N",
-                    scale=alt.Scale(domain=list(ui.VERDICT_COLORS), range=list(ui.VERDICT_COLORS.values())),
-                    legend=alt.Legend(orient="top"),
-                ),
-                tooltip=["step:N", "verdict:N", alt.Tooltip("latency ms:Q", format=".1f")],
-            )
-            .properties(height=alt.Step(20))
-        )
-        st.altair_chart(chart, width="stretch")
+        charts.show(charts.timeline(order), bars)
     st.dataframe(
         (
             [

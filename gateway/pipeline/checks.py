@@ -93,6 +93,58 @@ def decide(
     return CheckOutcome(bound, verdict, result.score, spans if fired else (), latency_ms, detail)
 
 
+def apply_exceptions(
+    outcome: CheckOutcome,
+    text: str,
+    tenant: str,
+    key_id: str,
+    role: str | None = None,
+    role_of_span: Callable[[Span], str | None] | None = None,
+) -> CheckOutcome:
+    """``outcome`` with the check's scoped exceptions applied (``exceptions:`` in the policy).
+
+    A firing (or, for a check that marks spans, each span) is let through when an exception's
+    scope holds for this request (tenant, key, and the message role the firing came from:
+    ``role``, or ``role_of_span``) and its allow list is empty or matches, as the check's own
+    ``allow`` does. The detail names the scopes that let something through. Errors are never
+    excepted: an exception is about what a check found, not whether it ran."""
+    exceptions = outcome.bound.exceptions
+    if not exceptions or outcome.verdict in (Verdict.passed, Verdict.error):
+        return outcome
+    if outcome.spans:
+        kept, used = [], []
+        for s in outcome.spans:
+            r = role_of_span(s) if role_of_span is not None else role
+            hit = next(
+                (
+                    e
+                    for e in exceptions
+                    if e.matches(tenant, key_id, r) and (not e.allow or e.allow.allows_span(text, s.start, s.end))
+                ),
+                None,
+            )
+            if hit is None:
+                kept.append(s)
+            elif hit.scope not in used:
+                used.append(hit.scope)
+        if not used:
+            return outcome
+        outcome.detail["excepted_spans"] = len(outcome.spans) - len(kept)
+        outcome.detail["exceptions"] = used
+        outcome.spans = tuple(kept)
+        if not kept:
+            outcome.verdict = Verdict.passed
+        return outcome
+    hit = next(
+        (e for e in exceptions if e.matches(tenant, key_id, role) and (not e.allow or e.allow.allows_text(text))),
+        None,
+    )
+    if hit is not None:
+        outcome.detail["exceptions"] = [hit.scope]
+        outcome.verdict = Verdict.passed
+    return outcome
+
+
 def _failed(bound: BoundCheck, error: str, latency_ms: float) -> CheckOutcome:
     verdict = _ERROR_VERDICT[bound.on_error]
     return CheckOutcome(

@@ -170,8 +170,15 @@ class ResponseGuard:
         policy = self.session.policy
         table = self.session.pseudonyms
         restorer = Restorer(table, channel, json=channel == "tool_call") if table else None
+        record = self.session.record
         return ChannelScanner(
-            policy.stream, policy.holdback_chars, self.session.context, restorer=restorer, exempt=self.session.exempt
+            policy.stream,
+            policy.holdback_chars,
+            self.session.context,
+            restorer=restorer,
+            exempt=self.session.exempt,
+            tenant=record.tenant,
+            key_id=record.key_id,
         )
 
     async def _process_choice(self, choice: Choice, raw: dict[str, Any]) -> dict[str, Any] | None:
@@ -274,6 +281,8 @@ class ResponseGuard:
             outcomes: list[CheckOutcome] = []
             if checks:
                 outcomes = await run_checks(checks, text, exempt=self.session.exempt)
+                for o in outcomes:
+                    self.session.excepted(o, text)
             redact = [s for o in outcomes if o.bound.action is Action.redact for s in o.spans]
             verdict = max(
                 (o.verdict for o in outcomes if o.bound.enforced), key=lambda v: v.rank, default=Verdict.passed

@@ -17,7 +17,7 @@ from typing import Any
 from audit.fingerprint import fingerprint
 from audit.record import AuditRecord, SpanRecord, Stage, Status, StepRecord, Verdict
 from gateway.errors import CheckUnavailable, PolicyBlocked
-from gateway.pipeline.checks import CheckOutcome, Exempt, run_check, run_checks
+from gateway.pipeline.checks import CheckOutcome, Exempt, apply_exceptions, run_check, run_checks
 from gateway.pipeline.pseudonyms import Pseudonyms
 from gateway.pipeline.segments import Segments, View, mask_spans, merge
 from policies.checks.base import NO_CONTEXT, RequestContext, Span
@@ -39,15 +39,23 @@ def span_record(span: Span, value: str) -> SpanRecord:
     return SpanRecord(span.entity_type, span.start, span.end, round(span.score, 4), fingerprint(value))
 
 
-def _in_request(outcome: CheckOutcome, view: View, bound: BoundCheck) -> CheckOutcome:
-    """``outcome`` of a check that read ``view``, with spans in whole-request offsets and the
+def _in_request(outcome: CheckOutcome, view: View, bound: BoundCheck, tenant: str, key_id: str) -> CheckOutcome:
+    """``outcome`` of a check that read ``view``, with the check's scoped exceptions applied
+    (by tenant, key and the role each firing came from), spans in whole-request offsets and the
     message (index and role) its verdict came from in the detail."""
     part = outcome.detail.pop("part", None)
     piece = None
     if isinstance(part, int) and 0 <= part < len(view.pieces):
         piece = view.pieces[part]
-    elif outcome.spans:
-        piece = view.piece_at(outcome.spans[0].start)
+    if bound.exceptions:
+
+        def role_of_span(span: Span) -> str | None:
+            at = view.piece_at(span.start)
+            return at.role if at is not None else None
+
+        apply_exceptions(outcome, view.text, tenant, key_id, piece.role if piece else None, role_of_span)
+    if piece is None and outcome.spans:
+        piece = view.piece_at(outcome.spans[0].start)  # the first span the exceptions left
     if piece is not None:
         outcome.detail["role"] = piece.role
         if piece.message is not None:
@@ -172,6 +180,10 @@ class GuardSession:
             return mask_spans(text, hidden) if hidden else text
         return mask_spans(text, [*hidden, *redact])
 
+    def excepted(self, outcome: CheckOutcome, text: str) -> CheckOutcome:
+        """An answer-side outcome with the check's exceptions for this tenant and key applied."""
+        return apply_exceptions(outcome, text, self.record.tenant, self.record.key_id)
+
     @property
     def exempt(self) -> Exempt | None:
         """For answer-side checks: whether a span lies in a value restored from a placeholder."""
@@ -186,6 +198,7 @@ class GuardSession:
         exempt = self.exempt if messages is None else None
         outcomes = await run_checks(checks, text, messages, context, exempt)
         for outcome in outcomes:
+            self.excepted(outcome, text)
             self.add_outcome(stage, text, outcome)
         return outcomes
 
@@ -276,7 +289,7 @@ class GuardSession:
         if not view.pieces:
             return CheckOutcome(bound, Verdict.passed, None, (), 0.0, {"read": "no text in its roles"})
         outcome = await run_check(bound, view.text, view.texts)
-        return _in_request(outcome, view, bound)
+        return _in_request(outcome, view, bound, self.record.tenant, self.record.key_id)
 
     # -- timing and end ------------------------------------------------------------------
 

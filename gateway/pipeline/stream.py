@@ -70,6 +70,9 @@ class ChannelScanner:
     restorer: Restorer | None = None
     #: whether a span's text lies in a restored value (see ``gateway.pipeline.checks.Exempt``)
     exempt: Callable[[str], bool] | None = None
+    #: the request's tenant and key, for the checks' scoped exceptions (``exceptions:``)
+    tenant: str = ""
+    key_id: str = ""
     matchers: list[tuple[BoundCheck, StreamMatcher]] = field(default_factory=list)
     hits: list[StreamHit] = field(default_factory=list)
     scan_ms: float = 0.0
@@ -87,6 +90,14 @@ class ChannelScanner:
             matcher = bound.check.stream_matcher(self.context) if bound.changes_text else None
             if matcher is not None:
                 self.matchers.append((bound, matcher))
+
+    def _excepted(self, bound: BoundCheck, buf: str, span: Span) -> bool:
+        """Whether one of the check's exceptions for this tenant and key lets ``span`` through."""
+        return any(
+            e.matches(self.tenant, self.key_id, None)
+            and (not e.allow or e.allow.allows_span(buf, span.start, span.end))
+            for e in bound.exceptions
+        )
 
     @property
     def active(self) -> bool:
@@ -126,6 +137,7 @@ class ChannelScanner:
             found.extend(self._take_deferred())
         if found:
             found = [(s, b) for s, b in found if not (b.allow and b.allow.allows_span(buf, s.start, s.end))]
+            found = [(s, b) for s, b in found if not (b.exceptions and self._excepted(b, buf, s))]
         if found and self.exempt is not None:
             found = [(s, b) for s, b in found if not self._exempt(b, buf[max(s.start, 0) : s.end])]
         if final:
