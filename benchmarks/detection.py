@@ -175,7 +175,13 @@ def render(results: Sequence[Result]) -> str:
 MANIFEST = Path(__file__).resolve().parents[1] / "policies" / "models" / "manifest.json"
 TIERS = Path(__file__).resolve().parents[1] / "policies" / "models" / "semantic" / "tiers.json"
 #: n-gram heads reported from the manifest's leave-one-source-out figures (model + cues)
-_MANIFEST_HEADS = {"jailbreak": "jailbreak", "harmful_request": "harmful_request", "toxicity": "toxicity"}
+#: checks whose n-gram model was also measured leaving one *source* out at a time (the manifest)
+_MANIFEST_HEADS = {
+    "prompt_injection": "prompt_attack",
+    "jailbreak": "jailbreak",
+    "harmful_request": "harmful_request",
+    "toxicity": "toxicity",
+}
 
 
 def loso_tables() -> tuple[str, dict[str, object]]:
@@ -204,7 +210,9 @@ def loso_tables() -> tuple[str, dict[str, object]]:
         }
         if per_source:
             lines += _loso_lines(check, "leave one source out (n-gram model + cues)", per_source)
-            payload[check] = {"leave_one_source_out": per_source}
+            entry = payload.setdefault(check, {})
+            assert isinstance(entry, dict)
+            entry["leave_one_source_out"] = per_source
     return "\n".join(lines), payload
 
 
