@@ -240,10 +240,15 @@ async def guarded_chunks(
         guard.record_stream_hits()
         raise
     finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await asyncio.shield(_quiet_close(aclose))
-        finish(session.finish(status, code, error))
+        try:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await asyncio.shield(_quiet_close(aclose))
+        finally:
+            # Even when the wait above is cancelled: a client that hangs up right after the
+            # last chunk makes the server cancel this task while it closes the upstream, and
+            # the record must not be lost with it (seen under load in the fuzz test).
+            finish(session.finish(status, code, error))
 
 
 async def _start_stream(

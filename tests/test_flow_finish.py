@@ -1,0 +1,74 @@
+"""A streamed request's audit record is finished however the stream's task ends, even when the
+server cancels it while the upstream is being closed (a client that hangs up right after the
+last chunk: under load the cancellation lands there, and the record was lost)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from audit.record import AuditRecord
+from gateway.pipeline.flow import guarded_chunks
+from gateway.pipeline.response import ResponseGuard
+from gateway.pipeline.session import GuardSession, new_request_id
+from policies.loader import load_policy
+
+DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.yaml"
+
+
+class SlowToClose:
+    """Upstream chunks whose close takes a while, as a socket's does under load."""
+
+    def __init__(self) -> None:
+        self.closing = asyncio.Event()
+        self.sent = False
+
+    def __aiter__(self) -> AsyncIterator[list[dict[str, Any]]]:
+        return self
+
+    async def __anext__(self) -> list[dict[str, Any]]:
+        if self.sent:
+            raise StopAsyncIteration
+        self.sent = True
+        return [{"choices": [{"index": 0, "delta": {"content": "hello"}, "finish_reason": "stop"}]}]
+
+    async def aclose(self) -> None:
+        self.closing.set()
+        await asyncio.sleep(30)
+
+
+def test_a_cancel_while_closing_the_upstream_still_finishes_the_record() -> None:
+    policy = load_policy(DEFAULT_POLICY)
+    session = GuardSession.start(
+        policy,
+        request_id=new_request_id(),
+        tenant="t",
+        key_id="k",
+        endpoint="/v1/chat/completions",
+        model="m",
+        stream=True,
+    )
+    finished: list[AuditRecord] = []
+    chunks = SlowToClose()
+
+    async def consume() -> None:
+        stream = guarded_chunks(
+            session, ResponseGuard(session, "chat"), chunks, route="r", started=0.0, finish=finished.append
+        )
+        async for _ in stream:
+            pass
+
+    async def main() -> None:
+        task = asyncio.create_task(consume())
+        await chunks.closing.wait()  # the stream is done; its finally is closing the upstream
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(main())
+    assert len(finished) == 1
+    assert finished[0].request_id == session.record.request_id
