@@ -21,6 +21,15 @@ policy_app = typer.Typer(help="Validate, compare and replay policy files.", no_a
 app.add_typer(policy_app, name="policy")
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="Gateway config file (or $WARDEN_CONFIG).")]
+#: the record filters ``audit export`` and ``policy replay`` share (``audit.export.RecordFilter``)
+SinceOpt = Annotated[datetime | None, typer.Option(help="Only records from this time on.")]
+UntilOpt = Annotated[datetime | None, typer.Option(help="Only records before this time.")]
+TenantOpt = Annotated[str | None, typer.Option(help="Only this tenant.")]
+ModelOpt = Annotated[str | None, typer.Option(help="Only this requested model.")]
+VerdictOpt = Annotated[str | None, typer.Option(help="pass, flag, redact, block or error.")]
+CheckOpt = Annotated[str | None, typer.Option(help="Only requests where this check acted.")]
+PolicyVersionOpt = Annotated[str | None, typer.Option(help="Only this policy version.")]
+TextOpt = Annotated[str | None, typer.Option(help="Substring of the stored text.")]
 
 
 def _setup_logging(level: str) -> None:
@@ -148,14 +157,14 @@ def policy_replay(
         Path | None,
         typer.Option(help="The running policy to compare with (default: the config's policy of the same name)."),
     ] = None,
-    since: Annotated[datetime | None, typer.Option(help="Only requests from this time on.")] = None,
-    until: Annotated[datetime | None, typer.Option(help="Only requests before this time.")] = None,
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
-    model: Annotated[str | None, typer.Option(help="Only this requested model.")] = None,
-    verdict: Annotated[str | None, typer.Option(help="pass, flag, redact, block or error.")] = None,
-    check: Annotated[str | None, typer.Option(help="Only requests where this check acted.")] = None,
-    policy_version: Annotated[str | None, typer.Option(help="Only this policy version.")] = None,
-    text: Annotated[str | None, typer.Option(help="Substring of the stored text.")] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    tenant: TenantOpt = None,
+    model: ModelOpt = None,
+    verdict: VerdictOpt = None,
+    check: CheckOpt = None,
+    policy_version: PolicyVersionOpt = None,
+    text: TextOpt = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="Requests to replay, newest first.")] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -564,14 +573,14 @@ def audit_export(
         str, typer.Option("--format", help="jsonl, csv or ocsf (OCSF API Activity events, JSONL).")
     ] = "jsonl",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
-    since: Annotated[datetime | None, typer.Option(help="Only records from this time on.")] = None,
-    until: Annotated[datetime | None, typer.Option(help="Only records before this time.")] = None,
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
-    model: Annotated[str | None, typer.Option(help="Only this requested model.")] = None,
-    verdict: Annotated[str | None, typer.Option(help="pass, flag, redact, block or error.")] = None,
-    check: Annotated[str | None, typer.Option(help="Only requests where this check acted.")] = None,
-    policy_version: Annotated[str | None, typer.Option(help="Only this policy version.")] = None,
-    text: Annotated[str | None, typer.Option(help="Substring of the stored text.")] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    tenant: TenantOpt = None,
+    model: ModelOpt = None,
+    verdict: VerdictOpt = None,
+    check: CheckOpt = None,
+    policy_version: PolicyVersionOpt = None,
+    text: TextOpt = None,
 ) -> None:
     """Stream records with their steps, in the reasoning-path shape, as JSONL or CSV."""
     from audit.export import RecordFilter, write_csv, write_jsonl
