@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from policies.checks.base import Check, CheckOptions, CheckResult
-from policies.checks.classifier import load_model, model_path, normalize
+from policies.checks.classifier import LinearTextModel, load_model, model_path, normalize
 from policies.checks.decode import decodings
 from policies.checks.encoder import available as encoder_available
 from policies.checks.encoder import load_semantic
@@ -118,9 +118,16 @@ class DetectorCheck(Check):
         detail = {**own.detail, "quoted": {"score": inner.score, **inner.detail}}
         return CheckResult(fired=score >= threshold, score=score, detail=detail)
 
+    def model(self) -> LinearTextModel | None:
+        """The first tier's n-gram model (training swaps in a model fitted without a source,
+        so leave-out figures measure this very check)."""
+        if not self._options.model or self.model_name is None:
+            return None
+        return load_model(model_path(self.model_name))
+
     def _judge(self, text: str) -> CheckResult:
         opts = self._options
-        model = load_model(model_path(self.model_name)) if opts.model and self.model_name is not None else None
+        model = self.model()
         ngram_logit = model.max_logit(text) if model is not None else 0.0
         model_score = sigmoid(ngram_logit) if model is not None else 0.0
         cue_score, names = self.cues(normalize(text)) if opts.heuristics else (0.0, ())
