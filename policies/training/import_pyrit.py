@@ -34,14 +34,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import jinja2
-import yaml  # type: ignore[import-untyped]
 from jinja2.sandbox import SandboxedEnvironment
+from ruamel.yaml import YAML
 
 from policies.training.corpora import OWN_DATA_DIR, corpora_dir, load_source
 
 TEMPLATES = "pyrit/datasets/jailbreak/templates/"
 EXTRACTION = "pyrit/datasets/seed_datasets/local/psfuzz_steal_system.prompt"
 NEAR_COPY = 0.5
+_YAML = YAML(typ="safe", pure=True)
 
 #: what an attacker wants from a gateway-protected application (written for Warden)
 INSTRUCTION_OBJECTIVES = (
@@ -87,7 +88,7 @@ def _templates(wheel: zipfile.ZipFile) -> Iterator[tuple[str, dict[str, object]]
     for name in sorted(wheel.namelist()):
         if not name.startswith(TEMPLATES) or not name.endswith(".yaml") or "/in_the_wild/" in name:
             continue
-        doc = yaml.safe_load(wheel.read(name))
+        doc = _YAML.load(wheel.read(name))
         if isinstance(doc, dict) and doc.get("parameters") == ["prompt"] and doc.get("value"):
             yield name.removeprefix(TEMPLATES), doc
 
@@ -130,7 +131,7 @@ def jailbreak_rows(wheel: zipfile.ZipFile, root: Path) -> list[dict[str, object]
 
 
 def extraction_rows(wheel: zipfile.ZipFile) -> list[dict[str, object]]:
-    doc = yaml.safe_load(wheel.read(EXTRACTION))
+    doc = _YAML.load(wheel.read(EXTRACTION))
     rows: list[dict[str, object]] = []
     for seed in doc["seeds"]:
         # One seed holds numbered variants separated by " | ".
