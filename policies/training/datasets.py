@@ -197,10 +197,13 @@ _ATTACK_SOURCES = (
 ATTACK = Head(
     name="prompt_attack",
     cue_families=frozenset({"injection", "jailbreak"}),
-    # Stricter than the others: the default policy blocks on it, and the cues add a little
-    # to the false positives of the check (measured: 0.5 then fires on <= 4% of every
-    # benign validation set and of alpaca_eval).
-    target_fpr=0.025,
+    # Chosen on sources left out, not on the validation split (issue #12): a benign source the
+    # model never saw fires several times more often than validation rows do. Measured with
+    # every source left out in turn (2026-12-07, 32 folds): in-distribution targets 0.04 /
+    # 0.025 / 0.01 / 0.005 gave left-out benign FPR 0.114 / 0.075 / 0.041 / 0.029 (mean over
+    # sources) at left-out attack recall 0.63 / 0.57 / 0.52 / 0.49. The largest target whose
+    # left-out mean stays under 0.05 is shipped.
+    target_fpr=0.01,
     description="prompt injection or jailbreak (any attack on the model's instructions) vs benign",
     positive=dict.fromkeys(_ATTACK_SOURCES, _any),
     negative={
