@@ -47,10 +47,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import Engine, Table, func, select
 
 from audit.chain import ChainKey
+from audit.read.verify import KINDS, Problem, ProblemKind, Report, load_chains, load_checkpoints, snapshot
 from audit.rows import CHAINS
 from audit.settings import AnchorSettings
 from audit.syslog import NOTICE, SyslogSender, format_message
-from audit.verify import KINDS, Problem, ProblemKind, Report, load_chains, load_checkpoints, snapshot
 
 log = logging.getLogger("warden.audit.anchors")
 

@@ -30,10 +30,10 @@ from sqlalchemy import Engine, exists, func, insert, select, update
 from audit.chain import Chain, ChainKey, link_hash
 from audit.commitments import INPUT, OUTPUT, TEXTS, dumps, erasure_canonical, top_commitments
 from audit.db import WRITE_OPTIONS
-from audit.models import ChainKind
+from audit.record import ChainKind
 from audit.rows import ERASURES, REQUESTS, SPANS
 from audit.settings import retention_for
-from audit.store import _save_head
+from audit.write.store import save_head
 
 BATCH = 500
 
@@ -139,7 +139,7 @@ def _append_erasure(conn: Any, chain: Chain, eid: str, actor: str, scope: str, s
     conn.execute(insert(ERASURES).values(**row))
     read = chain.seq
     chain.seq, chain.head = row["seq"], row["hash"]
-    _save_head(conn, chain, read)
+    save_head(conn, chain, read)
     chain.registered = True
 
 
@@ -173,7 +173,7 @@ def apply_retention(
                 )
             )
     if prune_days is not None:
-        from audit.prune import prune
+        from audit.read.prune import prune
 
         prune(engine, now - timedelta(days=prune_days), key=key)
     return result

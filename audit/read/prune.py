@@ -28,8 +28,7 @@ from audit import partitions
 from audit.chain import ChainKey, checkpoint_mac
 from audit.db import WRITE_OPTIONS
 from audit.partitions import ensure_partitions
-from audit.rows import ACTED, CHECKPOINTS, REQUESTS, REVIEWS, SPANS, utc
-from audit.verify import (
+from audit.read.verify import (
     KINDS,
     ChainSpec,
     Problem,
@@ -39,6 +38,7 @@ from audit.verify import (
     load_checkpoints,
     walk_chain,
 )
+from audit.rows import ACTED, CHECKPOINTS, REQUESTS, REVIEWS, SPANS, utc
 
 CHUNK = 1000
 

@@ -4,7 +4,7 @@
 volume (per day, per tenant), blocks and redactions by check and by tenant, reviewer rulings
 on them and the open items (flagged or blocked requests no reviewer has confirmed or dismissed), the
 policy versions in force with who saved them, erasures, and the integrity result (verify over
-the whole database, plus the anchor check when anchors are given). ``audit.report_render``
+the whole database, plus the anchor check when anchors are given). ``audit.read.report_render``
 turns it into HTML or PDF; the dashboard's Report page shows the same object.
 """
 
@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 from sqlalchemy import Date, Engine, and_, cast, exists, func, select
 
-from audit.anchors import AnchorCheck
 from audit.chain import ChainKey
 from audit.models import Base
+from audit.read.anchors import AnchorCheck
+from audit.read.verify import VerifyResult, verify
 from audit.rows import ACTED, ERASURES, REQUESTS, REVIEWS, utc
-from audit.verify import VerifyResult, verify
 
 POLICY_VERSIONS = Base.metadata.tables["policy_versions"]
 #: open items listed by name (the count is always complete)

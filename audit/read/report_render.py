@@ -1,4 +1,4 @@
-"""The auditor's report (``audit.report.AuditReport``) as self-contained HTML or as PDF.
+"""The auditor's report (``audit.read.report.AuditReport``) as self-contained HTML or as PDF.
 
 HTML: one file, no scripts, no outside resources (charts are inline SVG), so it can be mailed
 and archived as it is. PDF: ReportLab (pure Python, its charts drawn as vectors). Both show
@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from audit.report import ActionRow, AuditReport
+from audit.read.report import ActionRow, AuditReport
 
 TITLE = "Warden audit report"
 _BLOCK, _REDACT, _FLAG, _OK = "#c0392b", "#e67e22", "#f1c40f", "#5b8def"

@@ -1,10 +1,10 @@
 """What runs beside the audit writer in a gateway process, each on its own thread.
 
-* the anchor publisher (``audit.anchors``): signed chain heads every ``interval_s`` and at
+* the anchor publisher (``audit.read.anchors``): signed chain heads every ``interval_s`` and at
   shutdown;
-* retention (``audit.erasure.apply_retention``): texts past ``audit.retention_days`` erased,
+* retention (``audit.read.erasure.apply_retention``): texts past ``audit.retention_days`` erased,
   records past ``audit.prune_days`` pruned, every ``retention_interval_s``;
-* the syslog stream (``audit.siem``): committed requests as OCSF events over RFC 5424.
+* the syslog stream (``audit.read.siem``): committed requests as OCSF events over RFC 5424.
 
 None of it is on the request path; each part logs its failures and tries again later.
 """
@@ -61,19 +61,19 @@ class AuditServices:
         out = AuditServices()
         audit = config.audit
         if audit.syslog is not None:
-            from audit.siem import SyslogStream
+            from audit.read.siem import SyslogStream
 
             stream = SyslogStream(engine, audit.syslog)
             out.closers.append(stream.close)
         if audit.retention_days is not None or audit.prune_days is not None:
-            from audit.erasure import apply_retention
+            from audit.read.erasure import apply_retention
 
             def retention() -> None:
                 apply_retention(engine, audit.retention_days, prune_days=audit.prune_days)
 
             out.closers.append(Periodic("warden-audit-retention", audit.retention_interval_s, retention).close)
         if audit.anchors is not None:
-            from audit.anchors import AnchorPublisher
+            from audit.read.anchors import AnchorPublisher
 
             publisher = AnchorPublisher.from_settings(engine, audit.anchors, config.resolve)
             publisher.start()

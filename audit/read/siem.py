@@ -23,7 +23,7 @@ from typing import IO, Any
 import orjson
 from sqlalchemy import Engine, select
 
-from audit.export import Progress, RecordFilter, iter_audit_records
+from audit.read.export import Progress, RecordFilter, iter_audit_records
 from audit.record import AuditRecord, Verdict
 from audit.rows import CHAINS, REQUESTS, load_page
 from audit.settings import SyslogSettings

@@ -29,7 +29,7 @@ from audit import commitments
 from audit.canonical import canonical_review
 from audit.chain import GENESIS, HMAC_SHA256, ChainKey, checkpoint_mac, link_hash
 from audit.commitments import is_committed
-from audit.models import ChainKind
+from audit.record import ChainKind
 from audit.rows import (
     ACTED,
     CHAINS,

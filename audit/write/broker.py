@@ -4,13 +4,13 @@ that imports ``nats`` (nats-py).
 The stream (``BrokerSettings.stream``, work-queue retention, file storage) holds *unlinked*
 records, one per message, in the spool's line format (``Prepared.spool_line``), with the
 record's id as ``Nats-Msg-Id``: JetStream drops a second publish of the same id within
-``duplicate_window_s``, and the database's idempotence on the id (``audit.store``) catches any
+``duplicate_window_s``, and the database's idempotence on the id (``audit.write.store``) catches any
 later one. A message leaves the stream only when a writer acknowledges it, after its commit.
 
 ``Publisher`` is the gateway's side, for a thread (the audit writer's): it runs its own event
 loop and blocks until every message of a batch is acknowledged by the stream, or raises
 ``Unavailable`` (then the audit writer spools the batch and replays it through here later).
-``Consumer`` is a writer process's side (``audit.drain``).
+``Consumer`` is a writer process's side (``audit.write.drain``).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from audit.prepared import Prepared
 from audit.settings import BrokerSettings
-from audit.store import Unavailable
+from audit.write.prepared import Prepared
+from audit.write.store import Unavailable
 
 log = logging.getLogger("warden.audit")
 

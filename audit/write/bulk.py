@@ -43,9 +43,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import sqlite
 
-from audit.models import ChainKind
-from audit.prepared import Prepared
+from audit.record import ChainKind
 from audit.rows import ACTED, REQUESTS, REVIEWS, SPANS, index_of
+from audit.write.prepared import Prepared
 
 Row = tuple[Any, ...]
 DateConv = Callable[[datetime | None], Any]
@@ -67,7 +67,7 @@ REVIEW_COLUMNS = (
 
 
 def _sqlite_dt(value: datetime | None) -> str | None:
-    # Values are UTC (``audit.prepared``): dropping the "+00:00" suffix leaves the naive form.
+    # Values are UTC (``audit.write.prepared``): dropping the "+00:00" suffix leaves the naive form.
     if value is None:
         return None
     text = value.isoformat(" ", "microseconds")

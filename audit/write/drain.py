@@ -2,7 +2,7 @@
 
 Each process owns one request chain and one review chain, like a gateway's own writer
 (``audit.chain``): it fetches up to ``batch_size`` messages from the shared durable consumer,
-links them into its chain and commits them in one transaction (``audit.store``, with the id
+links them into its chain and commits them in one transaction (``audit.write.store``, with the id
 lookup on), then acknowledges them. So each chain is gap-free and in commit order, and any
 number of writer processes can run side by side without contending.
 
@@ -32,14 +32,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from audit.broker import Consumer, Msg
-from audit.bulk import prepare_rows
 from audit.chain import Chain, ChainKey
-from audit.models import ChainKind
-from audit.prepared import Prepared
+from audit.record import ChainKind
 from audit.settings import BrokerSettings
-from audit.spool import dead_letter
-from audit.store import BatchOutcome, Rejected, Unavailable, commit_batch
+from audit.write.broker import Consumer, Msg
+from audit.write.bulk import prepare_rows
+from audit.write.prepared import Prepared
+from audit.write.spool import dead_letter
+from audit.write.store import BatchOutcome, Rejected, Unavailable, commit_batch
 
 log = logging.getLogger("warden.audit")
 

@@ -6,7 +6,7 @@ database re-hashes to the same bytes: timestamps in UTC, ``-0.0`` and non-finite
 folded, NUL characters (PostgreSQL refuses them in text) and lone surrogates replaced,
 ``detail`` serialized to canonical JSON (an ``orjson.Fragment``; the fast path below leaves it
 to the record's one dump), enums to their strings. The object is what gets hashed, inserted
-(``audit.bulk``: the steps go in as the slice of the canonical bytes that holds them,
+(``audit.write.bulk``: the steps go in as the slice of the canonical bytes that holds them,
 ``Prepared.steps_json``) and spooled, so no value is converted twice.
 Normalizing is idempotent: a stored record prepared again gives the same object.
 
@@ -32,8 +32,7 @@ import orjson
 
 from audit.canonical import FORMAT_VERSION, canonical
 from audit.commitments import Plain, commit_record, plain_steps
-from audit.models import ChainKind, Ruling
-from audit.record import AuditRecord, SpanRecord, Stage, Status, StepRecord, Verdict
+from audit.record import AuditRecord, ChainKind, Ruling, SpanRecord, Stage, Status, StepRecord, Verdict
 from audit.review import ReviewRecord
 
 _INT64 = 2**63
@@ -350,7 +349,7 @@ class Prepared:
     hash: str | None = None
     #: canonical bytes of ``obj`` with ``chain_id`` and ``seq`` null (made on first use)
     body: bytes | None = None
-    #: rows in the form the database's bulk insert wants, made ahead by ``audit.bulk``
+    #: rows in the form the database's bulk insert wants, made ahead by ``audit.write.bulk``
     rows: Any = None
     #: a request record's texts and salt, which its hash covers only by commitment
     plain: Plain | None = None

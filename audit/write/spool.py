@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from audit.prepared import Prepared
+from audit.write.prepared import Prepared
 
 log = logging.getLogger("warden.audit")
 

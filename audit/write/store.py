@@ -24,12 +24,12 @@ import psycopg
 from sqlalchemy import Connection, Engine, Table, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from audit.bulk import insert_records, insert_reviews
 from audit.chain import GENESIS, MAX_CHAIN_ID, Chain, link_hash
 from audit.db import WRITE_OPTIONS
-from audit.models import ChainKind
-from audit.prepared import Prepared
+from audit.record import ChainKind
 from audit.rows import CHAINS, REQUESTS, REVIEWS
+from audit.write.bulk import insert_records, insert_reviews
+from audit.write.prepared import Prepared
 
 log = logging.getLogger("warden.audit")
 
@@ -134,14 +134,14 @@ def _write(
         for r in fresh_records:
             requests.link(r)
         insert_records(conn, fresh_records)
-        _save_head(conn, requests, read)
+        save_head(conn, requests, read)
     if fresh_reviews:
         _sync(conn, reviews)
         read = reviews.seq
         for v in fresh_reviews:
             reviews.link(v)
         insert_reviews(conn, fresh_reviews)
-        _save_head(conn, reviews, read)
+        save_head(conn, reviews, read)
     outcome.inserted = len(fresh_records) + len(fresh_reviews)
     return outcome
 
@@ -210,7 +210,7 @@ def _sync(conn: Connection, chain: Chain) -> None:
     chain.synced = True
 
 
-def _save_head(conn: Connection, chain: Chain, read: int) -> None:
+def save_head(conn: Connection, chain: Chain, read: int) -> None:
     """Move the head from ``read`` (the seq it was linked from) to the chain's new one."""
     if chain.registered:
         c = CHAINS.c

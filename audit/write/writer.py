@@ -3,11 +3,11 @@
 ``submit`` never waits on the database: it puts the record on a bounded queue, or, when the
 queue is full (the database is far behind), appends it to the spool file itself. A
 background thread takes up to ``batch_size`` items or whatever arrived within
-``batch_interval_s`` and normalizes them (``audit.prepared``); a second one commits each batch
-in one transaction (``audit.store``), so preparing the next batch overlaps the database's
+``batch_interval_s`` and normalizes them (``audit.write.prepared``); a second one commits each batch
+in one transaction (``audit.write.store``), so preparing the next batch overlaps the database's
 work on this one. Batches that pile up meanwhile are committed together (fewer fsyncs).
 
-With a ``sink`` (the broker, ``audit.broker``) batches are published there instead of committed,
+With a ``sink`` (the broker, ``audit.write.broker``) batches are published there instead of committed,
 with the same spool behind it.
 
 When a commit fails because the database is unreachable, locked or slow, the batch goes to
@@ -36,15 +36,14 @@ from typing import Final, Protocol
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from audit.bulk import prepare_rows
 from audit.chain import Chain, ChainKey
 from audit.db import make_engine
-from audit.models import ChainKind, Ruling
-from audit.prepared import Prepared, prepare
-from audit.record import AuditRecord
+from audit.record import AuditRecord, ChainKind, Ruling
 from audit.review import ReviewRecord
-from audit.spool import Spool, dead_letter, orphans
-from audit.store import BatchOutcome, Rejected, Unavailable, commit_batch
+from audit.write.bulk import prepare_rows
+from audit.write.prepared import Prepared, prepare
+from audit.write.spool import Spool, dead_letter, orphans
+from audit.write.store import BatchOutcome, Rejected, Unavailable, commit_batch
 
 log = logging.getLogger("warden.audit")
 
@@ -55,10 +54,10 @@ _MERGE_BATCHES: Final = 4
 
 
 class Sink(Protocol):
-    """Somewhere else batches can go (``audit.broker.Publisher``)."""
+    """Somewhere else batches can go (``audit.write.broker.Publisher``)."""
 
     def send(self, items: Sequence[Prepared]) -> None:
-        """Return once all are durable there; raise ``audit.store.Unavailable`` otherwise."""
+        """Return once all are durable there; raise ``audit.write.store.Unavailable`` otherwise."""
 
     def close(self) -> None: ...
 
@@ -106,7 +105,7 @@ class AuditWriter:
     ) -> None:
         """``chain_id``: None for a new chain per start, or a fixed id to continue (see ``audit.chain``).
 
-        ``sink``: where batches go instead of the database (``audit.broker.Publisher``): the
+        ``sink``: where batches go instead of the database (``audit.write.broker.Publisher``): the
         records are then linked by the writer processes that drain it, and "committed" counts
         records the sink acknowledged. The spool stays the fallback while the sink is down.
         """
