@@ -17,7 +17,7 @@ import regex
 from pydantic import Field, field_validator
 
 from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
-from policies.checks.patterns import PatternSet, PatternSpec, PatternStreamMatcher, to_result
+from policies.engines.patterns import PatternSet, PatternSpec, PatternStreamMatcher, to_result
 
 
 class DenyTermsOptions(CheckOptions):

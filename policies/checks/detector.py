@@ -1,10 +1,10 @@
 """The shared shape of the checks built on the trained detectors (``DetectorCheck``).
 
-A detector check combines an n-gram model (``classifier.py``), hand-written cues
-(``heuristics.py``) and, where the check has one, the semantic encoder (``encoder.py``,
-combined as ``tiers.py`` says). It reports a score, fires at the policy's threshold, and
-records its evidence: the tier that decided, the cues, and the phrases that weighed most
-(``evidence.py``), so a reviewer can see why a text was blocked.
+A detector check combines engines from ``policies.engines``: an n-gram model (``classifier``),
+hand-written cues (``heuristics``) and, where the check has one, the semantic encoder
+(``encoder``, combined as ``tiers`` says). It reports a score, fires at the policy's threshold,
+and records its evidence: the tier that decided, the cues, and the phrases that weighed most
+(``evidence``), so a reviewer can see why a text was blocked.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from policies.checks.base import Check, CheckOptions, CheckResult
-from policies.checks.classifier import load_model, model_path, normalize
-from policies.checks.decode import decodings
-from policies.checks.encoder import available as encoder_available
-from policies.checks.encoder import load_semantic
-from policies.checks.evidence import top_phrases
-from policies.checks.quotes import split_quotes
-from policies.checks.tiers import load_stackers, logit_of, sigmoid
+from policies.engines.classifier import load_model, model_path, normalize
+from policies.engines.decode import decodings
+from policies.engines.encoder import available as encoder_available
+from policies.engines.encoder import load_semantic
+from policies.engines.evidence import top_phrases
+from policies.engines.quotes import split_quotes
+from policies.engines.tiers import load_stackers, logit_of, sigmoid
 
 
 class DetectorOptions(CheckOptions):
@@ -44,7 +44,7 @@ class DetectorOptions(CheckOptions):
 
 class DetectorCheck(Check):
     """A detector built from an n-gram model, hand-written cues and, where the check has one
-    (``policies/models/semantic/tiers.json``), the semantic encoder; see ``tiers.py`` for how
+    (``policies/models/semantic/tiers.json``), the semantic encoder; see ``policies/engines/tiers.py`` for how
     they combine. Without a semantic tier the score is max(model, cues)."""
 
     Options: ClassVar[type[CheckOptions]] = DetectorOptions
@@ -54,9 +54,9 @@ class DetectorCheck(Check):
     #: exists to keep out of records, such as slurs)
     explain: ClassVar[bool] = True
     #: a short quote inside the user's sentence is the object of the request, not the user's
-    #: own words (``quotes.py``): on for the checks of direct attacks on the model
+    #: own words (``policies/engines/quotes.py``): on for the checks of direct attacks on the model
     quotes_as_data: ClassVar[bool] = False
-    #: also judge the plaintext of base64 / hex / ROT13 / pig latin ... in the text (``decode.py``)
+    #: also judge the plaintext of base64 / hex / ROT13 / pig latin ... in the text (``policies/engines/decode.py``)
     reads_encodings: ClassVar[bool] = False
 
     def __init__(self, options: CheckOptions) -> None:

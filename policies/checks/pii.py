@@ -23,7 +23,7 @@ from pydantic import Field
 
 from policies import presidio_adapter
 from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
-from policies.checks.patterns import PatternSet, PatternStreamMatcher, merge, to_result
+from policies.engines.patterns import PatternSet, PatternStreamMatcher, merge, to_result
 
 DEFAULT_ENTITIES = (
     "EMAIL_ADDRESS",

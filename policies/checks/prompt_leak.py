@@ -38,7 +38,7 @@ from policies.checks.base import (
     StreamMatcher,
     StreamScan,
 )
-from policies.checks.patterns import PatternSet, PatternSpec, PatternStreamMatcher, to_result
+from policies.engines.patterns import PatternSet, PatternSpec, PatternStreamMatcher, to_result
 
 SECRET_ENTITY = "PROMPT_SECRET"  # noqa: S105 - an entity type, not a password
 COPY = "SYSTEM_PROMPT"

@@ -25,7 +25,7 @@ import regex
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
-from policies.checks.patterns import (
+from policies.engines.patterns import (
     PatternSet,
     PatternSpec,
     PatternStreamMatcher,

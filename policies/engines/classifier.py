@@ -14,7 +14,7 @@ hidden in the middle of a long document is not diluted by the text around it.
 The artefact is an ``.npz`` holding the weights as float16 plus the bias and the
 featuriser settings; it loads in a few milliseconds and is cached per path.
 
-The checks built on these models are in ``detector.py``.
+The checks built on these models are in ``policies/checks/detector.py``.
 """
 
 from __future__ import annotations

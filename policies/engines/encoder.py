@@ -5,7 +5,7 @@ billion sentence pairs and fine-tuned on the corpora (``policies.training.train_
 generalises to paraphrases and to wordings no source had: a bribe for the password, a claim
 to be the model's maintainer, the same request in another language. It is slower (a few
 milliseconds per 128 tokens on one core), so detectors ask it only when the first tier
-cannot decide (see ``classifier.DetectorCheck``).
+cannot decide (see ``policies.checks.detector.DetectorCheck``).
 
 The artefact (``policies/models/semantic/``): ``model.onnx`` (int8, dynamic quantisation),
 the tokenizer of the base model, and a manifest. It has one output per head (``attack``,

@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 
-from policies.checks.classifier import LinearTextModel, featurize, ngram_hashes, normalize
+from policies.engines.classifier import LinearTextModel, featurize, ngram_hashes, normalize
 
 #: longer texts are explained on the window the model scored highest
 EVIDENCE_CHARS = 2000

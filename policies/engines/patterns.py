@@ -14,9 +14,9 @@ still take more. Spans inside the held tail are not reported until the tail is d
 so a value is replaced whole, once.
 
 A stream scan runs on every token, so most patterns must not run at all on most calls.
-Each pattern's ``Shape`` (read from its parse tree, see ``pattern_shape``) says how
+Each pattern's ``Shape`` (read from its parse tree, see ``regex_shape``) says how
 every match begins, what it must contain, how short it can be and whether it can hold
-white space; one pass of a prefix trie over the unsent text (``Prefilter``) then finds
+white space; one pass of a prefix trie over the unsent text (``prefilter.Prefilter``) then finds
 the few places where a match could begin, and a pattern is tried there alone. Patterns
 that can begin with any word (an e-mail's local part, a random token) run only where a
 complete match is possible, and otherwise only on the last word of the buffer, where
@@ -39,7 +39,8 @@ from typing import Any
 import regex
 
 from policies.checks.base import CheckResult, Span, StreamMatcher, StreamScan
-from policies.checks.pattern_shape import Prefilter, Shape, shape_of
+from policies.engines.prefilter import Prefilter
+from policies.engines.regex_shape import Shape, shape_of
 
 #: Judges a matched value: the score to give it, or ``None`` to drop the match.
 Validator = Callable[[str], float | None]

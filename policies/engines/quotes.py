@@ -6,7 +6,7 @@ of the request, not an instruction to the model. A direct-injection detector tha
 quote as the user's own words blocks translators, moderators and the blue teams writing
 detection rules. ``split_quotes`` returns the user's own words (each quote replaced by an
 ellipsis, so the sentence still reads as a request about *something*) and the quotes; the
-detector (``detector.DetectorCheck``) scores both and counts a quote as weaker evidence than
+detector (``policies.checks.detector.DetectorCheck``) scores both and counts a quote as weaker evidence than
 the user's own words, unless those words ask the model to carry the quote out.
 
 Longer quoted material (fenced blocks, ``<document>`` tags, block quotes) is a ``document``

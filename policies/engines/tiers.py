@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from policies.checks.classifier import sigmoid
-from policies.checks.encoder import SEMANTIC_DIR
+from policies.engines.classifier import sigmoid
+from policies.engines.encoder import SEMANTIC_DIR
 
 __all__ = ["TIERS_FILE", "Stacker", "load_stackers", "logit_of", "sigmoid"]
 

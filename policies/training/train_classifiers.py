@@ -25,7 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from policies.checks.classifier import (
+from policies.engines.classifier import (
     MODELS_DIR,
     FeatureConfig,
     LinearTextModel,
@@ -33,7 +33,7 @@ from policies.checks.classifier import (
     normalize,
     save_model,
 )
-from policies.checks.heuristics import cue_score
+from policies.engines.heuristics import cue_score
 from policies.training.corpora import OWN_DATA_DIR, REPO_ROOT, Row, corpora_dir, load_source, source_files
 from policies.training.datasets import HEADS, SOURCES, Head
 from policies.training.fit import FeatureCache, FitSettings, calibrate, fit_head

@@ -1,10 +1,9 @@
-"""What a pattern's parse tree guarantees about every match, and the prefilter built on it.
+"""What a pattern's parse tree guarantees about every match.
 
 ``shape_of(pattern)`` reads a regex's parse tree once (per policy) and says how every match
 begins (its possible first few characters), which literals it must contain, how short it can
-be and whether it can hold white space. ``Prefilter`` turns the shapes of a ``PatternSet``'s
-patterns into one trie pass over the unsent text of a stream, which finds the few places where
-a match could begin; ``patterns.PatternSet`` then tries each pattern there alone.
+be and whether it can hold white space. ``policies.engines.prefilter`` turns the shapes of a
+``PatternSet``'s patterns into one pass over a stream's unsent text.
 
 Everything here errs one way only: a shape may promise less than the pattern keeps (a
 pattern then runs where it cannot match), never more (it would be skipped where it can).
@@ -17,13 +16,11 @@ import functools
 import importlib
 import re
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import regex
-
-from policies.checks.base import StreamScan
 
 # The standard library's parser reads the syntax these patterns use; regex has no public
 # parser. Private modules, so loaded by name and used through ``Any``.
@@ -34,16 +31,12 @@ _PREFIX_LEN = 3
 _MAX_PREFIXES = 4096
 #: a character class wider than this ends a prefix: it says too little to be worth a lookup
 _WIDE = 64
-#: more prefixes made of lower-case letters alone than this, and prose hits them often
-_WORDLIKE_PREFIXES = 32
-#: more prefixes of letters alone than this come from classes, not from keywords
-_LETTER_PREFIXES = 512
-_MEMO_SIZE = 1 << 16
-#: prefix lookups see every ASCII digit as "0" and every non-ASCII character as DEL
-_DIGIT = "0"
-_OTHER = "\x7f"
-_TO_LOOKUP = bytes.maketrans(b"0123456789", _DIGIT.encode() * 10)
-_NON_ASCII = regex.compile(r"[^\x00-\x7f]")
+#: prefix lookups see every ASCII digit as "0" and every non-ASCII character as DEL (the
+#: prefilter translates text the same way: ``TO_LOOKUP``, ``NON_ASCII``)
+DIGIT = "0"
+OTHER = "\x7f"
+TO_LOOKUP = bytes.maketrans(b"0123456789", DIGIT.encode() * 10)
+NON_ASCII = regex.compile(r"[^\x00-\x7f]")
 _SPACES = frozenset(" \t\n\r\f\v")
 #: ASCII letters that IGNORECASE also matches outside ASCII (İ ı K ſ)
 _FOLDS_OUTSIDE_ASCII = frozenset("iIkKsS")
@@ -226,7 +219,7 @@ def _concat(left: set[_Prefix], right: set[_Prefix], length: int) -> set[_Prefix
 def _node_prefixes(op: Any, av: Any, length: int, flags: int) -> set[_Prefix]:
     if op in _CHAR_OPS:
         members, other = _char_class(op, av, flags)
-        chars = {_DIGIT if c.isdigit() else c for c in members} | ({_OTHER} if other else set())
+        chars = {DIGIT if c.isdigit() else c for c in members} | ({OTHER} if other else set())
         return {("", False)} if len(chars) > _WIDE else {(c, True) for c in chars}
     if op in _ZERO_WIDTH:
         return {("", True)}  # looking around consumes nothing: dropping it only widens
@@ -350,9 +343,9 @@ def _required_node(op: Any, av: Any, flags: int) -> tuple[str, ...] | None:
     return None
 
 
-_LOOKUP_CHARS = frozenset(_DIGIT if c.isdigit() else c for c in map(chr, range(128)))
+_LOOKUP_CHARS = frozenset(DIGIT if c.isdigit() else c for c in map(chr, range(128)))
 #: what may end a line for ``^`` (regex itself only takes \n without its WORD flag)
-_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e" + _OTHER)
+_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e" + OTHER)
 _WORD_CHARS = frozenset(c for c in _LOOKUP_CHARS if c.isalnum() or c == "_")
 
 
@@ -376,7 +369,7 @@ def _before(items: list[Any], flags: int, prefixes: frozenset[str] | None) -> tu
             elif op is _op.AT and av is _op.AT_BEGINNING:
                 allowed = _meet(allowed, _LINE_BREAKS if flags & re.MULTILINE else frozenset())
             elif op is _op.AT and av is _op.AT_BOUNDARY and prefixes and {p[0] for p in prefixes} <= _WORD_CHARS:
-                allowed = _meet(allowed, (_LOOKUP_CHARS - _WORD_CHARS) | {_OTHER})
+                allowed = _meet(allowed, (_LOOKUP_CHARS - _WORD_CHARS) | {OTHER})
             elif op not in _ZERO_WIDTH:
                 break  # the first character of the match: what is before it is settled
     except _Unknown:
@@ -389,16 +382,16 @@ def _meet(known: frozenset[str] | None, more: frozenset[str]) -> frozenset[str]:
 
 
 def _lookup_set(members: frozenset[str], other: bool) -> frozenset[str]:
-    return frozenset(_DIGIT if c.isdigit() else c for c in members) | ({_OTHER} if other else frozenset())
+    return frozenset(DIGIT if c.isdigit() else c for c in members) | ({OTHER} if other else frozenset())
 
 
 def _outside(members: frozenset[str]) -> frozenset[str]:
     """Lookup characters that stand for at least one character outside ``members``."""
     digits_all_in = all(d in members for d in "0123456789")
-    out = {c for c in _LOOKUP_CHARS if c != _DIGIT and c not in members}
+    out = {c for c in _LOOKUP_CHARS if c != DIGIT and c not in members}
     if not digits_all_in:
-        out.add(_DIGIT)
-    out.add(_OTHER)  # some non-ASCII character is always left out
+        out.add(DIGIT)
+    out.add(OTHER)  # some non-ASCII character is always left out
     return frozenset(out)
 
 
@@ -429,185 +422,3 @@ def _node_spaceless(op: Any, av: Any, flags: int) -> bool:
     if op is _op.BRANCH:
         return all(_node_spaceless(o, a, flags) for branch in av[1] for o, a in branch)
     return False
-
-
-class Prefilter:
-    """Which of a set's patterns can match in a buffer, from one pass of a prefix trie.
-
-    ``gated`` patterns have a usable set of prefixes: they run only where one of them
-    occurs in the unsent text (after a character their look-behind allows). Where the
-    text only ends in the beginning of one, a partial match can only begin there: the
-    caller holds from there without running the pattern, and the next call decides.
-    ``ungated`` patterns (their prefix says little, or their required text says more)
-    run only where their required text and length allow a complete match, and otherwise
-    under the last-word rule of ``PatternSet._stream_search``.
-    """
-
-    def __init__(self, shapes: Sequence[Shape], first: frozenset[int] = frozenset()) -> None:
-        """``first``: ungated patterns to try first (they settle the last word cheaply)."""
-        self.shapes = tuple(shapes)
-        masks: dict[str, int] = {}
-        gated: list[int] = []
-        ungated: list[int] = []
-        for index, shape in enumerate(self.shapes):
-            if shape.prefixes is None or _weak(shape):
-                ungated.append(index)
-                continue
-            gated.append(index)
-            for prefix in shape.prefixes:
-                masks[prefix] = masks.get(prefix, 0) | 1 << index
-        # Then patterns that any word may start: the last-word rule stops at the first
-        # one that holds the whole word.
-        ungated.sort(key=lambda i: (i not in first, self.shapes[i].prefixes is not None))
-        self.gated, self.ungated = tuple(gated), tuple(ungated)
-        self.ungated_shapes = tuple(
-            (i, self.shapes[i].min_len, self.shapes[i].required, self.shapes[i].spaceless) for i in ungated
-        )
-        #: per ungated pattern, the bytes its partial match may hold (for `bytes.rstrip`)
-        self.alphabets = {
-            i: None if shape.alphabet is None else "".join(sorted(shape.alphabet)).encode("ascii")
-            for i, shape in enumerate(self.shapes)
-            if i in ungated
-        }
-        self.longest = max(map(len, masks), default=0)
-        # For every trie node: the patterns one of whose prefixes it is or contains
-        # (`_full`), and those with a prefix that goes on past it (`_partial`).
-        self._full: dict[bytes, int] = {}
-        self._partial: dict[bytes, int] = {}
-        for prefix, bits in masks.items():
-            for cut in range(1, len(prefix)):
-                key = prefix[:cut].encode()
-                self._partial[key] = self._partial.get(key, 0) | bits
-        for node in sorted({p[:cut] for p in masks for cut in range(1, len(p) + 1)}, key=len):
-            inherited = self._full.get(node[:-1].encode(), 0) if len(node) > 1 else 0
-            self._full[node.encode()] = inherited | masks.get(node, 0)
-        trie = _trie_source(masks)
-        self._trie = re.compile(b"(?=(" + trie + b"))") if masks else None
-        self._any = re.compile(trie) if masks else None  # the same, only faster to say "none"
-        # Memos of pure functions, shared by every stream (bounded; a miss only costs time).
-        self._ends: dict[bytes, int] = {}
-        self._nothing: dict[int, StreamScan] = {}
-        # `_after[c]`: the gated patterns a match of which may begin right after byte c
-        self._after = [0] * 128
-        self._at_start = 0
-        for index in gated:
-            shape = self.shapes[index]
-            for code in range(128):
-                if shape.after is None or chr(code) in shape.after:
-                    self._after[code] |= 1 << index
-            if shape.at_start:
-                self._at_start |= 1 << index
-
-    @staticmethod
-    def lookup(buffer: str, pos: int) -> tuple[bytes, int]:
-        """``buffer`` from one character before ``pos`` (what look-behinds see), as the
-        prefixes are written, and the offset it starts at."""
-        base = pos - 1 if pos else 0
-        region = buffer[base:]
-        if not region.isascii():
-            region = _NON_ASCII.sub(_OTHER, region)
-        return region.encode("ascii").translate(_TO_LOOKUP), base
-
-    def candidates(self, data: bytes, base: int, pos: int, final: bool) -> tuple[dict[int, list[int]], int]:
-        """Where each gated pattern may match from ``pos`` on, and where to hold from.
-
-        ``data`` is ``lookup(buffer, pos)``; positions are in ``buffer``. Only there can a
-        match of the pattern begin, so it is tried there alone. Where the buffer ends in
-        the beginning of a prefix, a partial match can only begin there: the hold says so
-        without running anything, and the next call, with more text, decides.
-        """
-        found: dict[int, list[int]] = {}
-        size = base + len(data)
-        if self._trie is None or self._any is None:
-            return found, size
-        after, at_start, full = self._after, self._at_start, self._full
-        if self._any.search(data, pos - base) is not None:
-            for m in self._trie.finditer(data, pos - base):
-                at = m.start()
-                bits = full[m.group(1)] & (after[data[at - 1]] if at else at_start)
-                while bits:
-                    low = bits & -bits
-                    bits ^= low
-                    found.setdefault(low.bit_length() - 1, []).append(base + at)
-        if final:
-            return found, size
-        end, first = len(data), max(len(data) - self.longest + 1, pos - base)
-        if first > 0 and first == end - self.longest + 1:
-            # The answer depends on the last `longest` bytes alone: remembered by them.
-            window = data[first - 1 :]
-            begun = self._ends.get(window)
-            if begun is None:
-                begun = self._begun(data, first, end, at_start)
-                if len(self._ends) < _MEMO_SIZE:
-                    self._ends[window] = begun
-            return found, size if begun < 0 else base + first + begun
-        begun = self._begun(data, first, end, at_start)
-        return found, size if begun < 0 else base + first + begun
-
-    def _begun(self, data: bytes, first: int, end: int, at_start: int) -> int:
-        """Where, counted from ``first``, ``data`` ends in the beginning of a prefix; -1: nowhere."""
-        for at in range(first, end):
-            if self._partial.get(data[at:], 0) & (self._after[data[at - 1]] if at else at_start):
-                return at - first
-        return -1
-
-    def nothing(self, hold: int) -> StreamScan:
-        """The scan that reports no span and holds from ``hold`` (one object per value)."""
-        scan = self._nothing.get(hold)
-        if scan is None:
-            scan = StreamScan((), hold)
-            if len(self._nothing) < _MEMO_SIZE:
-                self._nothing[hold] = scan
-        return scan
-
-
-def _weak(shape: Shape) -> bool:
-    """Whether the prefixes say too little to be worth looking up.
-
-    One character that a letter gives: every word has one. And for a pattern that holds
-    no white space and needs a given text, many prefixes of lower-case letters alone (a
-    hex run: `ead`, `bed`, ...): the required text rules out more, and the last word
-    holds the rest.
-    """
-    prefixes = shape.prefixes or frozenset()
-    if all(len(p) == 1 for p in prefixes) and any(p.isalpha() for p in prefixes):
-        return True
-    if sum(1 for p in prefixes if p.replace(_OTHER, "a").isalpha()) > _LETTER_PREFIXES:
-        return True  # letters from classes (`[a-z]{2}`), not from a word: any word has them
-    wordlike = sum(1 for p in prefixes if p.isalpha() and p.islower())
-    return shape.spaceless and shape.required is not None and wordlike > _WORDLIKE_PREFIXES
-
-
-def _trie_source(words: Iterable[str]) -> bytes:
-    """A regex matching, at a position, the longest of ``words`` that starts there.
-
-    Characters whose subtrees are alike share one class (`[A-Za-z][A-Za-z]0` rather than
-    2,704 branches): the same strings, tried by a table lookup instead of one by one.
-    """
-    root: dict[str, Any] = {}
-    for word in words:
-        node = root
-        for char in word:
-            node = node.setdefault(char, {})
-        node[""] = {}
-
-    def alternatives(node: dict[str, Any]) -> list[bytes]:
-        by_rest: dict[bytes, list[str]] = {}
-        for char, child in sorted(node.items()):
-            if char:
-                by_rest.setdefault(emit(child), []).append(char)
-        out = []
-        for rest, chars in by_rest.items():
-            escaped = b"".join(re.escape(c.encode()) for c in chars)
-            out.append((escaped if len(chars) == 1 else b"[" + escaped + b"]") + rest)
-        return out
-
-    def emit(node: dict[str, Any]) -> bytes:
-        options = alternatives(node)
-        if "" in node:
-            options.append(b"")
-        if options == [b""]:
-            return b""
-        return b"(?:" + b"|".join(options) + b")"
-
-    return b"|".join(alternatives(root))
