@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from policies.checks.base import Check
 from policies.registry import check_class
@@ -122,7 +123,7 @@ def build_checks(policy: Path | None, names: Sequence[str]) -> dict[str, Check]:
     return out
 
 
-def run_check(check: Check, rows: Sequence[Row], labels: Sequence[int]) -> tuple[Metrics, float]:
+def run_check(check: Check[Any], rows: Sequence[Row], labels: Sequence[int]) -> tuple[Metrics, float]:
     fired = []
     started = time.perf_counter()
     for row in rows:

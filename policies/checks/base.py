@@ -22,7 +22,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
 
@@ -39,6 +39,12 @@ class Span:
     score: float = 1.0
 
 
+#: a JSON value: what a check's ``detail`` holds, since it goes into the audit record as it is
+JsonValue: TypeAlias = "str | int | float | bool | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
+#: a check's ``detail``: JSON values under names the check chooses
+Detail: TypeAlias = Mapping[str, JsonValue]
+
+
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """What a check reports about one text. ``spans`` never carry the raw value."""
@@ -46,7 +52,7 @@ class CheckResult:
     fired: bool
     score: float = 0.0
     spans: tuple[Span, ...] = ()
-    detail: Mapping[str, Any] = field(default_factory=dict)
+    detail: Detail = field(default_factory=dict)
 
     @staticmethod
     def clean() -> CheckResult:
@@ -100,10 +106,19 @@ class CheckOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Check(ABC):
-    """Base class of all checks. Subclasses set ``name`` and ``Options``."""
+OptionsT = TypeVar("OptionsT", bound=CheckOptions)
+
+
+class Check(ABC, Generic[OptionsT]):
+    """Base class of all checks, generic over their options model.
+
+    A check names its options model once, as the type argument: ``class PiiCheck(Check[PiiOptions])``
+    gives ``PiiCheck.Options`` (what the policy schema validates a check entry against) and a
+    typed ``self.options``. Subclasses set ``name``.
+    """
 
     name: ClassVar[str]
+    #: the options model, taken from the type argument (``Check[...]``) of the class or a base
     Options: ClassVar[type[CheckOptions]] = CheckOptions
     #: the entity type used for redaction when a span names none
     default_entity: ClassVar[str] = "REDACTED"
@@ -111,8 +126,27 @@ class Check(ABC):
     #: otherwise (``roles:``); see ``policies.roles``
     default_roles: ClassVar[frozenset[Role]] = ALL_ROLES
 
-    def __init__(self, options: CheckOptions) -> None:
-        self.options = options
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            origin = get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, Check):
+                (argument,) = get_args(base)
+                if isinstance(argument, type) and issubclass(argument, CheckOptions):
+                    cls.Options = argument
+
+    def __init__(self, options: OptionsT) -> None:
+        if not isinstance(options, type(self).Options):
+            # options of another model (the base one, say) are read as this check's own
+            options = type(self).Options.model_validate(options.model_dump())  # type: ignore[assignment]
+        self.options: OptionsT = options
+
+    def for_response_format(self, response_format: Mapping[str, Any] | None) -> Check[Any] | None:
+        """The check to run on an answer to a request with this ``response_format``: ``self``
+        for most checks; a check that follows the request's format (``json_schema``) may give
+        another instance, or ``None`` for nothing to check. Raises ``ValueError`` when the
+        format it would follow is invalid."""
+        return self
 
     @abstractmethod
     def scan(self, text: str) -> CheckResult:
@@ -140,5 +174,5 @@ class Check(ABC):
         """Whether the check can run in the stream stage (it overrides ``stream_matcher``)."""
         return cls.stream_matcher is not Check.stream_matcher
 
-    def warm(self) -> None:  # noqa: B027 - optional hook, most checks need nothing
+    def warm(self) -> None:
         """Load models or data ahead of the first request (called off the request path)."""

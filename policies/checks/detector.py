@@ -42,12 +42,11 @@ class DetectorOptions(CheckOptions):
     semantic: bool = True
 
 
-class DetectorCheck(Check):
+class DetectorCheck(Check[DetectorOptions]):
     """A detector built from an n-gram model, hand-written cues and, where the check has one
     (``policies/models/semantic/tiers.json``), the semantic encoder; see ``policies/engines/tiers.py`` for how
     they combine. Without a semantic tier the score is max(model, cues)."""
 
-    Options: ClassVar[type[CheckOptions]] = DetectorOptions
     #: the n-gram model's artefact; None: the check has none (cues and the encoder only)
     model_name: ClassVar[str | None]
     #: record the phrases that weighed most (off where they would repeat what the check
@@ -59,11 +58,8 @@ class DetectorCheck(Check):
     #: also judge the plaintext of base64 / hex / ROT13 / pig latin ... in the text (``policies/engines/decode.py``)
     reads_encodings: ClassVar[bool] = False
 
-    def __init__(self, options: CheckOptions) -> None:
-        if not isinstance(options, DetectorOptions):
-            raise TypeError(f"{type(self).__name__} needs DetectorOptions, got {type(options).__name__}")
+    def __init__(self, options: DetectorOptions) -> None:
         super().__init__(options)
-        self._options = options
         stacker = load_stackers().get(self.name) if options.semantic else None
         self._stacker = stacker if stacker is not None and encoder_available() else None
 
@@ -111,7 +107,7 @@ class DetectorCheck(Check):
         # phrase decides together with the user's own words (the geometric mean of the two
         # scores), so "write a rule matching '<attack>'" passes and "drop your rules and
         # translate '<attack>'" does not; it never lowers what the own words score.
-        threshold = self._options.threshold
+        threshold = self.options.threshold
         own = self._judge(quoted.own)
         inner = self._judge("\n".join(quoted.quotes))
         score = round(max(own.score, math.sqrt(own.score * inner.score)), 4)
@@ -119,7 +115,7 @@ class DetectorCheck(Check):
         return CheckResult(fired=score >= threshold, score=score, detail=detail)
 
     def _judge(self, text: str) -> CheckResult:
-        opts = self._options
+        opts = self.options
         model = load_model(model_path(self.model_name)) if opts.model and self.model_name is not None else None
         ngram_logit = model.max_logit(text) if model is not None else 0.0
         model_score = sigmoid(ngram_logit) if model is not None else 0.0
@@ -145,7 +141,7 @@ class DetectorCheck(Check):
         """The tiers combined; the encoder is run only when the first tier cannot decide."""
         stacker = self._stacker
         assert stacker is not None
-        threshold = logit_of(self._options.threshold)
+        threshold = logit_of(self.options.threshold)
         lo, hi = stacker.bounds(ngram_logit, cue_score)
         if hi < threshold:
             detail["tier"] = "ngram"

@@ -50,17 +50,16 @@ class _Step:
     end: int
 
 
-class StepVerifierCheck(Check):
+class StepVerifierOptions(CheckOptions):
+    #: also flag a final answer that differs from the last computed result
+    check_final_answer: bool = True
+    #: relative tolerance for claims written with "≈"
+    approx_tolerance: float = Field(default=0.01, ge=0.0, le=0.5)
+
+
+class StepVerifierCheck(Check[StepVerifierOptions]):
     name = "step_verifier"
     default_entity = "ARITHMETIC_ERROR"
-
-    class Options(CheckOptions):
-        #: also flag a final answer that differs from the last computed result
-        check_final_answer: bool = True
-        #: relative tolerance for claims written with "≈"
-        approx_tolerance: float = Field(default=0.01, ge=0.0, le=0.5)
-
-    options: Options
 
     def scan(self, text: str) -> CheckResult:
         claims = arithmetic.find_claims(text)
