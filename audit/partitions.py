@@ -29,8 +29,6 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from audit.db import WRITE_OPTIONS
-
 TABLE = "audit_requests"
 DEFAULT = f"{TABLE}_default"
 #: months made ahead of the current one
@@ -141,7 +139,8 @@ def ensure_partitions(engine: Engine, now: datetime | None = None, ahead: int = 
         lo = next_month(lo)
     if not needed:
         return []  # the common case: no DDL, no lock
-    with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+    # PostgreSQL only, so no SQLite ``BEGIN IMMEDIATE`` (``audit.db.WRITE_OPTIONS``) to ask for.
+    with engine.connect() as conn, conn.begin():
         # one maker at a time (replicas start together); the same lock as migrations
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 0x5741_5244})
         return ensure_partitions_in(conn, now, ahead)
