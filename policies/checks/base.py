@@ -22,21 +22,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeAlias, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
 
+from policies.engines.spans import Span as Span
+from policies.engines.spans import StreamMatcher as StreamMatcher
+from policies.engines.spans import StreamScan as StreamScan
 from policies.roles import ALL_ROLES, Role
 
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A half-open character range ``[start, end)`` that a check acts on."""
-
-    start: int
-    end: int
-    entity_type: str
-    score: float = 1.0
+if TYPE_CHECKING:
+    from policies.engines.patterns import Hit
 
 
 #: a JSON value: what a check's ``detail`` holds, since it goes into the audit record as it is
@@ -63,19 +59,6 @@ _CLEAN = CheckResult(fired=False)
 
 
 @dataclass(frozen=True, slots=True)
-class StreamScan:
-    """One step of incremental matching over a buffer.
-
-    ``spans``: complete matches that can no longer grow (absolute buffer offsets).
-    ``hold_from``: the earliest offset where a match that is still being written may
-    begin; text from there on must not be sent yet. ``len(buffer)`` when nothing waits.
-    """
-
-    spans: tuple[Span, ...]
-    hold_from: int
-
-
-@dataclass(frozen=True, slots=True)
 class RequestContext:
     """What a check judging the answer may know of its request: the operator's own
     instructions (system and developer messages, as the client sent them). Lives only as
@@ -87,17 +70,22 @@ class RequestContext:
 NO_CONTEXT = RequestContext()
 
 
-class StreamMatcher(ABC):
-    """Per-stream incremental matcher; one instance per stream, never shared."""
-
-    @abstractmethod
-    def scan(self, buffer: str, start: int, final: bool) -> StreamScan:
-        """Find spans in ``buffer`` that begin at or after ``start``.
-
-        ``buffer`` is the unsent text plus a little already-sent context before
-        ``start`` (for look-behind and word boundaries). With ``final`` the stream has
-        ended: report every match and hold nothing back.
-        """
+def to_result(hits: Sequence[Hit], extra: Detail | None = None) -> CheckResult:
+    """A ``CheckResult`` from a pattern engine's hits (``policies.engines.patterns``), naming the
+    rules that fired (never the matched values)."""
+    if not hits:
+        return CheckResult(fired=False, detail=dict(extra or {}))
+    entities: dict[str, int] = {}
+    for hit in hits:
+        entities[hit.span.entity_type] = entities.get(hit.span.entity_type, 0) + 1
+    detail: dict[str, JsonValue] = {"entities": entities, "rules": sorted({h.rule for h in hits})}
+    detail.update(extra or {})
+    return CheckResult(
+        fired=True,
+        score=max(h.span.score for h in hits),
+        spans=tuple(h.span for h in hits),
+        detail=detail,
+    )
 
 
 class CheckOptions(BaseModel):

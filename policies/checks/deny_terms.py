@@ -16,8 +16,8 @@ from typing import ClassVar
 import regex
 from pydantic import Field, field_validator
 
-from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
-from policies.engines.patterns import PatternSet, PatternSpec, PatternStreamMatcher, to_result
+from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher, to_result
+from policies.engines.patterns import PatternSet, PatternSpec, PatternStreamMatcher
 
 
 class DenyTermsOptions(CheckOptions):

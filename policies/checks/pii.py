@@ -22,8 +22,8 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from policies import presidio_adapter
-from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
-from policies.engines.patterns import PatternSet, PatternStreamMatcher, merge, to_result
+from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher, to_result
+from policies.engines.patterns import PatternSet, PatternStreamMatcher, merge
 
 DEFAULT_ENTITIES = (
     "EMAIL_ADDRESS",

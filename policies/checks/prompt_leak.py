@@ -37,8 +37,9 @@ from policies.checks.base import (
     Span,
     StreamMatcher,
     StreamScan,
+    to_result,
 )
-from policies.engines.patterns import PatternSet, PatternSpec, PatternStreamMatcher, to_result
+from policies.engines.patterns import PatternSet, PatternSpec, PatternStreamMatcher
 
 SECRET_ENTITY = "PROMPT_SECRET"  # noqa: S105 - an entity type, not a password
 COPY = "SYSTEM_PROMPT"

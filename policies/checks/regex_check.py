@@ -18,8 +18,8 @@ from typing import ClassVar, Literal
 import regex
 from pydantic import Field, field_validator, model_validator
 
-from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
-from policies.engines.patterns import PatternSet, PatternSpec, PatternStreamMatcher, check_regex, to_result
+from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher, to_result
+from policies.engines.patterns import PatternSet, PatternSpec, PatternStreamMatcher, check_regex
 
 RegexFlag = Literal["ignorecase", "multiline", "dotall"]
 _FLAGS: dict[str, int] = {

@@ -24,14 +24,13 @@ from typing import ClassVar
 import regex
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
+from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher, to_result
 from policies.engines.patterns import (
     PatternSet,
     PatternSpec,
     PatternStreamMatcher,
     Validator,
     check_regex,
-    to_result,
 )
 from policies.yamlio import load_model_file
 

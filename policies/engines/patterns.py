@@ -32,15 +32,15 @@ one reported, and a shorter alternative listed first can hide a longer one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import regex
 
-from policies.checks.base import CheckResult, Span, StreamMatcher, StreamScan
 from policies.engines.prefilter import Prefilter
 from policies.engines.regex_shape import Shape, shape_of
+from policies.engines.spans import Span, StreamMatcher, StreamScan
 
 #: Judges a matched value: the score to give it, or ``None`` to drop the match.
 Validator = Callable[[str], float | None]
@@ -392,23 +392,6 @@ def merge(hits: Iterable[Hit]) -> list[Hit]:
         else:
             merged.append(hit)
     return merged
-
-
-def to_result(hits: list[Hit], extra: Mapping[str, Any] | None = None) -> CheckResult:
-    """A ``CheckResult`` naming the rules that fired (never the matched values)."""
-    if not hits:
-        return CheckResult(fired=False, detail=dict(extra or {}))
-    entities: dict[str, int] = {}
-    for hit in hits:
-        entities[hit.span.entity_type] = entities.get(hit.span.entity_type, 0) + 1
-    detail: dict[str, Any] = {"entities": entities, "rules": sorted({h.rule for h in hits})}
-    detail.update(extra or {})
-    return CheckResult(
-        fired=True,
-        score=max(h.span.score for h in hits),
-        spans=tuple(h.span for h in hits),
-        detail=detail,
-    )
 
 
 def check_regex(pattern: str, flags: int = 0) -> str:

@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from policies.checks.base import StreamScan
 from policies.engines.regex_shape import NON_ASCII, OTHER, TO_LOOKUP, Shape
+from policies.engines.spans import StreamScan
 
 #: more prefixes made of lower-case letters alone than this, and prose hits them often
 _WORDLIKE_PREFIXES = 32
