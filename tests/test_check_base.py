@@ -41,3 +41,11 @@ def test_a_check_without_options_keeps_the_base_model() -> None:
     assert Plain.Options is CheckOptions
     plain = Plain(CheckOptions())
     assert plain.for_response_format({"type": "json_object"}) is plain
+
+
+def test_a_plain_subclass_keeps_its_parents_options() -> None:
+    # training subclasses a check to swap its model in (policies.training.train_classifiers)
+    class Fold(PromptInjectionCheck):
+        pass
+
+    assert Fold.Options is DetectorOptions

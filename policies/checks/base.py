@@ -116,7 +116,7 @@ class Check(ABC, Generic[OptionsT]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for base in getattr(cls, "__orig_bases__", ()):
+        for base in cls.__dict__.get("__orig_bases__", ()):  # its own bases, not inherited ones
             origin = get_origin(base)
             if isinstance(origin, type) and issubclass(origin, Check):
                 (argument,) = get_args(base)

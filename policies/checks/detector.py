@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from policies.checks.base import Check, CheckOptions, CheckResult
-from policies.engines.classifier import load_model, model_path, normalize
+from policies.engines.classifier import LinearTextModel, load_model, model_path, normalize
 from policies.engines.decode import decodings
 from policies.engines.encoder import available as encoder_available
 from policies.engines.encoder import load_semantic
@@ -114,9 +114,16 @@ class DetectorCheck(Check[DetectorOptions]):
         detail = {**own.detail, "quoted": {"score": inner.score, **inner.detail}}
         return CheckResult(fired=score >= threshold, score=score, detail=detail)
 
+    def model(self) -> LinearTextModel | None:
+        """The first tier's n-gram model (training swaps in a model fitted without a source,
+        so leave-out figures measure this very check)."""
+        if not self.options.model or self.model_name is None:
+            return None
+        return load_model(model_path(self.model_name))
+
     def _judge(self, text: str) -> CheckResult:
         opts = self.options
-        model = load_model(model_path(self.model_name)) if opts.model and self.model_name is not None else None
+        model = self.model()
         ngram_logit = model.max_logit(text) if model is not None else 0.0
         model_score = sigmoid(ngram_logit) if model is not None else 0.0
         cue_score, names = self.cues(normalize(text)) if opts.heuristics else (0.0, ())

