@@ -7,7 +7,7 @@ against 1.2 µs for a 20-step record's worth of JSON); the two agree on everythi
 records contain except the spelling of exotic floats.
 
 ``record_obj`` is the one list of what a record's hash covers. The writer builds the same
-object directly, normalized, in ``audit.prepared``.
+object directly, normalized, in ``audit.write.prepared``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from typing import Any
 
 import orjson
 
-from audit.models import Ruling
-from audit.record import AuditRecord, SpanRecord, Stage, Status, StepRecord, Verdict
+from audit.record import AuditRecord, Ruling, SpanRecord, Stage, Status, StepRecord, Verdict
 from audit.review import ReviewRecord
 
 FORMAT_VERSION = 1

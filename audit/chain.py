@@ -15,7 +15,7 @@ Records are linked at the moment they are committed (``seq`` from 1, no gaps); r
 that wait in a spool are linked when they are replayed, into the replaying writer's chain.
 Request records and review decisions have separate chains.
 
-``verify`` lives in ``audit.verify``, ``prune`` in ``audit.prune``.
+``verify`` lives in ``audit.read.verify``, ``prune`` in ``audit.read.prune``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from audit.keys import derive, env_key, key_id
-from audit.models import ChainKind
-from audit.prepared import Prepared
+from audit.record import ChainKind
+from audit.write.prepared import Prepared
 
 GENESIS = "0" * 64
 #: leaves room for the ``.reviews`` suffix within the 64-character column

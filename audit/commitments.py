@@ -15,7 +15,7 @@ rest of preparing it); an erasure removes a whole record's texts in any case.
 
 What is stored beside the chain: ``audit_requests.steps`` (byte for byte the hashed steps
 document, as before), ``texts`` (the document above), the ``input_text`` / ``output_text``
-columns and ``salt`` (hex). Erasing a record (``audit.erasure``) deletes the texts, the
+columns and ``salt`` (hex). Erasing a record (``audit.read.erasure``) deletes the texts, the
 fingerprints and the salt and keeps the three commitments (``erased_commits``), so the record
 still hashes to what its chain says while the text is gone; without the salt a commitment
 cannot be tested against guesses, however short the text was. Records written before format 2

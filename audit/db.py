@@ -42,6 +42,8 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import URL, make_url
 
+from audit.partitions import ensure_partitions
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -160,8 +162,6 @@ def upgrade(url_or_engine: str | URL | Engine, revision: str = "head") -> None:
 
             command.upgrade(alembic_config(conn), revision)
         if engine.dialect.name == "postgresql":
-            from audit.partitions import ensure_partitions  # imports this module
-
             ensure_partitions(engine)
     finally:
         if engine is not url_or_engine:
@@ -172,8 +172,6 @@ def ensure_schema(engine: Engine) -> None:
     current, head = current_revision(engine), HEAD_REVISION
     if current == head:
         if engine.dialect.name == "postgresql":
-            from audit.partitions import ensure_partitions  # imports this module
-
             ensure_partitions(engine)
         return
     if engine.dialect.name == "sqlite":

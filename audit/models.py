@@ -2,7 +2,7 @@
 
 Alembic migrations (``audit/migrations``) create these; ``tests/test_audit_models.py`` checks
 that the models and the migrations agree. Inserts on the hot path go through SQLAlchemy Core
-(``audit.store``), queries may use either.
+(``audit.write.store``), queries may use either.
 
 Choices worth knowing:
 
@@ -50,7 +50,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from audit.record import StepRecord
+from audit.canonical import step_from_obj
+from audit.commitments import plain_steps
+from audit.record import Ruling, StepRecord
 
 HASH_LEN = 64
 
@@ -68,18 +70,6 @@ class Role(StrEnum):
     viewer = "viewer"
     reviewer = "reviewer"
     admin = "admin"
-
-
-class Ruling(StrEnum):
-    confirm = "confirm"
-    false_positive = "false_positive"
-    escalate = "escalate"
-
-
-class ChainKind(StrEnum):
-    requests = "requests"
-    reviews = "reviews"
-    erasures = "erasures"
 
 
 class Base(DeclarativeBase):
@@ -201,9 +191,6 @@ class RequestRow(Base):
 
     def step_records(self) -> list[StepRecord]:
         """The steps, typed, in order."""
-        from audit.canonical import step_from_obj  # audit.canonical imports this module
-        from audit.commitments import plain_steps
-
         steps = orjson.loads(self.steps)
         if self.salt is not None or self.erasure_id is not None:
             steps = plain_steps(steps, self.texts)

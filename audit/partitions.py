@@ -7,13 +7,13 @@ a gateway that ran past the months made ahead). PostgreSQL wants the partition k
 unique constraint, so the primary key is ``(request_id, started_at)`` and the chain's unique
 key ``(chain_id, seq, started_at)``; a record sent twice has the same ``started_at``, so it
 still collides with itself, and two writers racing on one chain are told apart by the chain
-head's compare-and-set (``audit.store``) instead.
+head's compare-and-set (``audit.write.store``) instead.
 
 ``ensure_partitions`` makes the current month and the next ``AHEAD`` months; ``warden db
 upgrade``, a gateway's start and ``warden audit prune`` call it. Should a month be made while
 the default partition holds rows of it, those rows move into it in the same transaction.
 
-``drop_if_covered`` drops a whole-month partition for ``audit.prune`` when every row in it is
+``drop_if_covered`` drops a whole-month partition for ``audit.read.prune`` when every row in it is
 at or below its chain's checkpoint. The index tables (``audit_acted_steps``,
 ``audit_spans``) stay unpartitioned: a few small rows per request, without the timestamp a
 partition key needs, deleted by request id just before their partition is dropped.
@@ -28,8 +28,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
-
-from audit.db import WRITE_OPTIONS
 
 TABLE = "audit_requests"
 DEFAULT = f"{TABLE}_default"
@@ -141,7 +139,8 @@ def ensure_partitions(engine: Engine, now: datetime | None = None, ahead: int = 
         lo = next_month(lo)
     if not needed:
         return []  # the common case: no DDL, no lock
-    with engine.connect().execution_options(**WRITE_OPTIONS) as conn, conn.begin():
+    # PostgreSQL only, so no SQLite ``BEGIN IMMEDIATE`` (``audit.db.WRITE_OPTIONS``) to ask for.
+    with engine.connect() as conn, conn.begin():
         # one maker at a time (replicas start together); the same lock as migrations
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": 0x5741_5244})
         return ensure_partitions_in(conn, now, ahead)

@@ -50,6 +50,22 @@ class Status(StrEnum):
     error = "error"
 
 
+class Ruling(StrEnum):
+    """A reviewer's ruling on a request (``audit.review.ReviewRecord``)."""
+
+    confirm = "confirm"
+    false_positive = "false_positive"
+    escalate = "escalate"
+
+
+class ChainKind(StrEnum):
+    """What a hash chain links: request records, review records or erasure records."""
+
+    requests = "requests"
+    reviews = "reviews"
+    erasures = "erasures"
+
+
 @dataclass(frozen=True, slots=True)
 class SpanRecord:
     entity_type: str

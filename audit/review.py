@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from audit.models import Ruling
+from audit.record import Ruling
 
 
 def _now() -> datetime:

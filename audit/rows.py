@@ -18,8 +18,8 @@ from sqlalchemy import Connection, RowMapping, Select, select
 from audit.canonical import canonical, record_obj, step_from_obj
 from audit.commitments import FORMAT as COMMITTED_FORMAT
 from audit.commitments import is_committed, plain_steps, top_commitments
-from audit.models import Base, Ruling
-from audit.record import AuditRecord, Status, Verdict
+from audit.models import Base
+from audit.record import AuditRecord, Ruling, Status, Verdict
 from audit.review import ReviewRecord
 
 REQUESTS = Base.metadata.tables["audit_requests"]

@@ -24,7 +24,7 @@ about one core; the PostgreSQL server itself needs little.
 
 With a broker (``--nats-writers 1,2,4``, the default; ``--nats-writers ''`` for none) the
 question is the fleet's: how fast do 1, 2 and 4 ``warden audit writer`` processes drain a NATS
-JetStream stream into PostgreSQL (``audit.drain``)? The benchmark starts its own ``nats-server
+JetStream stream into PostgreSQL (``audit.write.drain``)? The benchmark starts its own ``nats-server
 -js`` on a free loopback port, publishes ``--records`` records into a fresh stream (not timed),
 then starts that many writer processes at once into a fresh schema and times first start to
 last commit, side by side in one run.
@@ -54,17 +54,16 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
-from audit.broker import Publisher
-from audit.bulk import prepare_rows
 from audit.chain import Chain, ChainKey
 from audit.db import make_engine, upgrade
-from audit.drain import Drain
-from audit.models import ChainKind
-from audit.prepared import prepare
-from audit.record import AuditRecord
+from audit.record import AuditRecord, ChainKind
 from audit.settings import BrokerSettings
-from audit.store import commit_batch
-from audit.writer import AuditWriter
+from audit.write.broker import Publisher
+from audit.write.bulk import prepare_rows
+from audit.write.drain import Drain
+from audit.write.prepared import prepare
+from audit.write.store import commit_batch
+from audit.write.writer import AuditWriter
 from gateway.pipeline.session import new_request_id
 from tests.audit_db import make_record
 

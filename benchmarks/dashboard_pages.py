@@ -40,7 +40,7 @@ from websockets.sync.client import connect
 
 from audit.db import make_engine, upgrade
 from audit.record import Verdict
-from audit.writer import AuditWriter
+from audit.write.writer import AuditWriter
 from dashboard.auth import UserError, add_user
 from gateway.pipeline.session import new_request_id
 from tests.audit_db import make_record

@@ -32,6 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from policies.checks.base import Check
 from policies.registry import check_class
@@ -106,7 +107,7 @@ def expected_label(check: str, row: Row) -> int:
     return row.label
 
 
-def build_checks(policy: Path | None, names: Sequence[str]) -> dict[str, Check]:
+def build_checks(policy: Path | None, names: Sequence[str]) -> dict[str, Check[Any]]:
     """One check per name, from the policy's first entry for it, else default options."""
     entries: dict[str, CheckSpec] = {}
     if policy is not None:
@@ -122,7 +123,7 @@ def build_checks(policy: Path | None, names: Sequence[str]) -> dict[str, Check]:
     return out
 
 
-def run_check(check: Check, rows: Sequence[Row], labels: Sequence[int]) -> tuple[Metrics, float]:
+def run_check(check: Check[Any], rows: Sequence[Row], labels: Sequence[int]) -> tuple[Metrics, float]:
     fired = []
     started = time.perf_counter()
     for row in rows:
@@ -132,7 +133,7 @@ def run_check(check: Check, rows: Sequence[Row], labels: Sequence[int]) -> tuple
     return binary_metrics(labels, fired), chars / elapsed if elapsed else 0.0
 
 
-def measure(checks: dict[str, Check], split: str) -> list[Result]:
+def measure(checks: dict[str, Check[Any]], split: str) -> list[Result]:
     results = []
     for name, check in checks.items():
         check.warm()

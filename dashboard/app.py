@@ -1,7 +1,7 @@
 """The dashboard's entry point (``streamlit run dashboard/app.py``; ``warden dashboard`` runs it).
 
 It logs the user in and offers only the pages their role may open. The menu is a convenience,
-not the access control: every page also checks the role itself (``auth.require``), because a
+not the access control: every page also checks the role itself (``page_auth.require``), because a
 page can be reached by URL.
 
 The page files live in ``views/``, not ``pages/``: Streamlit treats a ``pages/`` folder beside
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from audit.models import Role
-from dashboard import auth, ui
+from dashboard import page_auth, ui
 
 # Import pandas (behind st.dataframe and Altair) whole, once, before any page uses it: two
 # threads racing on a half-imported pandas fail with "partially initialized module".
@@ -53,14 +53,14 @@ PAGES = (
 def _login() -> None:
     st.title("Warden compliance dashboard")
     st.caption("Review flagged requests, rule on them, and manage policies.")
-    auth.login_form(ui.engine(), ui.login_throttle())
+    page_auth.login_form(ui.engine(), ui.login_throttle())
 
 
 def main() -> None:
     st.set_page_config(page_title="Warden", page_icon=":material/shield:", layout="wide")
     cfg = ui.settings()
-    session = auth.current_session(cfg.idle_timeout_s, cfg.max_session_s)
-    auth.sync_cookie()
+    session = page_auth.current_session(cfg.idle_timeout_s, cfg.max_session_s)
+    page_auth.sync_cookie()
     if session is None:
         # Every page's URL shows the login form (not "Page not found"), and keeps its path and
         # query, so after logging in the same URL opens the page it pointed to.
@@ -78,7 +78,7 @@ def main() -> None:
     with st.sidebar:
         st.caption(f"Logged in as **{session.user}** ({session.role.value})")
         if st.button("Log out", key="logout"):
-            auth.logout()
+            page_auth.logout()
             st.rerun()
     current.run()
 

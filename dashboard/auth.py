@@ -3,7 +3,7 @@
 * Users live in the audit database's ``users`` table (``warden users add NAME --role R``, password
   from stdin, calls ``add_user``). Only the argon2id hash is stored.
 * Roles are ordered: ``viewer`` reads, ``reviewer`` also rules on requests, ``admin`` also edits
-  policies. ``require(role)`` runs at the top of every page, on the server, so a page reached by
+  policies. ``page_auth.require(role)`` runs at the top of every page, on the server, so a page reached by
   URL checks the role itself rather than trusting the navigation menu.
 * A login survives a browser reload: it is a server-side row (``dashboard_sessions``) and a
   cookie holding a random session id, its expiry and an HMAC-SHA256 signature over both
@@ -226,7 +226,7 @@ def resume_session(
     return Session(user.name, Role(user.role), stored.created_at.timestamp(), now, stored.id_hash, 0.0)
 
 
-def _still_open(engine: Engine, session: Session, now: float) -> bool:
+def still_open(engine: Engine, session: Session, now: float) -> bool:
     """The server-side row is not ended (logged out elsewhere); records activity every ``TOUCH_EVERY_S``."""
     if session.token_hash is None:
         return True
@@ -237,111 +237,3 @@ def _still_open(engine: Engine, session: Session, now: float) -> bool:
         data.touch_session(engine, session.token_hash, datetime.fromtimestamp(now, UTC))
         session.last_touch = now
     return True
-
-
-# -- the Streamlit side --------------------------------------------------------------------
-
-
-def current_session(idle_timeout_s: float, max_session_s: float) -> Session | None:
-    """The logged-in session, or None (an expired one is ended here, and says so)."""
-    import streamlit as st
-
-    from dashboard import ui
-
-    session = st.session_state.get(SESSION_KEY)
-    now = time.time()
-    if not isinstance(session, Session):
-        token = st.context.cookies.get(COOKIE)
-        if not token or st.session_state.get("warden_logged_out"):
-            return None
-        session = resume_session(ui.engine(), ui.session_secret(), token, idle_timeout_s, now=now)
-        if session is None:
-            return None
-        st.session_state[SESSION_KEY] = session
-    if session.expired(now, idle_timeout_s, max_session_s) or not _still_open(ui.engine(), session, now):
-        del st.session_state[SESSION_KEY]
-        st.session_state["warden_expired"] = True
-        st.session_state[PENDING_COOKIE_KEY] = ("", 0)
-        return None
-    session.last_seen = now
-    return session
-
-
-def sync_cookie() -> None:
-    """Set (or delete) the session cookie in the browser when a login or logout asked for it:
-    the page posts a one-time ticket for it, and the server's answer sets the cookie
-    ``HttpOnly`` (``dashboard.session_cookie``); the token itself never reaches page script."""
-    import streamlit as st
-
-    from dashboard.session_cookie import TICKETS, script
-
-    pending = st.session_state.pop(PENDING_COOKIE_KEY, None)
-    if pending is None:
-        return
-    value, max_age = pending
-    st.html(script(TICKETS.issue(value, int(max_age))), unsafe_allow_javascript=True)
-
-
-def require(role: Role) -> Session:
-    """The page guard: stop rendering unless a live session with at least ``role`` exists."""
-    import streamlit as st
-
-    from dashboard.ui import settings
-
-    cfg = settings()
-    session = current_session(cfg.idle_timeout_s, cfg.max_session_s)
-    if session is None:
-        st.warning("Please log in to use the Warden dashboard: [go to the login page](/).")
-        st.stop()
-        raise AssertionError("unreachable")  # st.stop raises; keeps type checkers honest
-    if not session.allows(role):
-        st.error(f"This page needs the {role.value} role; you are logged in as a {session.role.value}.")
-        st.stop()
-        raise AssertionError("unreachable")
-    return session
-
-
-def logout() -> None:
-    """End the session on the server (the cookie is dead everywhere) and delete the cookie."""
-    import streamlit as st
-
-    from dashboard import ui
-
-    session = st.session_state.pop(SESSION_KEY, None)
-    if isinstance(session, Session) and session.token_hash is not None:
-        data.end_session(ui.engine(), session.token_hash, datetime.now(UTC))
-    st.session_state[PENDING_COOKIE_KEY] = ("", 0)
-    st.session_state["warden_logged_out"] = True
-
-
-def login_form(engine: Engine, throttle: LoginThrottle) -> None:
-    """The login form; on success puts the session in server-side state and reruns."""
-    import streamlit as st
-
-    if st.session_state.pop("warden_expired", False):
-        st.info("Your session expired; please log in again.")
-    with st.form("login", clear_on_submit=True):
-        st.subheader("Log in")
-        name = st.text_input("User name", key="login_name")
-        password = st.text_input("Password", type="password", key="login_password")
-        submitted = st.form_submit_button("Log in", type="primary", key="login_submit")
-    if not submitted:
-        return
-    now = time.time()
-    if throttle.locked(name, now):
-        st.error("Too many failed attempts for this user; wait a minute and try again.")
-        return
-    session = authenticate(engine, name.strip(), password)
-    if session is None:
-        throttle.failed(name, now)
-        st.error("Wrong user name or password.")
-        return
-    throttle.succeeded(name)
-    from dashboard import ui
-
-    cfg = ui.settings()
-    token = start_session(engine, ui.session_secret(), session, cfg.max_session_s)
-    st.session_state[SESSION_KEY] = session
-    st.session_state[PENDING_COOKIE_KEY] = (token, int(cfg.max_session_s))
-    st.session_state.pop("warden_logged_out", None)
-    st.rerun()

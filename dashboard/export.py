@@ -1,7 +1,7 @@
 """The explorer's exports: the filtered records as CSV (one row per request) or JSONL (full records).
 
 Both stream from ``data.iter_records`` in pages, up to a cap, so an export never loads the
-whole table. JSONL lines are ``audit.export.to_compliance`` objects, the shape the audit API
+whole table. JSONL lines are ``audit.read.export.to_compliance`` objects, the shape the audit API
 and ``warden audit export`` write.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from audit.export import to_compliance
+from audit.read.export import to_compliance
 from audit.record import AuditRecord
 from dashboard.record_view import acted
 

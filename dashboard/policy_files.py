@@ -27,8 +27,8 @@ from pathlib import Path
 import orjson
 from sqlalchemy import Engine
 
-from audit.models import Ruling
-from audit.writer import AuditWriter
+from audit.record import Ruling
+from audit.write.writer import AuditWriter
 from dashboard import data
 from dashboard.evaluation import Evaluation
 from policies.compiled import CompiledPolicy

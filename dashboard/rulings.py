@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from audit.models import Role, Ruling
+from audit.models import Role
+from audit.record import Ruling
 from dashboard import ui
 from dashboard.auth import Session
 

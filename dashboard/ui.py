@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.db import SchemaOutOfDate, ensure_schema, make_engine
-from audit.writer import AuditWriter
+from audit.write.writer import AuditWriter
 from dashboard import data, evaluation
 from dashboard.auth import LoginThrottle
 from dashboard.live import LiveFeed

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 async def fetch_request(gw: Gateway, request_id: str) -> dict[str, Any] | None:
-    from audit.export import get_request
+    from audit.read.export import get_request
 
     engine = gw.audit.engine
     wait_started = getattr(gw.audit, "wait_started", None)

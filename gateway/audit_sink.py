@@ -60,7 +60,7 @@ class BackgroundAudit:
     def __init__(self, config: GatewayConfig, *, max_pending: int = 10_000) -> None:
         self._config = config
         self._writer: Any = None
-        #: what runs beside the writer: the anchor publisher, retention (``audit.services``)
+        #: what runs beside the writer: the anchor publisher, retention (``audit.read.services``)
         self._services: Any = None
         #: the services could not start (a bad anchor key): /health stays failed
         self._services_failed = False
@@ -100,12 +100,12 @@ class BackgroundAudit:
     def _make_writer(self) -> bool:
         """Start the writer; whether its database can be used."""
         try:
-            from audit.writer import AuditWriter
+            from audit.write.writer import AuditWriter
 
             config = self._config
             sink = None
             if config.audit.broker is not None:
-                from audit.broker import Publisher
+                from audit.write.broker import Publisher
 
                 sink = Publisher(config.audit.broker)
             writer = AuditWriter(
@@ -128,7 +128,7 @@ class BackgroundAudit:
                 self.state = "ready"
             self._cond.notify_all()
         try:
-            from audit.services import AuditServices
+            from audit.read.services import AuditServices
 
             self._services = AuditServices.start(writer.engine, config)
         except Exception as exc:  # an unreadable anchor key: say so loudly (/health), keep auditing

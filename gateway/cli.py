@@ -21,7 +21,7 @@ policy_app = typer.Typer(help="Validate, compare and replay policy files.", no_a
 app.add_typer(policy_app, name="policy")
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="Gateway config file (or $WARDEN_CONFIG).")]
-#: the record filters ``audit export`` and ``policy replay`` share (``audit.export.RecordFilter``)
+#: the record filters ``audit export`` and ``policy replay`` share (``audit.read.export.RecordFilter``)
 SinceOpt = Annotated[datetime | None, typer.Option(help="Only records from this time on.")]
 UntilOpt = Annotated[datetime | None, typer.Option(help="Only records before this time.")]
 TenantOpt = Annotated[str | None, typer.Option(help="Only this tenant.")]
@@ -375,7 +375,7 @@ def audit_verify(
     ] = None,
 ) -> None:
     """Check the hash chains (and, with anchors, that no published head was cut off or rewritten)."""
-    from audit.verify import verify
+    from audit.read.verify import verify
 
     cfg = _load_config_quiet(config)
     settings = cfg.audit.anchors if cfg is not None else None
@@ -418,7 +418,7 @@ def _public_key_of(cfg: Any) -> str | None:
         return None
     if settings.public_key:
         return str(settings.public_key)
-    from audit.anchors import load_private_key, public_key_text
+    from audit.read.anchors import load_private_key, public_key_text
 
     try:
         return public_key_text(load_private_key(cfg.resolve(settings.key_file)).public_key())
@@ -430,7 +430,7 @@ def _alert_verify_failed(cfg: Any, problems: list[str]) -> None:
     """Send the policy's ``verify_failed`` alert, if it has one (verify usually runs from cron)."""
     if cfg is None:
         return
-    from audit.alerts import send_verify_failed
+    from audit.write.alerts import send_verify_failed
     from policies.loader import load_policy
 
     try:
@@ -443,7 +443,7 @@ def _alert_verify_failed(cfg: Any, problems: list[str]) -> None:
 
 def _check_anchors(engine: Any, source: str, public_key: str | None) -> bool:
     """Print the anchor check; True if it failed."""
-    from audit.anchors import check_anchors, load_public_key, read_anchors
+    from audit.read.anchors import check_anchors, load_public_key, read_anchors
 
     if not public_key:
         _fail("checking anchors needs their public key: --public-key or audit.anchors.public_key in the config")
@@ -474,7 +474,7 @@ def audit_anchor_key(
     out: Annotated[Path, typer.Option("--out", help="Where to write the private key (PEM, mode 0600).")],
 ) -> None:
     """Make the Ed25519 key that signs published chain heads; prints the public key for the config."""
-    from audit.anchors import generate_key
+    from audit.read.anchors import generate_key
 
     try:
         public = generate_key(out)
@@ -489,7 +489,7 @@ def audit_anchor_key(
 @audit_app.command("anchor")
 def audit_anchor(config: ConfigOpt = None) -> None:
     """Sign and publish every chain's head now (as the gateway does at its interval)."""
-    from audit.anchors import AnchorPublisher
+    from audit.read.anchors import AnchorPublisher
 
     cfg = _load_config_quiet(config)
     if cfg is None or cfg.audit.anchors is None:
@@ -505,7 +505,7 @@ def audit_prune(
     config: ConfigOpt = None,
 ) -> None:
     """Delete old records, leaving a checkpoint so that verify still passes."""
-    from audit.prune import prune
+    from audit.read.prune import prune
 
     with _counting("records deleted") as progress:
         result = prune(_engine(config), before, progress=progress)
@@ -525,7 +525,7 @@ def audit_erase(
 ) -> None:
     """Erase stored texts (and their fingerprints); the chains still verify, and the erasure
     is itself a chained record."""
-    from audit.erasure import erase
+    from audit.read.erasure import erase
 
     if sum(x is not None for x in (request, tenant, subject_fingerprint)) != 1:
         _fail("give exactly one of --request, --tenant or --subject-fingerprint")
@@ -556,7 +556,7 @@ def audit_erase(
 @audit_app.command("retention")
 def audit_retention(config: ConfigOpt = None) -> None:
     """Apply audit.retention_days (erase texts) and audit.prune_days (prune) once, now."""
-    from audit.erasure import apply_retention
+    from audit.read.erasure import apply_retention
 
     cfg = _load_config_quiet(config)
     if cfg is None or (cfg.audit.retention_days is None and cfg.audit.prune_days is None):
@@ -583,7 +583,7 @@ def audit_export(
     text: TextOpt = None,
 ) -> None:
     """Stream records with their steps, in the reasoning-path shape, as JSONL or CSV."""
-    from audit.export import RecordFilter, write_csv, write_jsonl
+    from audit.read.export import RecordFilter, write_csv, write_jsonl
     from audit.record import Verdict
 
     if fmt not in ("jsonl", "csv", "ocsf"):
@@ -598,7 +598,7 @@ def audit_export(
         policy_version=policy_version,
         text=text,
     )
-    from audit.siem import write_ocsf
+    from audit.read.siem import write_ocsf
 
     writer = {"jsonl": write_jsonl, "csv": write_csv, "ocsf": write_ocsf}[fmt]
     engine = _engine(config)
@@ -630,9 +630,9 @@ def audit_report(
 ) -> None:
     """The auditor's report for a period: volume, blocks and redactions, rulings and open items,
     policy versions and who changed them, and the integrity result with the anchors checked."""
-    from audit.anchors import check_anchors, load_public_key, read_anchors
-    from audit.report import build_report
-    from audit.report_render import render_html, render_pdf
+    from audit.read.anchors import check_anchors, load_public_key, read_anchors
+    from audit.read.report import build_report
+    from audit.read.report_render import render_html, render_pdf
 
     if fmt not in ("html", "pdf"):
         _fail("--format must be html or pdf")
@@ -672,7 +672,7 @@ def audit_replay_spool(
     config: ConfigOpt = None,
 ) -> None:
     """Write spooled records (kept while the database was down) into the database, once."""
-    from audit.writer import replay_spool
+    from audit.write.writer import replay_spool
     from gateway.config import load_config
 
     path = spool
@@ -710,10 +710,10 @@ def audit_writer(
 
     from pydantic import ValidationError
 
-    from audit.broker import BROKER_ERRORS
     from audit.db import SchemaOutOfDate, ensure_schema, make_engine
-    from audit.drain import Drain
     from audit.settings import BrokerSettings
+    from audit.write.broker import BROKER_ERRORS
+    from audit.write.drain import Drain
 
     cfg = _load_config_quiet(config)
     base = cfg.audit.broker if cfg is not None else None
@@ -890,7 +890,7 @@ def _load(config: str | None) -> Any:
 
 def _record_cli_action(config: str | None, action: str, detail: dict[str, Any]) -> None:
     """The CLI's database actions are audit records too, in a chain of this command's own."""
-    from audit.writer import AuditWriter
+    from audit.write.writer import AuditWriter
     from gateway.admin_api import admin_record
     from gateway.pipeline.session import new_request_id
 

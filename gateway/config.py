@@ -108,7 +108,7 @@ class AuditConfig(Strict):
     ack: Literal["queued", "durable"] = "queued"
     #: with ack "durable": how long an answer may wait for its record before it is refused (503)
     ack_timeout_s: float = Field(default=10.0, gt=0)
-    #: signed chain heads published outside the database (``audit.anchors``)
+    #: signed chain heads published outside the database (``audit.read.anchors``)
     anchors: AnchorSettings | None = None
     #: days to keep stored texts, for all tenants or per tenant (``{"*": 90, "acme": 30}``)
     retention_days: RetentionDays | None = None

@@ -12,8 +12,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from audit.alerts import Alerter
 from audit.record import AuditRecord
+from audit.write.alerts import Alerter
 from gateway.audit_sink import make_sink
 from gateway.auth import KeyStore, Principal
 from gateway.config import GatewayConfig

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import regex
 
@@ -69,7 +70,7 @@ class BoundException:
 @dataclass(frozen=True, slots=True)
 class BoundCheck:
     spec: CheckSpec
-    check: Check
+    check: Check[Any]
     mode: Mode
     on_error: OnError
     allow: AllowList

@@ -137,9 +137,9 @@ def register_all() -> dict[str, type[Any]]:
     return {name: warden_validator(name) for name in sorted(BUILTIN_CHECKS) if name not in NOT_WRAPPED}
 
 
-def _make_validator(check: str, klass: type[Check]) -> type[Any]:
+def _make_validator(check: str, klass: type[Check[Any]]) -> type[Any]:
     class WardenValidator(Validator):  # type: ignore[misc]
-        warden_check: ClassVar[type[Check]] = klass
+        warden_check: ClassVar[type[Check[Any]]] = klass
 
         def __init__(self, on_fail: Any = None, **options: Any) -> None:
             # Options first: a typo is a pydantic error naming the option, as in a policy file.

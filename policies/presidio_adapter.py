@@ -33,7 +33,7 @@ from typing import Any
 
 from policies import presidio_catalogue
 from policies.checks.base import Span
-from policies.checks.patterns import Hit, PatternSpec, Validator
+from policies.engines.patterns import Hit, PatternSpec, Validator
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
+from typing import Any
 
 from policies.checks.base import Check
 
@@ -36,7 +37,7 @@ def check_names() -> list[str]:
 
 
 @cache
-def check_class(name: str) -> type[Check] | None:
+def check_class(name: str) -> type[Check[Any]] | None:
     target = BUILTIN_CHECKS.get(name)
     if target is None:
         return None

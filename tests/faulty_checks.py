@@ -7,7 +7,7 @@ import time
 from policies.checks.base import Check, CheckOptions, CheckResult
 
 
-class RaisingCheck(Check):
+class RaisingCheck(Check[CheckOptions]):
     """Raises on every text containing 'boom' (a check with a bug)."""
 
     name = "test_raises"
@@ -22,15 +22,13 @@ class SlowOptions(CheckOptions):
     seconds: float = 0.5
 
 
-class SlowCheck(Check):
+class SlowCheck(Check[SlowOptions]):
     """Sleeps on every text containing 'slow' (a check that hangs)."""
 
     name = "test_slow"
-    Options = SlowOptions
 
     def scan(self, text: str) -> CheckResult:
         if "slow" in text:
-            assert isinstance(self.options, SlowOptions)
             time.sleep(self.options.seconds)
         return CheckResult.clean()
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from audit.broker import connect
 from audit.settings import BrokerSettings
+from audit.write.broker import connect
 from tests.gateway_harness import free_port
 
 

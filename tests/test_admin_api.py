@@ -206,7 +206,7 @@ def test_every_admin_call_is_an_audit_record(gw: RunningGateway) -> None:
     created = next(steps for _, endpoint, _, steps in rows if '"audited-1"' in steps and "key.create" in steps)
     assert "sk-warden-" not in created
     from audit.db import make_engine
-    from audit.verify import verify
+    from audit.read.verify import verify
 
     result = verify(make_engine(gw.gateway.config.resolved_database_url()))
     assert result.ok, result.problems

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import orjson
 import pytest
 
-from audit.alerts import Alerter, send_verify_failed, sign
 from audit.record import Verdict
 from audit.settings import AlertRule, AlertSettings
+from audit.write.alerts import Alerter, send_verify_failed, sign
 from tests.audit_db import make_record
 
 SECRET = "alert-test-secret"

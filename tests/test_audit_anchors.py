@@ -21,7 +21,9 @@ import orjson
 import pytest
 from sqlalchemy import Engine, text
 
-from audit.anchors import (
+from audit.chain import ChainKey, link_hash
+from audit.db import make_engine
+from audit.read.anchors import (
     AnchorPublisher,
     DirSink,
     check_anchors,
@@ -30,12 +32,10 @@ from audit.anchors import (
     load_public_key,
     read_anchors,
 )
-from audit.chain import ChainKey, link_hash
-from audit.db import make_engine
+from audit.read.verify import ProblemKind, verify
 from audit.record import AuditRecord
 from audit.rows import REQUESTS, stored_canonical
-from audit.verify import ProblemKind, verify
-from audit.writer import AuditWriter
+from audit.write.writer import AuditWriter
 from tests.audit_db import audit_url, database_url, make_record
 
 __all__ = ["audit_url", "database_url"]
@@ -271,7 +271,7 @@ def test_anchors_go_to_a_webhook_and_syslog_and_read_back(
     import socket
     from http.server import BaseHTTPRequestHandler
 
-    from audit.anchors import SyslogSink, WebhookSink
+    from audit.read.anchors import SyslogSink, WebhookSink
 
     posted: list[bytes] = []
 

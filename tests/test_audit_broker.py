@@ -20,15 +20,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from audit.broker import MSG_ID, Publisher, connect
 from audit.chain import ChainKey
 from audit.db import make_engine, upgrade
-from audit.drain import CRASH_ENV, Drain
-from audit.prepared import prepare
+from audit.read.verify import verify
 from audit.settings import BrokerSettings
-from audit.store import Unavailable
-from audit.verify import verify
-from audit.writer import AuditWriter
+from audit.write.broker import MSG_ID, Publisher, connect
+from audit.write.drain import CRASH_ENV, Drain
+from audit.write.prepared import prepare
+from audit.write.store import Unavailable
+from audit.write.writer import AuditWriter
 from gateway.config import load_config
 from policies.yamlio import YamlModelError
 from tests.audit_db import make_record, postgres_url

@@ -16,13 +16,13 @@ from sqlalchemy.orm import Session
 from audit.canonical import canonical, canonical_record, record_obj
 from audit.chain import ChainKey, link_hash
 from audit.db import make_engine
-from audit.export import get_record
-from audit.models import RequestRow, Ruling
-from audit.prepared import prepare_record_obj
-from audit.prune import prune
-from audit.record import AuditRecord, Verdict
-from audit.verify import ProblemKind, VerifyResult, verify
-from audit.writer import AuditWriter
+from audit.models import RequestRow
+from audit.read.export import get_record
+from audit.read.prune import prune
+from audit.read.verify import ProblemKind, VerifyResult, verify
+from audit.record import AuditRecord, Ruling, Verdict
+from audit.write.prepared import prepare_record_obj
+from audit.write.writer import AuditWriter
 from tests.audit_db import audit_url, database_url, make_record
 
 __all__ = ["audit_url", "database_url"]

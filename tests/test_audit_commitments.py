@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import orjson
 
-from audit.bulk import record_rows
 from audit.canonical import canonical
 from audit.commitments import commit, commit_bytes, commit_record, parse_texts, plain_steps
-from audit.prepared import Prepared, prepare, prepare_record_obj
+from audit.write.bulk import record_rows
+from audit.write.prepared import Prepared, prepare, prepare_record_obj
 from tests.audit_db import make_record
 
 

@@ -14,11 +14,11 @@ from sqlalchemy import Engine, text
 
 from audit.chain import ChainKey
 from audit.db import make_engine
-from audit.erasure import apply_retention, erase
-from audit.export import get_record
+from audit.read.erasure import apply_retention, erase
+from audit.read.export import get_record
+from audit.read.verify import ProblemKind, verify
 from audit.record import AuditRecord
-from audit.verify import ProblemKind, verify
-from audit.writer import AuditWriter
+from audit.write.writer import AuditWriter
 from tests.audit_db import audit_url, database_url, make_record
 
 __all__ = ["audit_url", "database_url"]

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from audit.chain import ChainKey
 from audit.db import make_engine
-from audit.export import (
+from audit.read.export import (
     RecordFilter,
     count_records,
     get_record,
@@ -25,7 +25,7 @@ from audit.export import (
     write_jsonl,
 )
 from audit.record import AuditRecord, Verdict
-from audit.writer import AuditWriter
+from audit.write.writer import AuditWriter
 from tests.audit_db import audit_url, database_url, make_record
 
 __all__ = ["audit_url", "database_url"]

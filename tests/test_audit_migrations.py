@@ -18,9 +18,9 @@ from sqlalchemy import Engine, text
 from audit.canonical import canonical, record_obj
 from audit.chain import GENESIS, ChainKey, link_hash
 from audit.db import HEAD_REVISION, alembic_config, current_revision, make_engine, upgrade
-from audit.export import get_record
+from audit.read.export import get_record
+from audit.read.verify import verify
 from audit.record import AuditRecord, SpanRecord, Verdict
-from audit.verify import verify
 from tests.audit_db import database_url, make_record
 
 __all__ = ["database_url"]

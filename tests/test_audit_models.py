@@ -21,9 +21,9 @@ from audit.db import (
     normalize_url,
     upgrade,
 )
-from audit.export import RecordFilter, _where
 from audit.models import Base
 from audit.partitions import include_name
+from audit.read.export import RecordFilter, _where
 from audit.rows import REQUESTS
 from tests.audit_db import audit_url, database_url
 

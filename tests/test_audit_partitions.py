@@ -15,12 +15,11 @@ from sqlalchemy import Engine, text
 from audit import partitions
 from audit.chain import Chain, ChainKey
 from audit.db import HEAD_REVISION, alembic_config, current_revision, make_engine, upgrade
-from audit.models import ChainKind
-from audit.prepared import prepare
-from audit.prune import prune
-from audit.record import AuditRecord
-from audit.store import commit_batch
-from audit.verify import ProblemKind, verify
+from audit.read.prune import prune
+from audit.read.verify import ProblemKind, verify
+from audit.record import AuditRecord, ChainKind
+from audit.write.prepared import prepare
+from audit.write.store import commit_batch
 from tests.audit_db import make_record, postgres_url
 
 __all__ = ["postgres_url"]

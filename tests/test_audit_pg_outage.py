@@ -23,8 +23,8 @@ from sqlalchemy import text
 
 from audit.chain import ChainKey
 from audit.db import make_engine, upgrade
-from audit.verify import verify
-from audit.writer import AuditWriter
+from audit.read.verify import verify
+from audit.write.writer import AuditWriter
 from tests.audit_db import make_record
 
 pytestmark = pytest.mark.postgres

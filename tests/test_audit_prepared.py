@@ -16,18 +16,17 @@ import orjson
 import pytest
 from sqlalchemy import Engine, text
 
-from audit import bulk
 from audit.canonical import canonical, canonical_record
 from audit.chain import Chain, ChainKey
 from audit.commitments import commit_record
 from audit.db import make_engine
-from audit.export import get_record
-from audit.models import ChainKind
-from audit.prepared import Prepared, _fast_record_obj, _Unusual, prepare, prepare_record_obj
-from audit.record import AuditRecord, SpanRecord, Stage, Verdict
+from audit.read.export import get_record
+from audit.read.verify import ProblemKind, verify
+from audit.record import AuditRecord, ChainKind, SpanRecord, Stage, Verdict
 from audit.review import ReviewRecord
-from audit.verify import ProblemKind, verify
-from audit.writer import AuditWriter
+from audit.write import bulk
+from audit.write.prepared import Prepared, _fast_record_obj, _Unusual, prepare, prepare_record_obj
+from audit.write.writer import AuditWriter
 from tests.audit_db import audit_url, database_url, make_record
 
 __all__ = ["audit_url", "database_url"]

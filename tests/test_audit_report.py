@@ -13,16 +13,16 @@ import pypdfium2 as pdfium
 import pytest
 from sqlalchemy import Engine, insert
 
-from audit.anchors import AnchorPublisher, DirSink, check_anchors, generate_key, load_private_key, read_anchors
-from audit.anchors import load_public_key as load_pub
 from audit.chain import ChainKey
 from audit.db import make_engine
-from audit.erasure import erase
 from audit.models import Base
+from audit.read.anchors import AnchorPublisher, DirSink, check_anchors, generate_key, load_private_key, read_anchors
+from audit.read.anchors import load_public_key as load_pub
+from audit.read.erasure import erase
+from audit.read.report import build_report
+from audit.read.report_render import render_html, render_pdf
 from audit.record import AuditRecord, Verdict
-from audit.report import build_report
-from audit.report_render import render_html, render_pdf
-from audit.writer import AuditWriter
+from audit.write.writer import AuditWriter
 from tests.audit_db import audit_url, database_url, make_record
 
 __all__ = ["audit_url", "database_url"]

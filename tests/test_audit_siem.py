@@ -16,11 +16,11 @@ from sqlalchemy import Engine
 
 from audit.chain import ChainKey
 from audit.db import make_engine
+from audit.read.siem import SyslogStream, write_ocsf
 from audit.record import AuditRecord, Verdict
 from audit.settings import SyslogSettings
-from audit.siem import SyslogStream, write_ocsf
 from audit.syslog import format_message
-from audit.writer import AuditWriter
+from audit.write.writer import AuditWriter
 from tests.audit_db import audit_url, database_url, make_record
 
 __all__ = ["audit_url", "database_url"]

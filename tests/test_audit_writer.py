@@ -18,9 +18,9 @@ from sqlalchemy import Engine, text
 
 from audit.chain import ChainKey
 from audit.db import make_engine, upgrade
+from audit.read.verify import verify
 from audit.record import AuditRecord
-from audit.verify import verify
-from audit.writer import AuditWriter, replay_spool
+from audit.write.writer import AuditWriter, replay_spool
 from tests.audit_db import audit_url, database_url, make_record, postgres_url
 
 __all__ = ["audit_url", "database_url", "postgres_url"]
@@ -274,7 +274,7 @@ CHILD = """
 import os, sys, time
 from pathlib import Path
 from audit.chain import ChainKey
-from audit.writer import AuditWriter
+from audit.write.writer import AuditWriter
 from tests.audit_db import make_record
 url, spool, start, count, mode = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 writer = AuditWriter(url, spool_dir=spool, key=ChainKey.from_key(b"writer-test-key"), batch_size=50)

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from policies.checks.deny_terms import DenyTermsCheck, DenyTermsOptions
 from policies.registry import check_class
-from tests.test_patterns import assert_never_leaks, chunked, drive, redact
+from tests.stream_driver import assert_never_leaks, chunked, drive, redact
 
 
 def make(**options: object) -> DenyTermsCheck:

@@ -15,8 +15,8 @@ from gateway.pipeline.segments import chat_segments
 from gateway.pipeline.session import GuardSession, new_request_id
 from gateway.redteam import Prompt
 from policies.checks.base import Check
-from policies.checks.classifier import normalize
-from policies.checks.heuristics import cue_score
+from policies.engines.classifier import normalize
+from policies.engines.heuristics import cue_score
 from policies.loader import load_policy
 from policies.registry import check_class
 from policies.schema import CheckSpec

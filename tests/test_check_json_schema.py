@@ -121,3 +121,22 @@ def test_for_schema_builds_a_check_for_one_request() -> None:
     c = JsonSchemaCheck.for_schema({"type": "array", "items": {"type": "number"}}, allow_code_fence=True)
     assert not c.scan("```\n[1, 2.5]\n```").fired
     assert c.scan('["x"]').fired
+
+
+def test_a_check_without_a_schema_follows_the_response_format() -> None:
+    plain = check(max_errors=3)
+    followed = plain.for_response_format({"type": "json_schema", "json_schema": {"schema": ORDER}})
+    assert isinstance(followed, JsonSchemaCheck) and followed is not plain
+    assert followed.options.max_errors == 3
+    assert followed.scan('{"id": "x", "status": "open"}').fired
+    assert plain.for_response_format({"type": "json_object"}) is plain
+    assert plain.for_response_format({"type": "text"}) is None
+    assert plain.for_response_format(None) is None
+    with pytest.raises(ValueError, match="invalid JSON schema"):
+        plain.for_response_format({"type": "json_schema", "json_schema": {"schema": {"type": 5}}})
+
+
+def test_a_check_with_its_own_schema_ignores_the_response_format() -> None:
+    own = check(schema=ORDER)
+    assert own.for_response_format({"type": "text"}) is own
+    assert own.for_response_format({"type": "json_schema", "json_schema": {"schema": {"type": "array"}}}) is own

@@ -19,11 +19,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from policies import presidio_adapter, presidio_catalogue
-from policies.checks.pattern_shape import Prefilter, shape_of
-from policies.checks.patterns import PatternSet, PatternStreamMatcher
 from policies.checks.pii import PiiCheck, PiiOptions
+from policies.engines.patterns import PatternSet, PatternStreamMatcher
+from policies.engines.prefilter import Prefilter
+from policies.engines.regex_shape import shape_of
 from policies.registry import check_class
-from tests.test_patterns import assert_never_leaks, chunked, drive, redact
+from tests.stream_driver import assert_never_leaks, chunked, drive, redact
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTH = ROOT.parent / "shared" / "corpora" / "presidio_synth_pii" / "data.jsonl"

@@ -5,11 +5,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from policies.checks import patterns
 from policies.checks.regex_check import RegexCheck, RegexOptions
+from policies.engines import patterns
 from policies.registry import check_class
 from policies.schema import CheckSpec
-from tests.test_patterns import assert_never_leaks, chunked, drive, redact
+from tests.stream_driver import assert_never_leaks, chunked, drive, redact
 
 
 def make(**options: object) -> RegexCheck:

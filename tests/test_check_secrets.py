@@ -18,8 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from policies.checks.pattern_shape import Prefilter, shape_of
-from policies.checks.patterns import PatternSet, PatternStreamMatcher
 from policies.checks.pii import PiiCheck, PiiOptions
 from policies.checks.secrets import (
     RULES_FILE,
@@ -29,9 +27,12 @@ from policies.checks.secrets import (
     rule_spec,
     shannon_entropy,
 )
+from policies.engines.patterns import PatternSet, PatternStreamMatcher
+from policies.engines.prefilter import Prefilter
+from policies.engines.regex_shape import shape_of
 from policies.registry import check_class
 from policies.yamlio import YamlModelError
-from tests.test_patterns import assert_never_leaks, chunked, drive, drive_many, redact
+from tests.stream_driver import assert_never_leaks, chunked, drive, drive_many, redact
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "noseyparker_secrets" / "data.jsonl"
 PROSE_CORPORA = ("alpaca_eval", "self_instruct", "wildguardtest_benign", "coconot_contrast", "notinject")

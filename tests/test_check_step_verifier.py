@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from policies.checks import arithmetic
 from policies.checks.step_verifier import StepVerifierCheck, split_steps
 
 
@@ -205,29 +204,9 @@ def test_options_are_strict() -> None:
         StepVerifierCheck.Options.model_validate({"approx_tolerance": 2})
 
 
-@pytest.mark.parametrize(
-    "expr",
-    ["__import__('os').system('true')", "x + 1", "(1).real", "[1, 2]", "1 if 1 else 2", "abs(-1)", "1 < 2"],
-)
-def test_evaluator_refuses_anything_but_arithmetic(expr: str) -> None:
-    with pytest.raises(arithmetic.Unverifiable):
-        arithmetic.evaluate(expr)
-
-
-@pytest.mark.parametrize("expr", ["9.0 ** 9.0 ** 9.0", "1.0 / 0.0", "(-8.0) ** (1 / 3)", "1e308 * 10.0"])
-def test_evaluator_rejects_undefined_and_overflow(expr: str) -> None:
-    with pytest.raises(arithmetic.Unverifiable):
-        arithmetic.evaluate(expr)
-
-
 @pytest.mark.parametrize("text", ["1+" * 5000 + "1 = 5", "(" * 3000 + "1" + ")" * 3000 + " = 2", "2^" * 3000 + "2 = 5"])
 def test_pathological_input_is_skipped_not_crashed(text: str) -> None:
     assert not check().scan(text).fired
-
-
-def test_deep_expression_is_unverifiable_not_a_crash() -> None:
-    with pytest.raises(arithmetic.Unverifiable):
-        arithmetic.evaluate(" + ".join(["1.0"] * 1500))
 
 
 def test_injection_in_prose_is_never_executed() -> None:

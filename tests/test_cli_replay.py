@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from audit.writer import AuditWriter
+from audit.write.writer import AuditWriter
 from tests.audit_db import make_record
 from tests.gateway_harness import running_gateway, write_config
 from tests.upstream import SimulatorHandle

@@ -13,10 +13,9 @@ import pytest
 from sqlalchemy import Engine, select
 
 from audit.db import make_engine, upgrade
-from audit.models import Ruling
-from audit.record import AuditRecord
+from audit.record import AuditRecord, Ruling
 from audit.rows import ACTED, REQUESTS, load_page
-from audit.writer import AuditWriter
+from audit.write.writer import AuditWriter
 from dashboard import data, export, spikes
 from tests.audit_db import make_record, postgres_schema
 from tests.dashboard_fixtures import Dash, dash, dashboard_seed

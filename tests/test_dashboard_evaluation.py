@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from audit.db import make_engine
-from audit.verify import verify
-from audit.writer import AuditWriter
+from audit.read.verify import verify
+from audit.write.writer import AuditWriter
 from dashboard import data, evaluation, policy_files
 from dashboard.evaluation import RuledPrompt
 from policies.loader import load_policy, load_policy_text

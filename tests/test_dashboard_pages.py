@@ -10,8 +10,9 @@ from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
 
 from audit.db import make_engine
-from audit.models import Role, Ruling
-from audit.verify import verify
+from audit.models import Role
+from audit.read.verify import verify
+from audit.record import Ruling
 from dashboard import data
 from dashboard.auth import SESSION_KEY, Session
 from gateway.config import DEFAULT_CONFIG_ENV

@@ -46,8 +46,8 @@ def test_report_pdf_from_the_page_renders(dash: Dash, tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
     from audit.db import make_engine
-    from audit.report import build_report
-    from audit.report_render import render_pdf
+    from audit.read.report import build_report
+    from audit.read.report_render import render_pdf
 
     engine = make_engine(dash.database_url)
     rep = build_report(engine, datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
@@ -65,8 +65,8 @@ def test_report_pdf_into_a_stream_fills_the_stream(dash: Dash, tmp_path: Path, m
     from datetime import UTC, datetime
 
     from audit.db import make_engine
-    from audit.report import build_report
-    from audit.report_render import render_pdf
+    from audit.read.report import build_report
+    from audit.read.report_render import render_pdf
 
     workdir = tmp_path / "cwd"
     workdir.mkdir()

@@ -132,7 +132,7 @@ def test_no_audit_record_was_lost(gw: RunningGateway) -> None:
     where = {p.name: p.read_text()[:2000] for p in spool.glob("*.jsonl") if p.stat().st_size} if missing else {}
     assert missing == [], where
     from audit.db import make_engine
-    from audit.verify import verify
+    from audit.read.verify import verify
 
     result = verify(make_engine(gw.gateway.config.resolved_database_url()))
     assert result.ok, result.problems

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from audit.anchors import generate_key, load_public_key, read_anchors
 from audit.db import make_engine
+from audit.read.anchors import generate_key, load_public_key, read_anchors
 from tests.gateway_harness import CLIENT_KEY, running_gateway, write_config
 from tests.test_audit_alerts import SECRET, Receiver
 from tests.test_audit_anchors import cut_newest

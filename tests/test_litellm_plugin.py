@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import Engine
 
 from audit.db import make_engine, upgrade
+from audit.read.verify import verify
 from audit.record import AuditRecord, Stage, Status, Verdict
 from audit.rows import load_record
-from audit.verify import verify
 from gateway.errors import CheckUnavailable, PolicyBlocked
 from gateway.litellm_plugin import GuardrailStartError, WardenGuardrail, WardenProxyError
 from gateway.pipeline.pseudonyms import placeholder_for

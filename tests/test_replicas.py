@@ -39,7 +39,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from audit.db import make_engine, upgrade
-from audit.verify import verify
+from audit.read.verify import verify
 from tests.audit_db import postgres_schema
 from tests.gateway_harness import free_port
 from tests.test_ratelimit import need_redis

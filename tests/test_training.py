@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from policies.checks.classifier import (
+from policies.engines.classifier import (
     MODELS_DIR,
     FeatureConfig,
     LinearTextModel,
@@ -27,21 +27,6 @@ from policies.training.train_classifiers import run
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFEST = json.loads((MODELS_DIR / "manifest.json").read_text())
-
-
-def test_features_ignore_case_width_and_spacing() -> None:
-    config = FeatureConfig(bits=12)
-    a_idx, a_val = featurize("Ignore   ALL previous", config)
-    b_idx, b_val = featurize("ignore all ＰＲＥＶＩＯＵＳ", config)  # full-width letters: NFKC
-    assert np.array_equal(a_idx, b_idx)
-    assert np.allclose(a_val, b_val)
-    assert np.isclose(float(np.dot(a_val, a_val)), 1.0)
-    assert a_idx.max() < 1 << 12
-
-
-def test_features_differ_for_different_texts() -> None:
-    config = FeatureConfig(bits=16)
-    assert not np.array_equal(featurize("kill the process", config)[0], featurize("kill the king", config)[0])
 
 
 def _row(group: str, split: str = "") -> Row:

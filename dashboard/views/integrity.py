@@ -6,8 +6,8 @@ import streamlit as st
 
 from audit.keys import ENV_KEY
 from audit.models import Role
-from audit.verify import ProblemKind, VerifyResult, verify
-from dashboard import auth, ui
+from audit.read.verify import ProblemKind, VerifyResult, verify
+from dashboard import page_auth, ui
 
 RESULT_KEY = "ig_result"
 
@@ -51,7 +51,7 @@ def _show(result: VerifyResult) -> None:
 
 
 def render() -> None:
-    auth.require(Role.viewer)
+    page_auth.require(Role.viewer)
     st.title("Audit integrity")
     st.caption(
         "Recomputes every record's hash from its stored content and steps, walks each chain in order, and "

@@ -15,7 +15,7 @@ import streamlit as st
 
 from audit.models import Role
 from audit.record import AuditRecord
-from dashboard import auth, data, record_view, ui
+from dashboard import data, page_auth, record_view, ui
 from dashboard.live import LiveEvent
 from dashboard.settings import GATEWAY_URL_ENV, LIVE_KEY_ENV
 
@@ -106,7 +106,7 @@ def _panel() -> None:
 
 
 def render() -> None:
-    auth.require(Role.viewer)
+    page_auth.require(Role.viewer)
     st.title("Live")
     follow = st.toggle("Follow (refresh every 2 seconds)", value=True, key="lv_follow")
     st.fragment(_panel, run_every=2 if follow else None)()

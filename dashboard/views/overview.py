@@ -8,7 +8,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from audit.models import Role
-from dashboard import auth, charts, data, spikes, ui
+from dashboard import charts, data, page_auth, spikes, ui
 
 _DONE = {"flag": "flagged", "redact": "redacted", "block": "blocked", "error": "failed closed"}
 
@@ -95,7 +95,7 @@ def _tokens(ov: data.Overview) -> None:
 
 
 def render() -> None:
-    auth.require(Role.viewer)
+    page_auth.require(Role.viewer)
     st.title("Overview")
     eng = ui.engine()
     left, _ = st.columns([1, 3])

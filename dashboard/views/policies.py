@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from audit.models import Role
-from dashboard import auth, data, evaluation, policy_files, replay, ui
+from dashboard import data, evaluation, page_auth, policy_files, replay, ui
 from dashboard.auth import Session
 from gateway.heartbeat import INTERVAL_S
 from policies.compiled import CompiledPolicy
@@ -335,7 +335,7 @@ def _replay(edited: CompiledPolicy | None, running_policy: CompiledPolicy | None
 
 
 def render() -> None:
-    session = auth.require(Role.admin)
+    session = page_auth.require(Role.admin)
     st.title("Policies")
     cfg = ui.settings()
     path = _pick_file(cfg.policy_paths, cfg.config_dir)

@@ -14,7 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from audit.models import Role
-from dashboard import auth, charts, data, evaluation, policy_files, proposals, ui
+from dashboard import charts, data, evaluation, page_auth, policy_files, proposals, ui
 from dashboard.auth import Session
 from gateway.redteam import Prompt
 
@@ -144,7 +144,7 @@ def _verdict(path: Path, running_text: str, edited_text: str) -> None:
 
 
 def render() -> None:
-    session = auth.require(Role.viewer)
+    session = page_auth.require(Role.viewer)
     st.title("Check quality")
     st.caption("Precision = confirmed / (confirmed + false positives), from the latest ruling on each request.")
     left, _ = st.columns([1, 3])

@@ -1,8 +1,8 @@
 """Auditor's report: a period's volume, decisions, rulings, policy versions and integrity.
 
-The same report as ``warden audit report`` (``audit.report``), on screen and as HTML or PDF
+The same report as ``warden audit report`` (``audit.read.report``), on screen and as HTML or PDF
 downloads. The integrity part runs verify and, when the config names anchors
-(``audit.anchors``), holds the database to the published chain heads.
+(``audit.read.anchors``), holds the database to the published chain heads.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from typing import Any
 import streamlit as st
 
 from audit.models import Role
-from audit.report import AuditReport, build_report
-from audit.report_render import integrity_lines, render_html, render_pdf
-from dashboard import auth, ui
+from audit.read.report import AuditReport, build_report
+from audit.read.report_render import integrity_lines, render_html, render_pdf
+from dashboard import page_auth, ui
 
 RESULT_KEY = "rpt_result"
 
 
 def _anchor_check(engine: Any) -> tuple[Any, str | None]:
     """The anchor check when the gateway config names anchors and their public key."""
-    from audit.anchors import check_anchors, load_public_key, read_anchors
+    from audit.read.anchors import check_anchors, load_public_key, read_anchors
     from gateway.config import DEFAULT_CONFIG_ENV, load_config
 
     path = os.environ.get(DEFAULT_CONFIG_ENV)
@@ -111,7 +111,7 @@ def _show(rep: AuditReport) -> None:
 
 
 def render() -> None:
-    auth.require(Role.viewer)
+    page_auth.require(Role.viewer)
     st.title("Auditor's report")
     st.caption(
         "A period's volume, blocks and redactions by check and tenant, reviewer rulings and open items, "

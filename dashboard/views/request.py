@@ -9,7 +9,7 @@ import streamlit as st
 
 from audit.models import Role
 from audit.record import AuditRecord
-from dashboard import auth, charts, data, highlight, record_view, rulings, ui
+from dashboard import auth, charts, data, highlight, page_auth, record_view, rulings, ui
 
 
 def _request_id() -> str | None:
@@ -167,7 +167,7 @@ def _rulings(session: auth.Session, r: AuditRecord) -> None:
 
 
 def render() -> None:
-    session = auth.require(Role.viewer)
+    session = page_auth.require(Role.viewer)
     st.title("Request detail")
     rid = _request_id()
     if not rid:

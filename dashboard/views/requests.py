@@ -10,7 +10,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from audit.models import Role
-from dashboard import auth, data, export, ui
+from dashboard import data, export, page_auth, ui
 
 EXPORT_MAX = 100_000
 PAGE_SIZES = (25, 50, 100, 200)
@@ -44,7 +44,7 @@ def _exporter(eng: Engine, f: data.Filters, fmt: Callable[..., bytes]) -> Callab
 
 
 def render() -> None:
-    auth.require(Role.viewer)
+    page_auth.require(Role.viewer)
     st.title("Requests")
     eng = ui.engine()
     f = ui.filter_bar(eng, "rq")

@@ -11,7 +11,7 @@ import html
 import streamlit as st
 
 from audit.models import Role
-from dashboard import auth, data, highlight, record_view, rulings, ui
+from dashboard import data, highlight, page_auth, record_view, rulings, ui
 
 STATES: dict[data.QueueState, str] = {
     "unreviewed": "Waiting for a ruling",
@@ -69,7 +69,7 @@ def _current(record_id: str) -> None:
 
 
 def render() -> None:
-    session = auth.require(Role.reviewer)
+    session = page_auth.require(Role.reviewer)
     st.title("Review queue")
     saved = st.session_state.pop(SAVED_KEY, None)
     if saved:

@@ -388,31 +388,25 @@ class ResponseGuard:
         return blocked
 
     def _output_checks(self) -> list[BoundCheck]:
-        """The policy's output checks for this request. A ``json_schema`` check without a
-        schema of its own follows the request's ``response_format``: it checks the schema the
-        client sent, a JSON object for ``json_object``, and nothing for a plain-text request."""
+        """The policy's output checks for this request, each as it follows the request's
+        ``response_format`` (``Check.for_response_format``: ``json_schema`` without a schema
+        of its own checks the schema the client sent, or nothing for a plain-text request)."""
         checks = []
         for bound in self.session.policy.output:
-            if bound.spec.check == "json_schema" and getattr(bound.check.options, "schema_", None) is None:
-                fmt = self.response_format or {}
-                if fmt.get("type") == "json_schema":
-                    schema = (fmt.get("json_schema") or {}).get("schema")
-                    if isinstance(schema, dict):
-                        from policies.checks.json_schema import JsonSchemaCheck
-
-                        options = bound.check.options.model_dump(exclude={"schema_", "schema_file"})
-                        try:
-                            bound = replace(bound, check=JsonSchemaCheck.for_schema(schema, **options))
-                        except ValueError as exc:  # the client's schema is invalid: say so in the record
-                            self.session.add_step(
-                                Stage.output,
-                                bound.name,
-                                Verdict.passed,
-                                detail={"skipped": f"invalid response_format schema: {exc}"},
-                            )
-                            continue
-                elif fmt.get("type") != "json_object":
-                    continue
+            try:
+                check = bound.check.for_response_format(self.response_format)
+            except ValueError as exc:  # the client's schema is invalid: say so in the record
+                self.session.add_step(
+                    Stage.output,
+                    bound.name,
+                    Verdict.passed,
+                    detail={"skipped": f"invalid response_format schema: {exc}"},
+                )
+                continue
+            if check is None:
+                continue
+            if check is not bound.check:
+                bound = replace(bound, check=check)
             checks.append(bound)
         return checks
 

@@ -22,21 +22,23 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeAlias, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
 
+from policies.engines.spans import Span as Span
+from policies.engines.spans import StreamMatcher as StreamMatcher
+from policies.engines.spans import StreamScan as StreamScan
 from policies.roles import ALL_ROLES, Role
 
+if TYPE_CHECKING:
+    from policies.engines.patterns import Hit
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A half-open character range ``[start, end)`` that a check acts on."""
 
-    start: int
-    end: int
-    entity_type: str
-    score: float = 1.0
+#: a JSON value: what a check's ``detail`` holds, since it goes into the audit record as it is
+JsonValue: TypeAlias = "str | int | float | bool | Sequence[JsonValue] | Mapping[str, JsonValue] | None"
+#: a check's ``detail``: JSON values under names the check chooses
+Detail: TypeAlias = Mapping[str, JsonValue]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,7 @@ class CheckResult:
     fired: bool
     score: float = 0.0
     spans: tuple[Span, ...] = ()
-    detail: Mapping[str, Any] = field(default_factory=dict)
+    detail: Detail = field(default_factory=dict)
 
     @staticmethod
     def clean() -> CheckResult:
@@ -54,19 +56,6 @@ class CheckResult:
 
 
 _CLEAN = CheckResult(fired=False)
-
-
-@dataclass(frozen=True, slots=True)
-class StreamScan:
-    """One step of incremental matching over a buffer.
-
-    ``spans``: complete matches that can no longer grow (absolute buffer offsets).
-    ``hold_from``: the earliest offset where a match that is still being written may
-    begin; text from there on must not be sent yet. ``len(buffer)`` when nothing waits.
-    """
-
-    spans: tuple[Span, ...]
-    hold_from: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,17 +70,22 @@ class RequestContext:
 NO_CONTEXT = RequestContext()
 
 
-class StreamMatcher(ABC):
-    """Per-stream incremental matcher; one instance per stream, never shared."""
-
-    @abstractmethod
-    def scan(self, buffer: str, start: int, final: bool) -> StreamScan:
-        """Find spans in ``buffer`` that begin at or after ``start``.
-
-        ``buffer`` is the unsent text plus a little already-sent context before
-        ``start`` (for look-behind and word boundaries). With ``final`` the stream has
-        ended: report every match and hold nothing back.
-        """
+def to_result(hits: Sequence[Hit], extra: Detail | None = None) -> CheckResult:
+    """A ``CheckResult`` from a pattern engine's hits (``policies.engines.patterns``), naming the
+    rules that fired (never the matched values)."""
+    if not hits:
+        return CheckResult(fired=False, detail=dict(extra or {}))
+    entities: dict[str, int] = {}
+    for hit in hits:
+        entities[hit.span.entity_type] = entities.get(hit.span.entity_type, 0) + 1
+    detail: dict[str, JsonValue] = {"entities": entities, "rules": sorted({h.rule for h in hits})}
+    detail.update(extra or {})
+    return CheckResult(
+        fired=True,
+        score=max(h.span.score for h in hits),
+        spans=tuple(h.span for h in hits),
+        detail=detail,
+    )
 
 
 class CheckOptions(BaseModel):
@@ -100,10 +94,19 @@ class CheckOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Check(ABC):
-    """Base class of all checks. Subclasses set ``name`` and ``Options``."""
+OptionsT = TypeVar("OptionsT", bound=CheckOptions)
+
+
+class Check(ABC, Generic[OptionsT]):
+    """Base class of all checks, generic over their options model.
+
+    A check names its options model once, as the type argument: ``class PiiCheck(Check[PiiOptions])``
+    gives ``PiiCheck.Options`` (what the policy schema validates a check entry against) and a
+    typed ``self.options``. Subclasses set ``name``.
+    """
 
     name: ClassVar[str]
+    #: the options model, taken from the type argument (``Check[...]``) of the class or a base
     Options: ClassVar[type[CheckOptions]] = CheckOptions
     #: the entity type used for redaction when a span names none
     default_entity: ClassVar[str] = "REDACTED"
@@ -111,8 +114,27 @@ class Check(ABC):
     #: otherwise (``roles:``); see ``policies.roles``
     default_roles: ClassVar[frozenset[Role]] = ALL_ROLES
 
-    def __init__(self, options: CheckOptions) -> None:
-        self.options = options
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):  # its own bases, not inherited ones
+            origin = get_origin(base)
+            if isinstance(origin, type) and issubclass(origin, Check):
+                (argument,) = get_args(base)
+                if isinstance(argument, type) and issubclass(argument, CheckOptions):
+                    cls.Options = argument
+
+    def __init__(self, options: OptionsT) -> None:
+        if not isinstance(options, type(self).Options):
+            # options of another model (the base one, say) are read as this check's own
+            options = type(self).Options.model_validate(options.model_dump())  # type: ignore[assignment]
+        self.options: OptionsT = options
+
+    def for_response_format(self, response_format: Mapping[str, Any] | None) -> Check[Any] | None:
+        """The check to run on an answer to a request with this ``response_format``: ``self``
+        for most checks; a check that follows the request's format (``json_schema``) may give
+        another instance, or ``None`` for nothing to check. Raises ``ValueError`` when the
+        format it would follow is invalid."""
+        return self
 
     @abstractmethod
     def scan(self, text: str) -> CheckResult:
@@ -140,5 +162,5 @@ class Check(ABC):
         """Whether the check can run in the stream stage (it overrides ``stream_matcher``)."""
         return cls.stream_matcher is not Check.stream_matcher
 
-    def warm(self) -> None:  # noqa: B027 - optional hook, most checks need nothing
+    def warm(self) -> None:
         """Load models or data ahead of the first request (called off the request path)."""

@@ -16,8 +16,8 @@ from typing import ClassVar
 import regex
 from pydantic import Field, field_validator
 
-from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
-from policies.checks.patterns import PatternSet, PatternSpec, PatternStreamMatcher, to_result
+from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher, to_result
+from policies.engines.patterns import PatternSet, PatternSpec, PatternStreamMatcher
 
 
 class DenyTermsOptions(CheckOptions):
@@ -45,16 +45,13 @@ def terms_regex(terms: list[str], whole_word: bool) -> str:
     return f"(?:{body})"
 
 
-class DenyTermsCheck(Check):
+class DenyTermsCheck(Check[DenyTermsOptions]):
     name: ClassVar[str] = "deny_terms"
-    Options: ClassVar[type[CheckOptions]] = DenyTermsOptions
     default_entity: ClassVar[str] = "DENY_TERM"
 
-    def __init__(self, options: CheckOptions) -> None:
+    def __init__(self, options: DenyTermsOptions) -> None:
         super().__init__(options)
-        opts = (
-            options if isinstance(options, DenyTermsOptions) else DenyTermsOptions.model_validate(options.model_dump())
-        )
+        opts = self.options
         flags = 0 if opts.case_sensitive else regex.IGNORECASE
         spec = PatternSpec(
             name="deny_terms",

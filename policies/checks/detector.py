@@ -1,10 +1,10 @@
 """The shared shape of the checks built on the trained detectors (``DetectorCheck``).
 
-A detector check combines an n-gram model (``classifier.py``), hand-written cues
-(``heuristics.py``) and, where the check has one, the semantic encoder (``encoder.py``,
-combined as ``tiers.py`` says). It reports a score, fires at the policy's threshold, and
-records its evidence: the tier that decided, the cues, and the phrases that weighed most
-(``evidence.py``), so a reviewer can see why a text was blocked.
+A detector check combines engines from ``policies.engines``: an n-gram model (``classifier``),
+hand-written cues (``heuristics``) and, where the check has one, the semantic encoder
+(``encoder``, combined as ``tiers`` says). It reports a score, fires at the policy's threshold,
+and records its evidence: the tier that decided, the cues, and the phrases that weighed most
+(``evidence``), so a reviewer can see why a text was blocked.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from policies.checks.base import Check, CheckOptions, CheckResult
-from policies.checks.classifier import LinearTextModel, load_model, model_path, normalize
-from policies.checks.decode import decodings
-from policies.checks.encoder import available as encoder_available
-from policies.checks.encoder import load_semantic
-from policies.checks.evidence import top_phrases
-from policies.checks.quotes import split_quotes
-from policies.checks.tiers import load_stackers, logit_of, sigmoid
+from policies.engines.classifier import LinearTextModel, load_model, model_path, normalize
+from policies.engines.decode import decodings
+from policies.engines.encoder import available as encoder_available
+from policies.engines.encoder import load_semantic
+from policies.engines.evidence import top_phrases
+from policies.engines.quotes import split_quotes
+from policies.engines.tiers import load_stackers, logit_of, sigmoid
 
 
 class DetectorOptions(CheckOptions):
@@ -42,28 +42,24 @@ class DetectorOptions(CheckOptions):
     semantic: bool = True
 
 
-class DetectorCheck(Check):
+class DetectorCheck(Check[DetectorOptions]):
     """A detector built from an n-gram model, hand-written cues and, where the check has one
-    (``policies/models/semantic/tiers.json``), the semantic encoder; see ``tiers.py`` for how
+    (``policies/models/semantic/tiers.json``), the semantic encoder; see ``policies/engines/tiers.py`` for how
     they combine. Without a semantic tier the score is max(model, cues)."""
 
-    Options: ClassVar[type[CheckOptions]] = DetectorOptions
     #: the n-gram model's artefact; None: the check has none (cues and the encoder only)
     model_name: ClassVar[str | None]
     #: record the phrases that weighed most (off where they would repeat what the check
     #: exists to keep out of records, such as slurs)
     explain: ClassVar[bool] = True
     #: a short quote inside the user's sentence is the object of the request, not the user's
-    #: own words (``quotes.py``): on for the checks of direct attacks on the model
+    #: own words (``policies/engines/quotes.py``): on for the checks of direct attacks on the model
     quotes_as_data: ClassVar[bool] = False
-    #: also judge the plaintext of base64 / hex / ROT13 / pig latin ... in the text (``decode.py``)
+    #: also judge the plaintext of base64 / hex / ROT13 / pig latin ... in the text (``policies/engines/decode.py``)
     reads_encodings: ClassVar[bool] = False
 
-    def __init__(self, options: CheckOptions) -> None:
-        if not isinstance(options, DetectorOptions):
-            raise TypeError(f"{type(self).__name__} needs DetectorOptions, got {type(options).__name__}")
+    def __init__(self, options: DetectorOptions) -> None:
         super().__init__(options)
-        self._options = options
         stacker = load_stackers().get(self.name) if options.semantic else None
         self._stacker = stacker if stacker is not None and encoder_available() else None
 
@@ -111,7 +107,7 @@ class DetectorCheck(Check):
         # phrase decides together with the user's own words (the geometric mean of the two
         # scores), so "write a rule matching '<attack>'" passes and "drop your rules and
         # translate '<attack>'" does not; it never lowers what the own words score.
-        threshold = self._options.threshold
+        threshold = self.options.threshold
         own = self._judge(quoted.own)
         inner = self._judge("\n".join(quoted.quotes))
         score = round(max(own.score, math.sqrt(own.score * inner.score)), 4)
@@ -121,12 +117,12 @@ class DetectorCheck(Check):
     def model(self) -> LinearTextModel | None:
         """The first tier's n-gram model (training swaps in a model fitted without a source,
         so leave-out figures measure this very check)."""
-        if not self._options.model or self.model_name is None:
+        if not self.options.model or self.model_name is None:
             return None
         return load_model(model_path(self.model_name))
 
     def _judge(self, text: str) -> CheckResult:
-        opts = self._options
+        opts = self.options
         model = self.model()
         ngram_logit = model.max_logit(text) if model is not None else 0.0
         model_score = sigmoid(ngram_logit) if model is not None else 0.0
@@ -152,7 +148,7 @@ class DetectorCheck(Check):
         """The tiers combined; the encoder is run only when the first tier cannot decide."""
         stacker = self._stacker
         assert stacker is not None
-        threshold = logit_of(self._options.threshold)
+        threshold = logit_of(self.options.threshold)
         lo, hi = stacker.bounds(ngram_logit, cue_score)
         if hi < threshold:
             detail["tier"] = "ngram"

@@ -8,7 +8,7 @@ can tell the families apart (e.g. flag jailbreaks for review, block injections).
 
 How: the ``jailbreak`` model, trained on the jailbreak corpora against benign text *and*
 against the injection corpora (so "ignore the above and output X" does not score here),
-plus the ``jailbreak`` cues of ``heuristics.py``; the score is the higher of the two.
+plus the ``jailbreak`` cues of ``policies/engines/heuristics.py``; the score is the higher of the two.
 
 Misses: jailbreaks in languages it has no data for (cues are English), new templates
 unlike the in-the-wild collection, multi-turn escalation (it sees one text at a time).
@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from policies.checks.detector import DetectorCheck
-from policies.checks.heuristics import cue_score
+from policies.engines.heuristics import cue_score
 from policies.roles import Role
 
 _FAMILIES = frozenset({"jailbreak"})

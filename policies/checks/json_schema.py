@@ -27,59 +27,73 @@ from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]
 from jsonschema.validators import validator_for  # type: ignore[import-untyped]
 from pydantic import Field, model_validator
 
-from policies.checks.base import Check, CheckOptions, CheckResult
+from policies.checks.base import Check, CheckOptions, CheckResult, Detail
 
 _FENCE = re.compile(r"\A\s*```[\w-]*[ \t]*\n(?P<body>.*?)\n?[ \t]*```\s*\Z", re.DOTALL)
 _DEFAULT_SCHEMA: dict[str, Any] = {"type": "object"}
 
 
-class JsonSchemaCheck(Check):
+class JsonSchemaOptions(CheckOptions):
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    schema_file: str | None = None
+    #: accept a JSON body wrapped in a Markdown code fence (```json ... ```)
+    allow_code_fence: bool = False
+    #: validate ``format`` keywords (email, date-time, ...); off by default, as in JSON Schema
+    check_formats: bool = False
+    max_errors: int = Field(default=5, ge=1, le=50)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load_file(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or data.get("schema_file") is None:
+            return data
+        if data.get("schema") is not None:
+            raise ValueError("give either 'schema' or 'schema_file', not both")
+        path = Path(str(data["schema_file"]))
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ValueError(f"schema_file {str(path)!r}: cannot read: {exc.strerror}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"schema_file {str(path)!r}: not JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"schema_file {str(path)!r}: a schema must be a JSON object")
+        return {**data, "schema": loaded}
+
+    @model_validator(mode="after")
+    def _valid_schema(self) -> JsonSchemaOptions:
+        schema = self.schema_ if self.schema_ is not None else _DEFAULT_SCHEMA
+        try:
+            validator_for(schema).check_schema(schema)
+        except SchemaError as exc:
+            raise ValueError(f"invalid JSON schema at {exc.json_path}: {exc.message}") from None
+        return self
+
+
+class JsonSchemaCheck(Check[JsonSchemaOptions]):
     name = "json_schema"
-
-    class Options(CheckOptions):
-        schema_: dict[str, Any] | None = Field(default=None, alias="schema")
-        schema_file: str | None = None
-        #: accept a JSON body wrapped in a Markdown code fence (```json ... ```)
-        allow_code_fence: bool = False
-        #: validate ``format`` keywords (email, date-time, ...); off by default, as in JSON Schema
-        check_formats: bool = False
-        max_errors: int = Field(default=5, ge=1, le=50)
-
-        @model_validator(mode="before")
-        @classmethod
-        def _load_file(cls, data: Any) -> Any:
-            if not isinstance(data, Mapping) or data.get("schema_file") is None:
-                return data
-            if data.get("schema") is not None:
-                raise ValueError("give either 'schema' or 'schema_file', not both")
-            path = Path(str(data["schema_file"]))
-            try:
-                loaded = json.loads(path.read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise ValueError(f"schema_file {str(path)!r}: cannot read: {exc.strerror}") from None
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ValueError(f"schema_file {str(path)!r}: not JSON: {exc}") from None
-            if not isinstance(loaded, dict):
-                raise ValueError(f"schema_file {str(path)!r}: a schema must be a JSON object")
-            return {**data, "schema": loaded}
-
-        @model_validator(mode="after")
-        def _valid_schema(self) -> JsonSchemaCheck.Options:
-            schema = self.schema_ if self.schema_ is not None else _DEFAULT_SCHEMA
-            try:
-                validator_for(schema).check_schema(schema)
-            except SchemaError as exc:
-                raise ValueError(f"invalid JSON schema at {exc.json_path}: {exc.message}") from None
-            return self
-
-    options: Options
 
     @classmethod
     def for_schema(cls, schema: Mapping[str, Any], **options: Any) -> JsonSchemaCheck:
         """A check for one request's own ``response_format.json_schema.schema``."""
-        return cls(cls.Options.model_validate({**options, "schema": dict(schema)}))
+        return cls(JsonSchemaOptions.model_validate({**options, "schema": dict(schema)}))
 
-    def __init__(self, options: CheckOptions) -> None:
+    def for_response_format(self, response_format: Mapping[str, Any] | None) -> Check[Any] | None:
+        """Without a schema of its own, the check follows the request's ``response_format``: the
+        schema the client sent, a JSON object for ``json_object``, nothing for plain text. An
+        invalid client schema is a ``ValueError``."""
+        if self.options.schema_ is not None:
+            return self
+        fmt = response_format or {}
+        if fmt.get("type") == "json_schema":
+            schema = (fmt.get("json_schema") or {}).get("schema")
+            if isinstance(schema, dict):
+                options = self.options.model_dump(exclude={"schema_", "schema_file"})
+                return JsonSchemaCheck.for_schema(schema, **options)
+            return self
+        return self if fmt.get("type") == "json_object" else None
+
+    def __init__(self, options: JsonSchemaOptions) -> None:
         super().__init__(options)
         schema = self.options.schema_ if self.options.schema_ is not None else _DEFAULT_SCHEMA
         checker = FormatChecker() if self.options.check_formats else None
@@ -93,7 +107,7 @@ class JsonSchemaCheck(Check):
         try:
             instance = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            detail = {"reason": "invalid_json", "message": exc.msg, "line": exc.lineno, "column": exc.colno}
+            detail: Detail = {"reason": "invalid_json", "message": exc.msg, "line": exc.lineno, "column": exc.colno}
             return CheckResult(fired=True, score=1.0, detail=detail)
         errors = []
         for error in self._validator.iter_errors(instance):

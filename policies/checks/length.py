@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from pydantic import Field, model_validator
 
-from policies.checks.base import Check, CheckOptions, CheckResult
+from policies.checks.base import Check, CheckOptions, CheckResult, JsonValue
 
 BYTES_PER_TOKEN = 4
 
@@ -31,23 +31,22 @@ def estimate_tokens(text: str) -> int:
     return -(-len(text.encode("utf-8")) // BYTES_PER_TOKEN)
 
 
-class LengthCheck(Check):
+class LengthOptions(CheckOptions):
+    max_chars: int | None = Field(default=None, ge=1)
+    #: compared with the estimate ``ceil(UTF-8 bytes / 4)``, not a model tokenizer
+    max_tokens: int | None = Field(default=None, ge=1)
+    #: only enforced through ``scan_messages``
+    max_messages: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> LengthOptions:
+        if self.max_chars is None and self.max_tokens is None and self.max_messages is None:
+            raise ValueError("set at least one of max_chars, max_tokens, max_messages")
+        return self
+
+
+class LengthCheck(Check[LengthOptions]):
     name = "length"
-
-    class Options(CheckOptions):
-        max_chars: int | None = Field(default=None, ge=1)
-        #: compared with the estimate ``ceil(UTF-8 bytes / 4)``, not a model tokenizer
-        max_tokens: int | None = Field(default=None, ge=1)
-        #: only enforced through ``scan_messages``
-        max_messages: int | None = Field(default=None, ge=1)
-
-        @model_validator(mode="after")
-        def _some_limit(self) -> LengthCheck.Options:
-            if self.max_chars is None and self.max_tokens is None and self.max_messages is None:
-                raise ValueError("set at least one of max_chars, max_tokens, max_messages")
-            return self
-
-    options: Options
 
     def scan(self, text: str) -> CheckResult:
         return self._judge(len(text), estimate_tokens(text), None)
@@ -65,7 +64,7 @@ class LengthCheck(Check):
             measured["messages"] = (messages, opts.max_messages)
         ratios = {key: value / limit for key, (value, limit) in measured.items() if limit is not None}
         exceeded = [key for key, ratio in ratios.items() if ratio > 1.0]
-        detail: dict[str, object] = {key: value for key, (value, _) in measured.items()}
+        detail: dict[str, JsonValue] = {key: value for key, (value, _) in measured.items()}
         detail["estimator"] = "utf8_bytes/4"
         if exceeded:
             detail["exceeded"] = exceeded

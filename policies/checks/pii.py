@@ -22,8 +22,8 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from policies import presidio_adapter
-from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
-from policies.checks.patterns import PatternSet, PatternStreamMatcher, merge, to_result
+from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher, to_result
+from policies.engines.patterns import PatternSet, PatternStreamMatcher, merge
 
 DEFAULT_ENTITIES = (
     "EMAIL_ADDRESS",
@@ -54,14 +54,13 @@ class _Engines:
     unavailable: tuple[str, ...]
 
 
-class PiiCheck(Check):
+class PiiCheck(Check[PiiOptions]):
     name: ClassVar[str] = "pii"
-    Options: ClassVar[type[CheckOptions]] = PiiOptions
     default_entity: ClassVar[str] = "PII"
 
-    def __init__(self, options: CheckOptions) -> None:
+    def __init__(self, options: PiiOptions) -> None:
         super().__init__(options)
-        self._opts = options if isinstance(options, PiiOptions) else PiiOptions.model_validate(options.model_dump())
+        self.options = self.options
         self._engines: _Engines | None = None
         self._lock = threading.Lock()
 
@@ -69,13 +68,13 @@ class PiiCheck(Check):
         self._get_engines()
         # What the checksums of the wanted entities import (presidio, phonenumbers); a
         # request that meets a candidate before this finished imports it itself.
-        presidio_adapter.warm_validators(self._opts.entities)
+        presidio_adapter.warm_validators(self.options.entities)
 
     def scan(self, text: str) -> CheckResult:
         engines = self._get_engines()
         hits = engines.patterns.find(text)
         if engines.ner is not None and engines.ner_entities:
-            hits += engines.ner.analyze(text, engines.ner_entities, self._opts.threshold)
+            hits += engines.ner.analyze(text, engines.ner_entities, self.options.threshold)
         extra = {"ner_unavailable": list(engines.unavailable)} if engines.unavailable else None
         return to_result(merge(hits), extra)
 
@@ -92,15 +91,15 @@ class PiiCheck(Check):
         return self._engines
 
     def _build(self) -> _Engines:
-        wanted = set(self._opts.entities)
+        wanted = set(self.options.entities)
         by_pattern = presidio_adapter.pattern_entities()
         by_ner = presidio_adapter.NER_ENTITIES
         unknown = sorted(wanted - by_pattern - by_ner)
         if unknown:
             known = ", ".join(sorted(by_pattern | by_ner))
             raise ValueError(f"unknown PII entit{'y' if len(unknown) == 1 else 'ies'} {unknown}; known: {known}")
-        patterns = PatternSet(presidio_adapter.pattern_specs(wanted & by_pattern), self._opts.threshold)
+        patterns = PatternSet(presidio_adapter.pattern_specs(wanted & by_pattern), self.options.threshold)
         ner_entities = tuple(sorted(wanted & by_ner))
-        ner = presidio_adapter.load_ner(self._opts.nlp_model) if ner_entities else None
+        ner = presidio_adapter.load_ner(self.options.nlp_model) if ner_entities else None
         unavailable = ner_entities if ner is None else ()
         return _Engines(patterns, ner, ner_entities, unavailable)

@@ -10,11 +10,11 @@ How: the ``prompt_attack`` model (hashed character n-grams, logistic regression,
 on in-the-wild and DAN-family jailbreaks, JailbreakBench attacks, PromptInject/Giskard
 and XSafety goal hijacking in ten languages, against benign instructions, chit-chat and
 maths in 27 languages and hard negatives such as "how do I kill a Python process") plus
-the ``injection`` and ``jailbreak`` cues of ``heuristics.py`` ("ignore all previous
+the ``injection`` and ``jailbreak`` cues of ``policies/engines/heuristics.py`` ("ignore all previous
 instructions" in 16 languages, "print your system prompt", DAN/developer mode). The score
 is the higher of the two; long texts are scored window by window. A short quote inside the
 user's sentence is scored apart from the user's own words and decides only together with
-them (``quotes.py``), so translating or writing a detection rule for an attack phrase passes.
+them (``policies/engines/quotes.py``), so translating or writing a detection rule for an attack phrase passes.
 
 Misses: indirect injections that are ordinary instructions hidden in a document (BIPIA:
 "write a short story ..." inside an e-mail) — only the context makes them attacks, and
@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from policies.checks.detector import DetectorCheck
-from policies.checks.heuristics import cue_score
+from policies.engines.heuristics import cue_score
 from policies.roles import Role
 
 _FAMILIES = frozenset({"injection", "jailbreak"})

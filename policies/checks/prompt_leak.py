@@ -37,8 +37,9 @@ from policies.checks.base import (
     Span,
     StreamMatcher,
     StreamScan,
+    to_result,
 )
-from policies.checks.patterns import PatternSet, PatternSpec, PatternStreamMatcher, to_result
+from policies.engines.patterns import PatternSet, PatternSpec, PatternStreamMatcher
 
 SECRET_ENTITY = "PROMPT_SECRET"  # noqa: S105 - an entity type, not a password
 COPY = "SYSTEM_PROMPT"
@@ -228,21 +229,17 @@ class _Never(StreamMatcher):
         return StreamScan((), len(buffer))
 
 
-class PromptLeakCheck(Check):
+class PromptLeakCheck(Check[PromptLeakOptions]):
     name: ClassVar[str] = "prompt_leak"
-    Options: ClassVar[type[CheckOptions]] = PromptLeakOptions
     default_entity: ClassVar[str] = COPY
 
-    def __init__(self, options: CheckOptions) -> None:
+    def __init__(self, options: PromptLeakOptions) -> None:
         super().__init__(options)
-        if not isinstance(options, PromptLeakOptions):
-            raise TypeError(f"prompt_leak needs PromptLeakOptions, got {type(options).__name__}")
-        self._options = options
 
     def _leaks(self, context: RequestContext) -> Leaks | None:
         if not context.system_texts:
             return None
-        return _leaks(context.system_texts, self._options.min_overlap_chars, self._options.secrets)
+        return _leaks(context.system_texts, self.options.min_overlap_chars, self.options.secrets)
 
     def scan(self, text: str) -> CheckResult:
         return CheckResult.clean()  # nothing to compare with outside a request

@@ -18,8 +18,8 @@ from typing import ClassVar, Literal
 import regex
 from pydantic import Field, field_validator, model_validator
 
-from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
-from policies.checks.patterns import PatternSet, PatternSpec, PatternStreamMatcher, check_regex, to_result
+from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher, to_result
+from policies.engines.patterns import PatternSet, PatternSpec, PatternStreamMatcher, check_regex
 
 RegexFlag = Literal["ignorecase", "multiline", "dotall"]
 _FLAGS: dict[str, int] = {
@@ -61,14 +61,13 @@ class RegexOptions(CheckOptions):
         return flags
 
 
-class RegexCheck(Check):
+class RegexCheck(Check[RegexOptions]):
     name: ClassVar[str] = "regex"
-    Options: ClassVar[type[CheckOptions]] = RegexOptions
     default_entity: ClassVar[str] = "REGEX"
 
-    def __init__(self, options: CheckOptions) -> None:
+    def __init__(self, options: RegexOptions) -> None:
         super().__init__(options)
-        opts = options if isinstance(options, RegexOptions) else RegexOptions.model_validate(options.model_dump())
+        opts = self.options
         self._patterns = PatternSet(
             (
                 PatternSpec(name=name, entity_type=opts.entity, regex=pattern, flags=opts.regex_flags())

@@ -24,14 +24,13 @@ from typing import ClassVar
 import regex
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher
-from policies.checks.patterns import (
+from policies.checks.base import NO_CONTEXT, Check, CheckOptions, CheckResult, RequestContext, StreamMatcher, to_result
+from policies.engines.patterns import (
     PatternSet,
     PatternSpec,
     PatternStreamMatcher,
     Validator,
     check_regex,
-    to_result,
 )
 from policies.yamlio import load_model_file
 
@@ -144,14 +143,13 @@ class SecretsOptions(CheckOptions):
         return self
 
 
-class SecretsCheck(Check):
+class SecretsCheck(Check[SecretsOptions]):
     name: ClassVar[str] = "secrets"
-    Options: ClassVar[type[CheckOptions]] = SecretsOptions
     default_entity: ClassVar[str] = ENTITY
 
-    def __init__(self, options: CheckOptions) -> None:
+    def __init__(self, options: SecretsOptions) -> None:
         super().__init__(options)
-        opts = options if isinstance(options, SecretsOptions) else SecretsOptions.model_validate(options.model_dump())
+        opts = self.options
         chosen = [
             r for r in load_rules() if (opts.rules is None or r.name in opts.rules) and r.name not in opts.exclude
         ]

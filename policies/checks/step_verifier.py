@@ -12,7 +12,7 @@ Misses: errors in reasoning that are not arithmetic (a wrong formula, a misread 
 a wrong unit), claims with unknowns (``3x + 2 = 11`` is skipped, not solved), numbers written
 as words, ``1.000,50``-style decimal commas, and digits grouped by plain spaces. Rounded results
 are accepted at the precision written (``10 / 3 = 3`` holds); division by zero is skipped.
-See ``policies.checks.arithmetic`` for how claims are read.
+See ``policies.engines.arithmetic`` for how claims are read.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 
 from pydantic import Field
 
-from policies.checks import arithmetic
-from policies.checks.arithmetic import Claim, Mismatch, Unverifiable
 from policies.checks.base import Check, CheckOptions, CheckResult, Span
+from policies.engines import arithmetic
+from policies.engines.arithmetic import Claim, Mismatch, Unverifiable
 
 _STEP_MARK = re.compile(
     r"^[ \t]*(?:[*#>_-]+[ \t]*)?(?:step[ \t]*(?P<step>\d+)\b|(?P<item>\d+)[.)](?=[ \t]))",
@@ -50,17 +50,16 @@ class _Step:
     end: int
 
 
-class StepVerifierCheck(Check):
+class StepVerifierOptions(CheckOptions):
+    #: also flag a final answer that differs from the last computed result
+    check_final_answer: bool = True
+    #: relative tolerance for claims written with "≈"
+    approx_tolerance: float = Field(default=0.01, ge=0.0, le=0.5)
+
+
+class StepVerifierCheck(Check[StepVerifierOptions]):
     name = "step_verifier"
     default_entity = "ARITHMETIC_ERROR"
-
-    class Options(CheckOptions):
-        #: also flag a final answer that differs from the last computed result
-        check_final_answer: bool = True
-        #: relative tolerance for claims written with "≈"
-        approx_tolerance: float = Field(default=0.01, ge=0.0, le=0.5)
-
-    options: Options
 
     def scan(self, text: str) -> CheckResult:
         claims = arithmetic.find_claims(text)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from pydantic import Field, field_validator, model_validator
 
-from policies.checks.base import Check, CheckOptions, CheckResult, Span
+from policies.checks.base import Check, CheckOptions, CheckResult, JsonValue, Span
 
 Keywords = dict[str, tuple[str, ...]]
 _WORD = re.compile(r"\w+")
@@ -70,34 +70,33 @@ class _Topic:
         return self.keywords[int((match.lastgroup or "k0")[1:])]
 
 
-class TopicCheck(Check):
+class TopicOptions(CheckOptions):
+    allowed: Keywords = Field(default_factory=dict)
+    denied: Keywords = Field(default_factory=dict)
+    #: keyword hits a denied topic needs before it counts
+    min_hits: int = Field(default=1, ge=1)
+    #: texts with fewer words are never judged off topic
+    off_topic_min_words: int = Field(default=0, ge=0)
+
+    @field_validator("allowed", "denied")
+    @classmethod
+    def _keywords(cls, topics: Keywords) -> Keywords:
+        for name, keywords in topics.items():
+            if not keywords or any(not k.strip().rstrip("*").strip() for k in keywords):
+                raise ValueError(f"topic {name!r}: give at least one keyword, and no empty ones")
+        return topics
+
+    @model_validator(mode="after")
+    def _some_topic(self) -> TopicOptions:
+        if not self.allowed and not self.denied:
+            raise ValueError("set 'allowed' or 'denied' topics (or both)")
+        return self
+
+
+class TopicCheck(Check[TopicOptions]):
     name = "topic"
 
-    class Options(CheckOptions):
-        allowed: Keywords = Field(default_factory=dict)
-        denied: Keywords = Field(default_factory=dict)
-        #: keyword hits a denied topic needs before it counts
-        min_hits: int = Field(default=1, ge=1)
-        #: texts with fewer words are never judged off topic
-        off_topic_min_words: int = Field(default=0, ge=0)
-
-        @field_validator("allowed", "denied")
-        @classmethod
-        def _keywords(cls, topics: Keywords) -> Keywords:
-            for name, keywords in topics.items():
-                if not keywords or any(not k.strip().rstrip("*").strip() for k in keywords):
-                    raise ValueError(f"topic {name!r}: give at least one keyword, and no empty ones")
-            return topics
-
-        @model_validator(mode="after")
-        def _some_topic(self) -> TopicCheck.Options:
-            if not self.allowed and not self.denied:
-                raise ValueError("set 'allowed' or 'denied' topics (or both)")
-            return self
-
-    options: Options
-
-    def __init__(self, options: CheckOptions) -> None:
+    def __init__(self, options: TopicOptions) -> None:
         super().__init__(options)
         self._denied = [_Topic.build(n, k) for n, k in self.options.denied.items()]
         self._allowed = [_Topic.build(n, k) for n, k in self.options.allowed.items()]
@@ -109,7 +108,7 @@ class TopicCheck(Check):
         firing = {t: hits for t, hits in denied.items() if len(hits) >= min_hits}
         total = sum(len(h) for h in firing.values()) or max((len(h) for h in denied.values()), default=0)
         score = 1.0 - 0.5 ** (total / min_hits)
-        detail: dict[str, object] = {"denied": {t.name: _counts(t, h) for t, h in denied.items()}}
+        detail: dict[str, JsonValue] = {"denied": {t.name: _counts(t, h) for t, h in denied.items()}}
         if firing:
             spans = sorted(
                 (Span(m.start(), m.end(), _entity(t.name)) for t, hits in firing.items() for m in hits),

@@ -19,8 +19,8 @@ import json
 from functools import cache
 from typing import ClassVar
 
-from policies.checks.classifier import MODELS_DIR
 from policies.checks.detector import DetectorCheck
+from policies.engines.classifier import MODELS_DIR
 
 LEXICON_FILE = MODELS_DIR / "toxicity_lexicon.json"
 _STRIP = ".,;:!?\"'()[]{}<>“”‘’*_-~`"

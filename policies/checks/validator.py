@@ -23,27 +23,26 @@ from pydantic import Field, model_validator
 from policies.checks.base import Check, CheckOptions, CheckResult
 
 
-class GuardrailsValidatorCheck(Check):
+class ValidatorOptions(CheckOptions):
+    #: ``package.module.ClassName`` or ``package.module:ClassName``
+    path: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    #: passed to ``validate`` as its metadata (some hub validators read keys from it)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _importable(self) -> ValidatorOptions:
+        from policies import guardrails_adapter  # late: importing guardrails takes seconds
+
+        klass = guardrails_adapter.load_validator_class(self.path)
+        guardrails_adapter.check_validator_args(klass, self.args)
+        return self
+
+
+class GuardrailsValidatorCheck(Check[ValidatorOptions]):
     name = "validator"
 
-    class Options(CheckOptions):
-        #: ``package.module.ClassName`` or ``package.module:ClassName``
-        path: str
-        args: dict[str, Any] = Field(default_factory=dict)
-        #: passed to ``validate`` as its metadata (some hub validators read keys from it)
-        metadata: dict[str, Any] = Field(default_factory=dict)
-
-        @model_validator(mode="after")
-        def _importable(self) -> GuardrailsValidatorCheck.Options:
-            from policies import guardrails_adapter  # late: importing guardrails takes seconds
-
-            klass = guardrails_adapter.load_validator_class(self.path)
-            guardrails_adapter.check_validator_args(klass, self.args)
-            return self
-
-    options: Options
-
-    def __init__(self, options: CheckOptions) -> None:
+    def __init__(self, options: ValidatorOptions) -> None:
         super().__init__(options)
         from policies import guardrails_adapter
 

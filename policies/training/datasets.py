@@ -124,7 +124,7 @@ class Head:
     #: keep at most this many rows of one source and label (a fixed, hash-chosen subset), so
     #: that one huge source does not dominate training time; None keeps everything
     cap_per_source: int | None = None
-    #: heuristic families (``policies.checks.heuristics``) the check adds to this model;
+    #: heuristic families (``policies.engines.heuristics``) the check adds to this model;
     #: the manifest reports the model alone and the model with them
     cue_families: frozenset[str] = frozenset()
 

@@ -1,6 +1,6 @@
 """Fitting one hashed-n-gram logistic head with scikit-learn (training time only).
 
-The features come from :func:`policies.checks.classifier.featurize`, the very function the
+The features come from :func:`policies.engines.classifier.featurize`, the very function the
 checks call at scan time. After fitting, the bias is shifted so that a score of 0.5 is the
 operating point chosen on validation (the score at which the false-positive rate on benign
 validation rows is the head's target): a policy's ``threshold: 0.5`` means "as measured".
@@ -17,7 +17,7 @@ import numpy.typing as npt
 from scipy.sparse import csr_matrix  # type: ignore[import-untyped]
 from sklearn.linear_model import LogisticRegression
 
-from policies.checks.classifier import FeatureConfig, LinearTextModel, featurize
+from policies.engines.classifier import FeatureConfig, LinearTextModel, featurize
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ each check with a semantic tier it fits a logistic *stacker* over (n-gram logit,
 encoder logit), and sets the stacker's bias so that the combined score reaches 0.5 on at
 most ``TARGET_FPR`` of *every* benign source: the worst source decides, not the pooled
 average. The stackers go to ``policies/models/semantic/tiers.json`` (read by
-``policies.checks.tiers``).
+``policies.engines.tiers``).
 
 The figures it reports are honest twice over: a row's scores come from models that never
 saw its family, and the stacker and threshold that judge a fold's rows are fitted on the
@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from policies.checks.classifier import load_model, model_path, normalize
-from policies.checks.encoder import SEMANTIC_DIR
-from policies.checks.heuristics import cue_score
-from policies.checks.tiers import TIERS_FILE, Stacker, logit_of
+from policies.engines.classifier import load_model, model_path, normalize
+from policies.engines.encoder import SEMANTIC_DIR
+from policies.engines.heuristics import cue_score
+from policies.engines.tiers import TIERS_FILE, Stacker, logit_of
 from policies.training.corpora import corpora_dir
 from policies.training.train_semantic import Example, attack_examples, indirect_examples
 

@@ -25,7 +25,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from policies.checks.classifier import (
+from policies.checks.detector import DetectorCheck, DetectorOptions
+from policies.engines.classifier import (
     MODELS_DIR,
     FeatureConfig,
     LinearTextModel,
@@ -33,8 +34,7 @@ from policies.checks.classifier import (
     normalize,
     save_model,
 )
-from policies.checks.detector import DetectorCheck, DetectorOptions
-from policies.checks.heuristics import cue_score
+from policies.engines.heuristics import cue_score
 from policies.registry import check_class, check_names
 from policies.training.corpora import OWN_DATA_DIR, REPO_ROOT, Row, corpora_dir, load_source, source_files
 from policies.training.datasets import HEADS, SOURCES, Head

@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from policies.checks.classifier import FeatureConfig, file_sha256
-from policies.checks.encoder import MAX_TOKENS, MODEL_FILE, SEMANTIC_DIR, TOKENIZER_FILE, mean_pool_inputs, windows
+from policies.engines.classifier import FeatureConfig, file_sha256
+from policies.engines.encoder import MAX_TOKENS, MODEL_FILE, SEMANTIC_DIR, TOKENIZER_FILE, mean_pool_inputs, windows
 from policies.training import documents
 from policies.training.corpora import OWN_DATA_DIR, Row, corpora_dir, load_source, source_files
 from policies.training.datasets import ATTACK, SOURCES
