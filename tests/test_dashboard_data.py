@@ -103,7 +103,9 @@ def test_overview_counts_rates_and_percentiles(dash: Dash, engine: Engine) -> No
     assert ov.latency.p50 is not None and ov.latency.p95 is not None and ov.latency.p99 is not None
     assert ov.latency.p50 <= ov.latency.p95 <= ov.latency.p99
     assert ov.ttft.p50 is not None
-    assert ov.latency_series and all(p.p50 is not None for p in ov.latency_series)
+    trends = data.latency_trends(engine, ALL, bucket_s=60)
+    assert trends.latency and all(p.p50 is not None for p in trends.latency)
+    assert trends.ttft and all(p.p50 is not None for p in trends.ttft)
     assert sum(p.requests for p in ov.series) == ov.total
     assert ov.prompt_tokens > 0
     watch = [c for c in ov.top_checks if c.name == "watch"]
