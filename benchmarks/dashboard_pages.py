@@ -16,6 +16,11 @@ shared: figures are noisy, so each page is timed ``--repeat`` times and the medi
 with the range.
 
     python -m benchmarks.dashboard_pages [--requests 100000] [--repeat 3] [--database FILE] [--pages a,b]
+                                         [--baseline DIR]
+
+``--baseline DIR`` serves another checkout of Warden (``git worktree add DIR main``) beside
+this one on the same database and opens each page by URL on the two in turn, so both see the
+same load: on a shared machine, runs minutes apart differ more than the versions do.
 
 ``--database FILE`` keeps the filled SQLite file (filled on the first run, reused and upgraded
 to the current schema after), so a change to queries or indexes can be timed again without
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import shutil
 import statistics
 import subprocess
@@ -106,10 +112,14 @@ def _a_blocked_request(url: str) -> str:
 
 
 @contextmanager
-def dashboard(config: Path) -> Iterator[str]:
+def dashboard(config: Path, repo: Path = REPO) -> Iterator[str]:
+    """The dashboard of the checkout at ``repo``, serving ``config``."""
     port = free_port()
     code = f"import dashboard; dashboard.launch({str(config)!r}, {port}, '127.0.0.1')"
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    env = {**os.environ, "PYTHONPATH": str(repo)}  # that checkout's packages, not the installed ones
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -201,6 +211,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--database", type=Path, help="a SQLite file to fill once and reuse")
     parser.add_argument("--pages", help=f"comma-separated, of: {', '.join(PAGES)} (default: all)")
+    parser.add_argument("--baseline", type=Path, help="another checkout to time side by side with this one")
     args = parser.parse_args()
     pages = {p: PAGES[p] for p in args.pages.split(",")} if args.pages else PAGES
     with tempfile.TemporaryDirectory() as d:
@@ -220,31 +231,66 @@ def main() -> None:
             print(f"filled {args.requests:,} requests in {time.perf_counter() - t:.1f} s")
         with suppress(UserError):  # a reused file has the user already
             add_user(url, "bench", "admin", PASSWORD)
-        with dashboard(config) as server, chromium(folder / "profile") as b:
-            b.call("Page.navigate", url=server)
-            b.type_into('input[aria-label="User name"]', "bench")
-            b.type_into('input[type="password"]', PASSWORD, enter=True)
-            b.wait_for("document.body.innerText.includes('Logged in as')", "the login")
-            first: dict[str, list[float]] = {p: [] for p in pages}
-            again: dict[str, list[float]] = {p: [] for p in pages}
-            menu: dict[str, list[float]] = {p: [] for p in pages}
-            for _ in range(args.repeat):
-                for page, title in pages.items():
-                    link = f"{server}/{page}" + (f"?id={blocked}" if page == "request" else "")
-                    first[page].append(open_page(b, link, title))
-                    again[page].append(open_page(b, link, title))
-                open_page(b, f"{server}/integrity", "Audit integrity")
-                for page, title in pages.items():
-                    if page != "integrity" and "?" not in page:
-                        menu[page].append(click_page(b, page, title))
-                        click_page(b, "integrity", "Audit integrity")
+        if args.baseline:
+            side_by_side(config, folder / "profile", args.baseline.resolve(), pages, blocked, args.repeat)
+        else:
+            one_version(config, folder / "profile", pages, blocked, args.repeat)
 
-    def cell(v: list[float]) -> str:
-        return f"{statistics.median(v):>6.2f} ({min(v):.2f}-{max(v):.2f})" if v else f"{'-':>18}"
 
+def _login(b: Browser, server: str) -> None:
+    b.call("Page.navigate", url=server)
+    b.type_into('input[aria-label="User name"]', "bench")
+    b.type_into('input[type="password"]', PASSWORD, enter=True)
+    b.wait_for("document.body.innerText.includes('Logged in as')", "the login")
+
+
+def _link(server: str, page: str, blocked: str) -> str:
+    return f"{server}/{page}" + (f"?id={blocked}" if page == "request" else "")
+
+
+def _cell(v: list[float]) -> str:
+    return f"{statistics.median(v):>6.2f} ({min(v):.2f}-{max(v):.2f})" if v else f"{'-':>18}"
+
+
+def one_version(config: Path, profile: Path, pages: dict[str, str], blocked: str, repeat: int) -> None:
+    with dashboard(config) as server, chromium(profile) as b:
+        _login(b, server)
+        first: dict[str, list[float]] = {p: [] for p in pages}
+        again: dict[str, list[float]] = {p: [] for p in pages}
+        menu: dict[str, list[float]] = {p: [] for p in pages}
+        for _ in range(repeat):
+            for page, title in pages.items():
+                first[page].append(open_page(b, _link(server, page, blocked), title))
+                again[page].append(open_page(b, _link(server, page, blocked), title))
+            open_page(b, f"{server}/integrity", "Audit integrity")
+            for page, title in pages.items():
+                if page != "integrity" and "?" not in page:
+                    menu[page].append(click_page(b, page, title))
+                    click_page(b, "integrity", "Audit integrity")
     print(f"\n{'page':<22} {'by URL (s)':>20} {'by URL again':>20} {'from the menu':>20}")
     for page in pages:
-        print(f"{page:<22} {cell(first[page]):>20} {cell(again[page]):>20} {cell(menu[page]):>20}")
+        print(f"{page:<22} {_cell(first[page]):>20} {_cell(again[page]):>20} {_cell(menu[page]):>20}")
+
+
+def side_by_side(config: Path, profile: Path, baseline: Path, pages: dict[str, str], blocked: str, repeat: int) -> None:
+    """Each page by URL, twice in a row, on the baseline and on this checkout in turn (which goes
+    first alternates); the medians' ratio is this checkout's time over the baseline's."""
+    times: dict[tuple[str, str], list[float]] = {}
+    with dashboard(config, baseline) as base, dashboard(config) as this, chromium(profile) as b:
+        # One login serves both: same database, same session key, and cookies ignore the port.
+        _login(b, this)
+        for round_ in range(repeat):
+            for page, title in pages.items():
+                arms = [("baseline", base), ("this", this)]
+                for arm, server in arms if round_ % 2 == 0 else arms[::-1]:
+                    for _ in range(2):
+                        times.setdefault((page, arm), []).append(open_page(b, _link(server, page, blocked), title))
+    print(f"\n{'page, by URL (s)':<22} {'baseline':>20} {'this checkout':>20} {'ratio':>6} {'under 1 s':>10}")
+    for page in pages:
+        t0, t1 = times[(page, "baseline")], times[(page, "this")]
+        ratio = statistics.median(t1) / statistics.median(t0)
+        under = sum(t < GOAL_S for t in t1)
+        print(f"{page:<22} {_cell(t0):>20} {_cell(t1):>20} {ratio:>6.2f} {f'{under}/{len(t1)}':>10}")
 
 
 if __name__ == "__main__":
