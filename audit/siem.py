@@ -23,8 +23,9 @@ from typing import IO, Any
 import orjson
 from sqlalchemy import Engine, select
 
-from audit.export import Progress, RecordFilter, iter_audit_records
+from audit.export import Progress, iter_audit_records
 from audit.record import AuditRecord, Verdict
+from audit.record_filter import RecordFilter
 from audit.rows import CHAINS, REQUESTS, load_page
 from audit.settings import SyslogSettings
 from audit.syslog import INFO, NOTICE, WARNING, SyslogSender, format_message

@@ -21,9 +21,9 @@ from audit.db import (
     normalize_url,
     upgrade,
 )
-from audit.export import RecordFilter, _where
 from audit.models import Base
 from audit.partitions import include_name
+from audit.record_filter import RecordFilter, where
 from audit.rows import REQUESTS
 from tests.audit_db import audit_url, database_url
 
@@ -119,11 +119,11 @@ def test_postgres_urls_use_psycopg3(given: str, driver: str) -> None:
 
 
 FILTERS = {
-    "tenant": (RecordFilter(tenant="t"), "ix_audit_requests_tenant_started"),
-    "model": (RecordFilter(model="m"), "ix_audit_requests_model_started"),
-    "verdict": (RecordFilter(verdict="flag"), "ix_audit_requests_verdict_started"),  # type: ignore[arg-type]
-    "policy": (RecordFilter(policy_version="v"), "ix_audit_requests_policy_started"),
-    "check": (RecordFilter(check="pii"), "ix_audit_acted_steps_name"),
+    "tenant": (RecordFilter(tenants=("t",)), "ix_audit_requests_tenant_started"),
+    "model": (RecordFilter(models=("m",)), "ix_audit_requests_model_started"),
+    "verdict": (RecordFilter(verdicts=("flag",)), "ix_audit_requests_verdict_started"),
+    "policy": (RecordFilter(policy_versions=("v",)), "ix_audit_requests_policy_started"),
+    "check": (RecordFilter(checks=("pii",)), "ix_audit_acted_steps_name"),
 }
 
 
@@ -131,7 +131,7 @@ FILTERS = {
 def test_dashboard_filters_are_served_by_an_index(audit_url: str, name: str) -> None:
     """The planner must be able to use the index (checked with seq scans priced out on PG)."""
     flt, index = FILTERS[name]
-    q = _where(select(REQUESTS.c.request_id), flt).order_by(REQUESTS.c.started_at.desc()).limit(50)
+    q = select(REQUESTS.c.request_id).where(*where(flt)).order_by(REQUESTS.c.started_at.desc()).limit(50)
     engine = make_engine(audit_url)
     try:
         with engine.connect() as conn:

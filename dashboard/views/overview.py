@@ -17,6 +17,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from audit.models import Role
+from audit.record_filter import RecordFilter
 from dashboard import auth, charts, data, spikes, ui
 
 _DONE = {"flag": "flagged", "redact": "redacted", "block": "blocked", "error": "failed closed"}
@@ -28,13 +29,13 @@ CACHE_TTL_S = 30
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=32)
-def _overview(_engine: Engine, url: str, filters: data.Filters, bucket_s: int) -> data.Overview:
+def _overview(_engine: Engine, url: str, filters: RecordFilter, bucket_s: int) -> data.Overview:
     """Cached per database and range, so clicking around does not recount a million rows."""
     return data.overview(_engine, filters, bucket_s=bucket_s)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=32)
-def _trends(_engine: Engine, url: str, filters: data.Filters, bucket_s: int, every: int) -> data.LatencyTrends:
+def _trends(_engine: Engine, url: str, filters: RecordFilter, bucket_s: int, every: int) -> data.LatencyTrends:
     return data.latency_trends(_engine, filters, bucket_s=bucket_s, sampled_every=every)
 
 
@@ -116,7 +117,7 @@ def _percentile_chart(points: list[data.Percentiles], title: str) -> None:
     charts.show(charts.percentiles(title), [{"time": p.at, "p50": p.p50, "p95": p.p95, "p99": p.p99} for p in points])
 
 
-def _latency(eng: Engine, f: data.Filters, ov: data.Overview) -> None:
+def _latency(eng: Engine, f: RecordFilter, ov: data.Overview) -> None:
     with ui.db_errors(), st.spinner("Sorting latencies…"):
         trends = _trends(eng, str(eng.url), f, ov.bucket_s, ov.sampled_every)
     left, right = st.columns(2)
@@ -142,7 +143,7 @@ def _tokens(ov: data.Overview) -> None:
 
 
 @st.fragment
-def _views(eng: Engine, f: data.Filters, ov: data.Overview, rates: list[spikes.BucketRate]) -> None:
+def _views(eng: Engine, f: RecordFilter, ov: data.Overview, rates: list[spikes.BucketRate]) -> None:
     """The views as tabs whose content runs only when open (a fragment: switching reruns only this)."""
     tabs = st.tabs(list(VIEWS), key=VIEW_KEY, bind="query-params")
     summary, volume, latency, tokens = tabs
@@ -167,7 +168,7 @@ def render() -> None:
     left, _ = st.columns([1, 3])
     with left:
         start, end = ui.time_range_picker("ov")
-    f = data.Filters(start=start, end=end)
+    f = RecordFilter(start=start, end=end)
     with ui.db_errors(), st.spinner("Counting…"):
         ov = _overview(eng, str(eng.url), f, ui.bucket_for(start, end))
     if ov.total == 0:
