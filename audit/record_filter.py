@@ -7,7 +7,7 @@ Every field is optional and all must hold; a tuple field matches any of its valu
 - ``start`` / ``end``: ``start <= started_at < end``; a naive time is UTC.
 - ``checks``: requests where a check of that name acted (flagged, redacted, blocked or
   errored). Only check steps count, not the upstream call, the response summary or a reasoning
-  step's container; read from ``ix_audit_acted_steps_name``.
+  step's container; each request's acted steps are read by their key.
 - ``text``: a substring of the stored input or output text, ignoring case, matched literally
   (``%`` and ``_`` are themselves). It scans the rows the other fields leave, so narrow by time.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import ColumnElement, and_, not_, or_, select
+from sqlalchemy import ColumnElement, and_, exists, not_, or_
 
 from audit.rows import ACTED, REQUESTS
 
@@ -66,10 +66,11 @@ def where(f: RecordFilter) -> list[ColumnElement[bool]]:
     if f.policy_versions:
         clauses.append(R.policy_version.in_(f.policy_versions))
     if f.checks:
-        # IN, not a correlated EXISTS: the planner can then read the matching ids from the
-        # name index (name, stage, ..., request_id) instead of probing every request in range.
-        acted = select(S.request_id).where(S.name.in_(f.checks), is_check_step())
-        clauses.append(R.request_id.in_(acted))
+        # A correlated EXISTS (one probe of the request's acted steps by their key), not an IN
+        # over the name index: a list page stops after 50 matches, where IN first collects every
+        # request the check ever acted on (100,000 requests, all with `pii`: 8 ms against 0.58 s).
+        acted = and_(S.request_id == R.request_id, S.name.in_(f.checks), is_check_step())
+        clauses.append(exists().where(acted))
     term = f.text.strip()
     if term:
         clauses.append(
