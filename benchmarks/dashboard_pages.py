@@ -9,10 +9,18 @@ ten flagged, so the review queue is long), starts the real dashboard (``dashboar
 logs in once in headless Chromium and opens each page by its URL twice: *first* (the page's
 queries run) and *again* (what a reviewer sees coming back: cached per filter). A page counts as
 answered when Streamlit's script has finished (``stApp`` reports ``notRunning``) and the page's
-title is shown. Chromium and the server run on the same machine, which is shared: figures are
-noisy, so each page is timed ``--repeat`` times and the median is printed with the range.
+title is shown, polled every 20 ms (the browser tests' 250 ms poll would add ~0.15 s on average
+to every figure). The Overview opens on its numbers; its chart views are timed by their URLs
+too (``overview?view=Latency``). Chromium and the server run on the same machine, which is
+shared: figures are noisy, so each page is timed ``--repeat`` times and the median is printed
+with the range.
 
-    python -m benchmarks.dashboard_pages [--requests 100000] [--repeat 3] [--database FILE]
+    python -m benchmarks.dashboard_pages [--requests 100000] [--repeat 3] [--database FILE] [--pages a,b]
+                                         [--baseline DIR]
+
+``--baseline DIR`` serves another checkout of Warden (``git worktree add DIR main``) beside
+this one on the same database and opens each page by URL on the two in turn, so both see the
+same load: on a shared machine, runs minutes apart differ more than the versions do.
 
 ``--database FILE`` keeps the filled SQLite file (filled on the first run, reused and upgraded
 to the current schema after), so a change to queries or indexes can be timed again without
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import shutil
 import statistics
 import subprocess
@@ -50,6 +59,9 @@ from tests.test_dashboard_browser import BASE_FLAGS, CHROMIUM, Browser
 REPO = Path(__file__).resolve().parents[1]
 PAGES = {
     "overview": "Overview",
+    "overview?view=Volume": "Overview",
+    "overview?view=Latency": "Overview",
+    "overview?view=Tokens": "Overview",
     "requests": "Requests",
     "review": "Review queue",
     "quality": "Check quality",
@@ -60,6 +72,8 @@ PAGES = {
 }
 PASSWORD = "bench-pass-1"  # noqa: S105 - a throwaway login in a temporary database
 GOAL_S = 1.0
+#: how often the page is asked whether it has answered, seconds
+POLL_S = 0.02
 
 
 def fill(url: str, n: int) -> str:
@@ -98,10 +112,14 @@ def _a_blocked_request(url: str) -> str:
 
 
 @contextmanager
-def dashboard(config: Path) -> Iterator[str]:
+def dashboard(config: Path, repo: Path = REPO) -> Iterator[str]:
+    """The dashboard of the checkout at ``repo``, serving ``config``."""
     port = free_port()
     code = f"import dashboard; dashboard.launch({str(config)!r}, {port}, '127.0.0.1')"
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    env = {**os.environ, "PYTHONPATH": str(repo)}  # that checkout's packages, not the installed ones
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -159,12 +177,20 @@ def _done(title: str) -> str:
     )
 
 
+def _wait(b: Browser, expression: str, what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not b.js(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"page never showed {what}; it shows:\n{b.text()[:3000]}")
+        time.sleep(POLL_S)
+
+
 def open_page(b: Browser, url: str, title: str) -> float:
     """A full page load from the URL (a shared link, a reload)."""
     started = time.perf_counter()
     b.call("Page.navigate", url=url)
     time.sleep(0.05)  # let the old document go before polling the new one
-    b.wait_for(_done(title), url)
+    _wait(b, _done(title), url)
     return time.perf_counter() - started
 
 
@@ -172,10 +198,10 @@ def click_page(b: Browser, page: str, title: str) -> float:
     """Opening the page from the sidebar menu: the app stays loaded, only the page runs."""
     menu = "Integrity" if page == "integrity" else title
     link = f"[...document.querySelectorAll('a')].find(a => a.innerText.trim().split('\\n').pop() === {menu!r})"
-    b.wait_for(f"!!{link}", f"the menu link to {page}")
+    _wait(b, f"!!{link}", f"the menu link to {page}")
     started = time.perf_counter()
     b.js(f"{link}.click()")
-    b.wait_for(_done(title), page)
+    _wait(b, _done(title), page)
     return time.perf_counter() - started
 
 
@@ -184,7 +210,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--database", type=Path, help="a SQLite file to fill once and reuse")
+    parser.add_argument("--pages", help=f"comma-separated, of: {', '.join(PAGES)} (default: all)")
+    parser.add_argument("--baseline", type=Path, help="another checkout to time side by side with this one")
     args = parser.parse_args()
+    pages = {p: PAGES[p] for p in args.pages.split(",")} if args.pages else PAGES
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
         db = args.database.resolve() if args.database else folder / "warden.db"
@@ -202,31 +231,66 @@ def main() -> None:
             print(f"filled {args.requests:,} requests in {time.perf_counter() - t:.1f} s")
         with suppress(UserError):  # a reused file has the user already
             add_user(url, "bench", "admin", PASSWORD)
-        with dashboard(config) as server, chromium(folder / "profile") as b:
-            b.call("Page.navigate", url=server)
-            b.type_into('input[aria-label="User name"]', "bench")
-            b.type_into('input[type="password"]', PASSWORD, enter=True)
-            b.wait_for("document.body.innerText.includes('Logged in as')", "the login")
-            first: dict[str, list[float]] = {p: [] for p in PAGES}
-            again: dict[str, list[float]] = {p: [] for p in PAGES}
-            menu: dict[str, list[float]] = {p: [] for p in PAGES}
-            for _ in range(args.repeat):
-                for page, title in PAGES.items():
-                    link = f"{server}/{page}" + (f"?id={blocked}" if page == "request" else "")
-                    first[page].append(open_page(b, link, title))
-                    again[page].append(open_page(b, link, title))
-                open_page(b, f"{server}/integrity", "Audit integrity")
-                for page, title in PAGES.items():
-                    if page != "integrity":
-                        menu[page].append(click_page(b, page, title))
-                        click_page(b, "integrity", "Audit integrity")
+        if args.baseline:
+            side_by_side(config, folder / "profile", args.baseline.resolve(), pages, blocked, args.repeat)
+        else:
+            one_version(config, folder / "profile", pages, blocked, args.repeat)
 
-    def cell(v: list[float]) -> str:
-        return f"{statistics.median(v):>6.2f} ({min(v):.2f}-{max(v):.2f})" if v else f"{'-':>18}"
 
-    print(f"\n{'page':<10} {'by URL (s)':>20} {'by URL again':>20} {'from the menu':>20}")
-    for page in PAGES:
-        print(f"{page:<10} {cell(first[page]):>20} {cell(again[page]):>20} {cell(menu[page]):>20}")
+def _login(b: Browser, server: str) -> None:
+    b.call("Page.navigate", url=server)
+    b.type_into('input[aria-label="User name"]', "bench")
+    b.type_into('input[type="password"]', PASSWORD, enter=True)
+    b.wait_for("document.body.innerText.includes('Logged in as')", "the login")
+
+
+def _link(server: str, page: str, blocked: str) -> str:
+    return f"{server}/{page}" + (f"?id={blocked}" if page == "request" else "")
+
+
+def _cell(v: list[float]) -> str:
+    return f"{statistics.median(v):>6.2f} ({min(v):.2f}-{max(v):.2f})" if v else f"{'-':>18}"
+
+
+def one_version(config: Path, profile: Path, pages: dict[str, str], blocked: str, repeat: int) -> None:
+    with dashboard(config) as server, chromium(profile) as b:
+        _login(b, server)
+        first: dict[str, list[float]] = {p: [] for p in pages}
+        again: dict[str, list[float]] = {p: [] for p in pages}
+        menu: dict[str, list[float]] = {p: [] for p in pages}
+        for _ in range(repeat):
+            for page, title in pages.items():
+                first[page].append(open_page(b, _link(server, page, blocked), title))
+                again[page].append(open_page(b, _link(server, page, blocked), title))
+            open_page(b, f"{server}/integrity", "Audit integrity")
+            for page, title in pages.items():
+                if page != "integrity" and "?" not in page:
+                    menu[page].append(click_page(b, page, title))
+                    click_page(b, "integrity", "Audit integrity")
+    print(f"\n{'page':<22} {'by URL (s)':>20} {'by URL again':>20} {'from the menu':>20}")
+    for page in pages:
+        print(f"{page:<22} {_cell(first[page]):>20} {_cell(again[page]):>20} {_cell(menu[page]):>20}")
+
+
+def side_by_side(config: Path, profile: Path, baseline: Path, pages: dict[str, str], blocked: str, repeat: int) -> None:
+    """Each page by URL, twice in a row, on the baseline and on this checkout in turn (which goes
+    first alternates); the medians' ratio is this checkout's time over the baseline's."""
+    times: dict[tuple[str, str], list[float]] = {}
+    with dashboard(config, baseline) as base, dashboard(config) as this, chromium(profile) as b:
+        # One login serves both: same database, same session key, and cookies ignore the port.
+        _login(b, this)
+        for round_ in range(repeat):
+            for page, title in pages.items():
+                arms = [("baseline", base), ("this", this)]
+                for arm, server in arms if round_ % 2 == 0 else arms[::-1]:
+                    for _ in range(2):
+                        times.setdefault((page, arm), []).append(open_page(b, _link(server, page, blocked), title))
+    print(f"\n{'page, by URL (s)':<22} {'baseline':>20} {'this checkout':>20} {'ratio':>6} {'under 1 s':>10}")
+    for page in pages:
+        t0, t1 = times[(page, "baseline")], times[(page, "this")]
+        ratio = statistics.median(t1) / statistics.median(t0)
+        under = sum(t < GOAL_S for t in t1)
+        print(f"{page:<22} {_cell(t0):>20} {_cell(t1):>20} {ratio:>6.2f} {f'{under}/{len(t1)}':>10}")
 
 
 if __name__ == "__main__":

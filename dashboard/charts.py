@@ -77,22 +77,6 @@ def rates() -> Spec:
 
 
 @functools.cache
-def top_checks() -> Spec:
-    """Times each check acted, coloured by verdict (rows: check, verdict, count)."""
-    return _spec(
-        _empty()
-        .mark_bar()
-        .encode(
-            y=alt.Y("check:N", sort="-x", title=None),
-            x=alt.X("sum(count):Q", title="times acted"),
-            color=alt.Color("verdict:N", scale=_verdict_scale(), legend=None),
-            tooltip=["check:N", "verdict:N", "sum(count):Q"],
-        )
-        .properties(height=alt.Step(26))
-    )
-
-
-@functools.cache
 def percentiles(title: str) -> Spec:
     """p50 / p95 / p99 of ``title`` (ms) per bucket (rows: time, p50, p95, p99)."""
     return _spec(
@@ -164,7 +148,7 @@ def _timeline() -> Spec:
 def warm() -> None:
     """Build every chart's spec now (the server calls this at start-up, so the first page a user
     opens does not pay for importing Altair and validating its charts)."""
-    for build in (volume, rates, top_checks, tokens, precision, _timeline):
+    for build in (volume, rates, tokens, precision, _timeline):
         build()
     for title in ("Latency", "Time to first token"):
         percentiles(title)

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.db import SchemaOutOfDate, ensure_schema, make_engine
+from audit.read.record_filter import RecordFilter
 from audit.write.writer import AuditWriter
 from dashboard import data, evaluation
 from dashboard.auth import LoginThrottle
@@ -186,20 +187,20 @@ def _filter_options(_engine: Engine, url: str, start: datetime | None, end: date
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=64)
-def _count_requests(_engine: Engine, url: str, f: data.Filters) -> int:
+def _count_requests(_engine: Engine, url: str, f: RecordFilter) -> int:
     return data.count_requests(_engine, f)
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, max_entries=64)
-def _request_page(_engine: Engine, url: str, f: data.Filters, limit: int, offset: int) -> list[data.RequestSummary]:
+def _request_page(_engine: Engine, url: str, f: RecordFilter, limit: int, offset: int) -> list[data.RequestSummary]:
     return data.request_page(_engine, f, limit=limit, offset=offset)
 
 
-def count_requests(eng: Engine, f: data.Filters) -> int:
+def count_requests(eng: Engine, f: RecordFilter) -> int:
     return _count_requests(eng, str(eng.url), f)
 
 
-def request_page(eng: Engine, f: data.Filters, *, limit: int, offset: int) -> list[data.RequestSummary]:
+def request_page(eng: Engine, f: RecordFilter, *, limit: int, offset: int) -> list[data.RequestSummary]:
     return _request_page(eng, str(eng.url), f, limit, offset)
 
 
@@ -267,7 +268,7 @@ def time_range_picker(prefix: str) -> tuple[datetime | None, datetime | None]:
     return resolve_range(state)
 
 
-def filter_bar(eng: Engine, prefix: str, *, verdicts: bool = True, text: bool = True) -> data.Filters:
+def filter_bar(eng: Engine, prefix: str, *, verdicts: bool = True, text: bool = True) -> RecordFilter:
     """The shared filters, above the page's content; returns them as query filters."""
     state = filter_state()
     with st.container(border=True):
@@ -301,7 +302,7 @@ def filter_bar(eng: Engine, prefix: str, *, verdicts: bool = True, text: bool = 
                     "Search stored text", key=_key(prefix, "text", state.text), placeholder="words in prompt or answer"
                 )
             state.text = search
-    return data.Filters(
+    return RecordFilter(
         start=start,
         end=end,
         tenants=tuple(tenants),
@@ -313,7 +314,7 @@ def filter_bar(eng: Engine, prefix: str, *, verdicts: bool = True, text: bool = 
     )
 
 
-def without_verdicts(f: data.Filters) -> data.Filters:
+def without_verdicts(f: RecordFilter) -> RecordFilter:
     return replace(f, verdicts=())
 
 

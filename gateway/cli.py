@@ -10,18 +10,22 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from policies.yamlio import YamlModelError
+
+if TYPE_CHECKING:
+    from audit.read.record_filter import RecordFilter
 
 app = typer.Typer(help="Warden: a safety-guarded, audited, OpenAI-compatible LLM gateway.", no_args_is_help=True)
 policy_app = typer.Typer(help="Validate, compare and replay policy files.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", "-c", help="Gateway config file (or $WARDEN_CONFIG).")]
-#: the record filters ``audit export`` and ``policy replay`` share (``audit.read.export.RecordFilter``)
+#: the record filters ``audit export`` and ``policy replay`` share (``audit.read.record_filter.RecordFilter``,
+#: the dashboard's filter too)
 SinceOpt = Annotated[datetime | None, typer.Option(help="Only records from this time on.")]
 UntilOpt = Annotated[datetime | None, typer.Option(help="Only records before this time.")]
 TenantOpt = Annotated[str | None, typer.Option(help="Only this tenant.")]
@@ -29,7 +33,37 @@ ModelOpt = Annotated[str | None, typer.Option(help="Only this requested model.")
 VerdictOpt = Annotated[str | None, typer.Option(help="pass, flag, redact, block or error.")]
 CheckOpt = Annotated[str | None, typer.Option(help="Only requests where this check acted.")]
 PolicyVersionOpt = Annotated[str | None, typer.Option(help="Only this policy version.")]
-TextOpt = Annotated[str | None, typer.Option(help="Substring of the stored text.")]
+TextOpt = Annotated[
+    str | None, typer.Option(help="Text in the stored prompt or answer (ignoring case; % and _ are literal).")
+]
+
+
+def _record_filter(
+    since: datetime | None,
+    until: datetime | None,
+    tenant: str | None,
+    model: str | None,
+    verdict: str | None,
+    check: str | None,
+    policy_version: str | None,
+    text: str | None,
+) -> RecordFilter:
+    """The filter options as the one ``RecordFilter`` the dashboard reads with too."""
+    from audit.read.record_filter import RecordFilter
+    from audit.record import Verdict
+
+    if verdict is not None and verdict not in {v.value for v in Verdict}:
+        _fail(f"--verdict must be one of {', '.join(v.value for v in Verdict)}, not {verdict!r}")
+    return RecordFilter(
+        start=since,
+        end=until,
+        tenants=(tenant,) if tenant else (),
+        models=(model,) if model else (),
+        verdicts=(verdict,) if verdict else (),
+        checks=(check,) if check else (),
+        policy_versions=(policy_version,) if policy_version else (),
+        text=text or "",
+    )
 
 
 def _setup_logging(level: str) -> None:
@@ -173,13 +207,11 @@ def policy_replay(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from audit.record import Verdict
-    from dashboard.data import Filters, replay_inputs
+    from dashboard.data import replay_inputs
     from dashboard.replay import replay
     from policies.loader import load_policy
 
-    if verdict is not None and verdict not in {v.value for v in Verdict}:
-        _fail(f"--verdict must be one of {', '.join(v.value for v in Verdict)}, not {verdict!r}")
+    filters = _record_filter(since, until, tenant, model, verdict, check, policy_version, text)
     try:
         edited = load_policy(file)
     except YamlModelError as exc:
@@ -191,16 +223,6 @@ def policy_replay(
     except YamlModelError as exc:
         _fail(f"invalid running policy {running_path}:\n{exc}")
         raise AssertionError from exc
-    filters = Filters(
-        start=since,
-        end=until,
-        tenants=(tenant,) if tenant else (),
-        models=(model,) if model else (),
-        verdicts=(verdict,) if verdict else (),
-        checks=(check,) if check else (),
-        policy_versions=(policy_version,) if policy_version else (),
-        text=text or "",
-    )
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
@@ -583,21 +605,11 @@ def audit_export(
     text: TextOpt = None,
 ) -> None:
     """Stream records with their steps, in the reasoning-path shape, as JSONL or CSV."""
-    from audit.read.export import RecordFilter, write_csv, write_jsonl
-    from audit.record import Verdict
+    from audit.read.export import write_csv, write_jsonl
 
     if fmt not in ("jsonl", "csv", "ocsf"):
         _fail("--format must be jsonl, csv or ocsf")
-    filters = RecordFilter(
-        since=since,
-        until=until,
-        tenant=tenant,
-        model=model,
-        verdict=Verdict(verdict) if verdict else None,
-        check=check,
-        policy_version=policy_version,
-        text=text,
-    )
+    filters = _record_filter(since, until, tenant, model, verdict, check, policy_version, text)
     from audit.read.siem import write_ocsf
 
     writer = {"jsonl": write_jsonl, "csv": write_csv, "ocsf": write_ocsf}[fmt]

@@ -15,7 +15,6 @@ from sqlalchemy import Engine
 from audit.chain import ChainKey
 from audit.db import make_engine
 from audit.read.export import (
-    RecordFilter,
     count_records,
     get_record,
     get_request,
@@ -24,6 +23,7 @@ from audit.read.export import (
     write_csv,
     write_jsonl,
 )
+from audit.read.record_filter import RecordFilter
 from audit.record import AuditRecord, Verdict
 from audit.write.writer import AuditWriter
 from tests.audit_db import audit_url, database_url, make_record
@@ -77,29 +77,33 @@ def test_get_request_returns_the_stored_record(stored: tuple[Engine, list[AuditR
 
 
 @pytest.mark.parametrize(
-    ("flt", "expected"),
+    ("flt", "limit", "expected"),
     [
-        (RecordFilter(), list(range(12))),
-        (RecordFilter(tenant="tenant-1"), [1, 4, 7, 10]),
-        (RecordFilter(verdict=Verdict.block), [4]),
-        (RecordFilter(check="secrets"), [4]),
-        (RecordFilter(check="check_1"), []),
-        (RecordFilter(text="HYPERLINK"), [7]),
-        (RecordFilter(model="gpt-4o-mini", policy_version="sha256:abc123", limit=3), [0, 1, 2]),
-        (RecordFilter(model="other"), []),
+        (RecordFilter(), None, list(range(12))),
+        (RecordFilter(tenants=("tenant-1",)), None, [1, 4, 7, 10]),
+        (RecordFilter(verdicts=(Verdict.block.value,)), None, [4]),
+        (RecordFilter(checks=("secrets",)), None, [4]),
+        (RecordFilter(checks=("check_1",)), None, []),
+        (RecordFilter(text="HYPERLINK"), None, [7]),
+        (RecordFilter(text="hyperlink('HTTP"), None, [7]),  # ignoring case
+        (RecordFilter(text="hyper_ink"), None, []),  # _ and % are literal
+        (RecordFilter(models=("gpt-4o-mini",), policy_versions=("sha256:abc123",)), 3, [0, 1, 2]),
+        (RecordFilter(models=("other",)), None, []),
     ],
 )
-def test_filters(stored: tuple[Engine, list[AuditRecord]], flt: RecordFilter, expected: list[int]) -> None:
+def test_filters(
+    stored: tuple[Engine, list[AuditRecord]], flt: RecordFilter, limit: int | None, expected: list[int]
+) -> None:
     engine, records = stored
-    got = [d["request_id"] for d in iter_records(engine, flt, page_size=5)]
+    got = [d["request_id"] for d in iter_records(engine, flt, page_size=5, limit=limit)]
     assert got == [records[i].request_id for i in expected]
-    assert count_records(engine, flt) == len(expected)
+    assert count_records(engine, flt, limit=limit) == len(expected)
 
 
 def test_time_window(stored: tuple[Engine, list[AuditRecord]]) -> None:
     engine, records = stored
     since = records[3].started_at
-    flt = RecordFilter(since=since, until=since + timedelta(seconds=3))
+    flt = RecordFilter(start=since, end=since + timedelta(seconds=3))
     assert [d["request_id"] for d in iter_records(engine, flt)] == [r.request_id for r in records[3:6]]
 
 
@@ -123,7 +127,7 @@ def _stored(engine: Engine, record: AuditRecord) -> AuditRecord:
 def test_csv_export_neutralizes_formulas(stored: tuple[Engine, list[AuditRecord]]) -> None:
     engine, records = stored
     out = io.StringIO()
-    assert write_csv(engine, out, RecordFilter(tenant="tenant-1")) == 4
+    assert write_csv(engine, out, RecordFilter(tenants=("tenant-1",))) == 4
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert [r["request_id"] for r in rows] == [records[i].request_id for i in (1, 4, 7, 10)]
     assert rows[2]["input_text"] == "'=HYPERLINK('http://evil')"

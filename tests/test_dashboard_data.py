@@ -13,16 +13,19 @@ import pytest
 from sqlalchemy import Engine, select
 
 from audit.db import make_engine, upgrade
+from audit.read.export import iter_audit_records
+from audit.read.record_filter import NOT_CHECKS, RecordFilter
 from audit.record import AuditRecord, Ruling
 from audit.rows import ACTED, REQUESTS, load_page
 from audit.write.writer import AuditWriter
 from dashboard import data, export, spikes
+from dashboard.data import traffic
 from tests.audit_db import make_record, postgres_schema
 from tests.dashboard_fixtures import Dash, dash, dashboard_seed
 
 __all__ = ["dash", "dashboard_seed"]
 
-ALL = data.Filters()
+ALL = RecordFilter()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -69,16 +72,16 @@ def rule(url: str, tmp_path: Path, rulings: dict[str, Ruling]) -> None:
 
 def test_filters_narrow_in_the_database(dash: Dash, engine: Engine) -> None:
     assert data.count_requests(engine, ALL) == total(dash)
-    assert data.count_requests(engine, data.Filters(verdicts=("block",))) == 1
-    assert data.count_requests(engine, data.Filters(checks=("watch",))) == 2
-    assert data.count_requests(engine, data.Filters(text="MERGER")) == 2  # case-insensitive
-    assert data.count_requests(engine, data.Filters(text="100%_")) == 0  # LIKE wildcards are literal
-    assert data.count_requests(engine, data.Filters(tenants=("acme",), models=("sim-reasoner",))) == 1
-    assert data.count_requests(engine, data.Filters(tenants=("other",))) == 0
+    assert data.count_requests(engine, RecordFilter(verdicts=("block",))) == 1
+    assert data.count_requests(engine, RecordFilter(checks=("watch",))) == 2
+    assert data.count_requests(engine, RecordFilter(text="MERGER")) == 2  # case-insensitive
+    assert data.count_requests(engine, RecordFilter(text="100%_")) == 0  # LIKE wildcards are literal
+    assert data.count_requests(engine, RecordFilter(tenants=("acme",), models=("sim-reasoner",))) == 1
+    assert data.count_requests(engine, RecordFilter(tenants=("other",))) == 0
     future = datetime.now(UTC) + timedelta(hours=1)
-    assert data.count_requests(engine, data.Filters(start=future)) == 0
-    assert data.count_requests(engine, data.Filters(end=future)) == total(dash)
-    monitor = data.request_page(engine, data.Filters(checks=("ticket",)))
+    assert data.count_requests(engine, RecordFilter(start=future)) == 0
+    assert data.count_requests(engine, RecordFilter(end=future)) == total(dash)
+    monitor = data.request_page(engine, RecordFilter(checks=("ticket",)))
     assert [r.request_id for r in monitor] == dash.ids["monitor"]
     assert monitor[0].verdict == "pass"  # monitor mode changed nothing
 
@@ -102,7 +105,9 @@ def test_overview_counts_rates_and_percentiles(dash: Dash, engine: Engine) -> No
     assert ov.latency.p50 is not None and ov.latency.p95 is not None and ov.latency.p99 is not None
     assert ov.latency.p50 <= ov.latency.p95 <= ov.latency.p99
     assert ov.ttft.p50 is not None
-    assert ov.latency_series and all(p.p50 is not None for p in ov.latency_series)
+    trends = data.latency_trends(engine, ALL, bucket_s=60)
+    assert trends.latency and all(p.p50 is not None for p in trends.latency)
+    assert trends.ttft and all(p.p50 is not None for p in trends.ttft)
     assert sum(p.requests for p in ov.series) == ov.total
     assert ov.prompt_tokens > 0
     watch = [c for c in ov.top_checks if c.name == "watch"]
@@ -143,9 +148,10 @@ def test_queue_rulings_and_check_quality(dash: Dash, db_url: str, engine: Engine
 
 
 def test_exports_stream_the_filtered_records(dash: Dash, engine: Engine) -> None:
-    records = list(data.iter_records(engine, data.Filters(checks=("watch",)), max_rows=10, chunk=1))
+    watch = RecordFilter(checks=("watch",))
+    records = list(iter_audit_records(engine, watch, limit=10, page_size=1, newest_first=True))
     assert sorted(r.request_id for r in records) == sorted(dash.ids["flag"])
-    assert len(list(data.iter_records(engine, ALL, max_rows=3, chunk=2))) == 3
+    assert len(list(iter_audit_records(engine, ALL, limit=3, page_size=2, newest_first=True))) == 3
     rows = list(csv.DictReader(io.StringIO(export.to_csv(records).decode())))
     assert [r["checks_acted"] for r in rows] == ["watch", "watch"]
     assert all("merger" in r["input_text"] for r in rows)
@@ -176,7 +182,7 @@ def test_policy_versions_are_stored_once(engine: Engine) -> None:
 
 
 def test_replay_inputs_and_stored_ids(dash: Dash, engine: Engine) -> None:
-    items = data.replay_inputs(engine, data.Filters(checks=("watch",)), limit=10)
+    items = data.replay_inputs(engine, RecordFilter(checks=("watch",)), limit=10)
     assert {i.request_id for i in items} == set(dash.ids["flag"])
     assert all(i.verdict == "flag" and i.input_text and "merger" in i.input_text for i in items)
     assert data.stored_ids(engine, [dash.ids["pass"][0], "req_in_flight"]) == {dash.ids["pass"][0]}
@@ -197,7 +203,7 @@ def test_percentiles_over_many_requests_are_sampled(
     dash: Dash, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     exact = data.overview(engine, ALL, bucket_s=3600)
-    monkeypatch.setattr(data, "PERCENTILE_SAMPLE", 5)
+    monkeypatch.setattr(traffic, "PERCENTILE_SAMPLE", 5)
     sampled = data.overview(engine, ALL, bucket_s=3600)
     assert exact.sampled_every == 1
     assert sampled.sampled_every == -(-total(dash) // 5)
@@ -224,12 +230,12 @@ def test_top_checks_from_the_id_range_equal_the_join(
     dash: Dash, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Counted without the join (the requests' steps as one key range) or with it: the same counts."""
-    recent = data.Filters(start=datetime.now(UTC) - timedelta(days=1))
+    recent = RecordFilter(start=datetime.now(UTC) - timedelta(days=1))
     with engine.connect() as conn:
-        assert data._id_range(conn, recent) is not None  # the gateway's ids are time-ordered
-        assert data._id_range(conn, data.Filters(start=recent.start, tenants=("acme",))) is None  # not a time filter
+        assert traffic._id_range(conn, recent) is not None  # the gateway's ids are time-ordered
+        assert traffic._id_range(conn, RecordFilter(start=recent.start, tenants=("acme",))) is None  # not a time filter
     fast = data.overview(engine, recent, bucket_s=3600)
-    monkeypatch.setattr(data, "_id_range", lambda conn, f: None)
+    monkeypatch.setattr(traffic, "_id_range", lambda conn, f: None)
     joined = data.overview(engine, recent, bucket_s=3600)
     assert _top(fast) == _top(joined) and fast.top_checks
 
@@ -246,13 +252,13 @@ def test_ids_out_of_time_order_fall_back_to_the_join(db_url: str, engine: Engine
     writer.submit(old)
     assert writer.flush(10)
     writer.close()
-    everything = data.Filters(start=datetime.now(UTC) - timedelta(days=4))
-    recent = data.Filters(start=datetime.now(UTC) - timedelta(days=1))
+    everything = RecordFilter(start=datetime.now(UTC) - timedelta(days=4))
+    recent = RecordFilter(start=datetime.now(UTC) - timedelta(days=1))
     with engine.connect() as conn:
-        assert data._id_range(conn, everything) is not None
-        assert data._id_range(conn, recent) is None
+        assert traffic._id_range(conn, everything) is not None
+        assert traffic._id_range(conn, recent) is None
 
-    def counts(f: data.Filters) -> dict[tuple[str, str, str, bool], int]:
+    def counts(f: RecordFilter) -> dict[tuple[str, str, str, bool], int]:
         return {row[:4]: row[4] for row in _top(data.overview(engine, f, bucket_s=3600, top=100))}
 
     before, after = counts(recent), counts(everything)
@@ -263,7 +269,5 @@ def test_ids_out_of_time_order_fall_back_to_the_join(db_url: str, engine: Engine
 def test_check_names_are_the_checks_that_acted(engine: Engine) -> None:
     with engine.connect() as conn:
         rows = conn.execute(select(ACTED.c.name, ACTED.c.stage).distinct()).all()
-    expected = sorted(
-        {n for n, s in rows if s not in data.NOT_CHECKS and not (s == "reasoning" and n.startswith("step "))}
-    )
+    expected = sorted({n for n, s in rows if s not in NOT_CHECKS and not (s == "reasoning" and n.startswith("step "))})
     assert list(data.filter_options(engine).checks) == expected and expected

@@ -128,6 +128,26 @@ def test_overview_shows_volume_and_rates(dash: Dash) -> None:
     assert f"Requests={total}" in shown
     assert f"Blocked={1 / total:.1%}" in shown
     assert "1 would be flagged under enforce" in shown  # the monitor-mode check
+    # numbers first: the summary's tables, and no chart until a chart view is opened
+    summary = "\n".join(t.value.to_csv() for t in at.table)
+    assert "block,1," in summary and "input/watch,flag,2" in summary
+    assert not at.get("vega_lite_chart")
+    charts = {"Volume": 2, "Latency": 2, "Tokens": 1}
+    for view, n in charts.items():
+        at.session_state["view"] = view
+        at.run()
+        assert not at.exception, at.exception
+        assert len(at.get("vega_lite_chart")) == n, view
+        assert not at.table, "the summary's tables are not drawn under another view"
+
+
+def test_overview_view_opens_from_its_url(dash: Dash) -> None:
+    at = logged_in("vic")
+    at.query_params["view"] = "Latency"
+    at.run()
+    assert not at.exception, at.exception
+    assert {s.value for s in at.subheader} >= {"Latency", "Time to first token"}
+    assert len(at.get("vega_lite_chart")) == 2
 
 
 def test_requests_filters_and_pages(dash: Dash) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from audit.db import make_engine
+from audit.read.record_filter import RecordFilter
 from dashboard import data, policy_files, proposals, replay
 from dashboard.data import RuledStep
 from policies.loader import load_policy_text
@@ -133,7 +134,7 @@ def test_replay_compares_running_and_edited_policies(dash: Dash) -> None:
     stricter = load_policy_text(
         SEED_POLICY.replace('terms: ["merger"], action: flag', 'terms: ["merger"], action: block'), "e"
     )
-    items = data.replay_inputs(engine, data.Filters(), limit=100)
+    items = data.replay_inputs(engine, RecordFilter(), limit=100)
     seen: list[tuple[int, int]] = []
     results = replay.replay(stricter, running, items, lambda done, total: seen.append((done, total)))
     assert seen[-1] == (len(items), len(items))

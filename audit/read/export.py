@@ -9,23 +9,24 @@
 and ``warden audit export`` both use it.
 
 ``iter_records`` streams in pages (keyset on ``started_at, request_id``), so an export of a
-million records never holds more than one page; ``write_jsonl`` / ``write_csv`` write it.
+million records never holds more than one page; ``write_jsonl`` / ``write_csv`` write it. Which
+records: ``audit.read.record_filter.RecordFilter``, the filter the dashboard uses too.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
 import orjson
-from sqlalchemy import Engine, Select, func, or_, select, tuple_
+from sqlalchemy import Engine, func, select, tuple_
 
 from audit.canonical import span_obj
+from audit.read.record_filter import RecordFilter, where
 from audit.record import AuditRecord, StepRecord, Verdict
-from audit.rows import ACTED, REQUESTS, load_page, load_record, utc
+from audit.rows import REQUESTS, load_page, load_record
 
 PAGE = 500
 
@@ -36,24 +37,6 @@ OUTPUT_DECISION = {
     Verdict.block: "blocked",
     Verdict.error: "error",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class RecordFilter:
-    """The dashboard's and the CLI's filters; every field optional, all must hold."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-    tenant: str | None = None
-    model: str | None = None
-    verdict: Verdict | None = None
-    #: requests where this check acted (its verdict was anything but ``pass``)
-    check: str | None = None
-    policy_name: str | None = None
-    policy_version: str | None = None
-    #: substring of the stored input or output text (a scan: narrow by time first)
-    text: str | None = None
-    limit: int | None = None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -122,47 +105,38 @@ def get_request(engine: Engine, request_id: str) -> dict[str, Any] | None:
     return None if record is None else to_compliance(record)
 
 
-def _where(q: Select[Any], f: RecordFilter) -> Select[Any]:
-    r = REQUESTS.c
-    if f.since is not None:
-        q = q.where(r.started_at >= utc(f.since))
-    if f.until is not None:
-        q = q.where(r.started_at < utc(f.until))
-    for col, value in ((r.tenant, f.tenant), (r.model_requested, f.model), (r.policy_name, f.policy_name)):
-        if value is not None:
-            q = q.where(col == value)
-    if f.policy_version is not None:
-        q = q.where(r.policy_version == f.policy_version)
-    if f.verdict is not None:
-        q = q.where(r.verdict == Verdict(f.verdict).value)
-    if f.check is not None:
-        q = q.where(r.request_id.in_(select(ACTED.c.request_id).where(ACTED.c.name == f.check)))
-    if f.text:
-        pattern = f"%{f.text}%"
-        q = q.where(or_(r.input_text.like(pattern), r.output_text.like(pattern)))
-    return q
-
-
-def count_records(engine: Engine, filters: RecordFilter | None = None) -> int:
-    q = _where(select(func.count()).select_from(REQUESTS), filters or RecordFilter())
+def count_records(engine: Engine, filters: RecordFilter | None = None, *, limit: int | None = None) -> int:
+    q = select(func.count()).select_from(REQUESTS).where(*where(filters or RecordFilter()))
     with engine.connect() as conn:
         n = int(conn.execute(q).scalar_one())
-    limit = filters.limit if filters else None
     return n if limit is None else min(n, limit)
 
 
 def iter_audit_records(
-    engine: Engine, filters: RecordFilter | None = None, *, page_size: int = PAGE
+    engine: Engine,
+    filters: RecordFilter | None = None,
+    *,
+    page_size: int = PAGE,
+    limit: int | None = None,
+    newest_first: bool = False,
 ) -> Iterator[AuditRecord]:
-    f = filters or RecordFilter()
-    left = f.limit
+    """The filtered records with their steps, oldest first (``newest_first``: newest first);
+    at most ``limit``. Pages by keyset, so a deep export does not re-scan skipped rows."""
+    clauses = where(filters or RecordFilter())
+    key = tuple_(REQUESTS.c.started_at, REQUESTS.c.request_id)
+    order = (
+        (REQUESTS.c.started_at.desc(), REQUESTS.c.request_id.desc())
+        if newest_first
+        else (REQUESTS.c.started_at, REQUESTS.c.request_id)
+    )
+    left = limit
     after: tuple[datetime, str] | None = None
     while left is None or left > 0:
         n = page_size if left is None else min(page_size, left)
-        q = _where(select(REQUESTS), f)
+        q = select(REQUESTS).where(*clauses)
         if after is not None:
-            q = q.where(tuple_(REQUESTS.c.started_at, REQUESTS.c.request_id) > tuple_(*after))
-        q = q.order_by(REQUESTS.c.started_at, REQUESTS.c.request_id).limit(n)
+            q = q.where(key < tuple_(*after) if newest_first else key > tuple_(*after))
+        q = q.order_by(*order).limit(n)
         with engine.connect() as conn:
             rows = list(conn.execute(q).mappings())
             if not rows:
@@ -177,9 +151,9 @@ def iter_audit_records(
 
 
 def iter_records(
-    engine: Engine, filters: RecordFilter | None = None, *, page_size: int = PAGE
+    engine: Engine, filters: RecordFilter | None = None, *, page_size: int = PAGE, limit: int | None = None
 ) -> Iterator[dict[str, Any]]:
-    for record in iter_audit_records(engine, filters, page_size=page_size):
+    for record in iter_audit_records(engine, filters, page_size=page_size, limit=limit):
         yield to_compliance(record)
 
 

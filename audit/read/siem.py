@@ -23,13 +23,14 @@ from typing import IO, Any
 import orjson
 from sqlalchemy import Engine, select
 
-from audit.read.export import Progress, RecordFilter, iter_audit_records
+from audit.read.export import Progress, iter_audit_records
+from audit.read.record_filter import RecordFilter
 from audit.record import AuditRecord, Verdict
 from audit.rows import CHAINS, REQUESTS, load_page
 from audit.settings import SyslogSettings
 from audit.syslog import INFO, NOTICE, WARNING, SyslogSender, format_message
 
-log = logging.getLogger("warden.audit.siem")
+log = logging.getLogger("warden.audit.read.siem")
 
 OCSF_VERSION = "1.3.0"
 API_ACTIVITY = 6003

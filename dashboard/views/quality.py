@@ -14,6 +14,7 @@ from pathlib import Path
 import streamlit as st
 
 from audit.models import Role
+from audit.read.record_filter import RecordFilter
 from dashboard import charts, data, evaluation, page_auth, policy_files, proposals, ui
 from dashboard.auth import Session
 from gateway.redteam import Prompt
@@ -64,7 +65,7 @@ def _policy_for(paths: tuple[Path, ...], stage: str, check: str) -> tuple[Path, 
     return None
 
 
-def _proposals(session: Session, rows: list[data.QualityRow], f: data.Filters) -> None:
+def _proposals(session: Session, rows: list[data.QualityRow], f: RecordFilter) -> None:
     st.subheader("Proposed changes")
     cfg = ui.settings()
     with_fps = sorted({(r.check, r.stage) for r in rows if r.false_positives})
@@ -150,7 +151,7 @@ def render() -> None:
     left, _ = st.columns([1, 3])
     with left:
         start, end = ui.time_range_picker("q")
-    f = data.Filters(start=start, end=end)
+    f = RecordFilter(start=start, end=end)
     eng = ui.engine()
     with ui.db_errors():
         rows = data.check_quality(eng, f)

@@ -10,6 +10,8 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from audit.models import Role
+from audit.read.export import iter_audit_records
+from audit.read.record_filter import RecordFilter
 from dashboard import data, export, page_auth, ui
 
 EXPORT_MAX = 100_000
@@ -39,8 +41,8 @@ def _frame(rows: list[data.RequestSummary]) -> list[dict[str, Any]]:
     ]
 
 
-def _exporter(eng: Engine, f: data.Filters, fmt: Callable[..., bytes]) -> Callable[[], bytes]:
-    return lambda: fmt(data.iter_records(eng, f, max_rows=EXPORT_MAX))
+def _exporter(eng: Engine, f: RecordFilter, fmt: Callable[..., bytes]) -> Callable[[], bytes]:
+    return lambda: fmt(iter_audit_records(eng, f, limit=EXPORT_MAX, newest_first=True))
 
 
 def render() -> None:
