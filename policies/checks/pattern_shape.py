@@ -463,6 +463,7 @@ class Prefilter:
         self.ungated_shapes = tuple(
             (i, self.shapes[i].min_len, self.shapes[i].required, self.shapes[i].spaceless) for i in ungated
         )
+        self.ungated_index = {shape[0]: shape for shape in self.ungated_shapes}
         #: per ungated pattern, the bytes its partial match may hold (for `bytes.rstrip`)
         self.alphabets = {
             i: None if shape.alphabet is None else "".join(sorted(shape.alphabet)).encode("ascii")
