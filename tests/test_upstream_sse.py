@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from gateway.errors import UpstreamError
-from gateway.upstream.sse import FIRST_RUN, MAX_RUN, SseBatcher
+from gateway.upstream.sse import FIRST_RUN, MAX_RUN, RUN_GROWTH, SseBatcher
 
 ENVELOPE = {
     "id": "chatcmpl-9",
@@ -51,11 +51,15 @@ def test_a_read_of_text_tokens_becomes_one_chunk_with_the_same_envelope() -> Non
 
 def test_runs_grow_from_a_few_tokens_to_max_run() -> None:
     batcher = SseBatcher()
-    batch = feed(batcher, b"".join(event({"content": f"w{i} "}) for i in range(200)))
+    count = 2 * MAX_RUN
+    batch = feed(batcher, b"".join(event({"content": f"w{i} "}) for i in range(count)))
     sizes = [c["choices"][0]["delta"]["content"].count("w") for c in batch]
-    assert sizes[:5] == [FIRST_RUN, 2 * FIRST_RUN, 4 * FIRST_RUN, 8 * FIRST_RUN, MAX_RUN]
-    assert sum(sizes) == 200 and max(sizes) == MAX_RUN
-    assert "".join(c["choices"][0]["delta"]["content"] for c in batch) == "".join(f"w{i} " for i in range(200))
+    growing = [FIRST_RUN]
+    while growing[-1] * RUN_GROWTH < MAX_RUN:
+        growing.append(growing[-1] * RUN_GROWTH)
+    assert sizes[: len(growing) + 1] == [*growing, MAX_RUN]
+    assert sum(sizes) == count and max(sizes) == MAX_RUN
+    assert "".join(c["choices"][0]["delta"]["content"] for c in batch) == "".join(f"w{i} " for i in range(count))
 
 
 def test_runs_continue_across_reads_and_everything_else_ends_them() -> None:

@@ -40,6 +40,9 @@ from gateway.upstream.transport import (
 )
 
 FAST_PREFIXES = ("openai/",)
+#: chunks at the start of a stream that go through the checks and out alone (a role
+#: announcement, the first short run of words): later, each read's chunks go in one batch
+ALONE = 2
 log = logging.getLogger("warden.upstream")
 #: (kind, upstream, ...) keys already logged, e.g. a redirect and its target
 _logged: set[tuple[str, ...]] = set()
@@ -158,12 +161,21 @@ class FastUpstream:
     async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
         response = await self._send(endpoint, body, stream=True)
         events = SseBatcher()
+        alone = ALONE
         try:
             async for data in response.aiter_reads():
-                # One merged chunk at a time: its text is checked and sent before the next
-                # one's is looked at (the first few words do not wait for a whole read).
+                # The stream's first chunks one at a time: their text is checked and sent
+                # before the rest of the read is looked at (the first words do not wait for a
+                # whole read). After that, a read's chunks leave together, in one write.
+                batch: list[dict[str, Any]] = []
                 for chunk in events.feed(data):
-                    yield [chunk]
+                    if alone:
+                        alone -= 1
+                        yield [chunk]
+                    else:
+                        batch.append(chunk)
+                if batch:
+                    yield batch
                 if events.error is not None:
                     raise events.error  # after what came before the bad event went out
                 if events.done:

@@ -230,11 +230,13 @@ class Template:
         return chunk
 
 
-#: tokens merged into a stream's first text chunk; each later run may hold twice as many, up
-#: to ``MAX_RUN``. Small first, so the first words are checked and sent before the rest of a
-#: large read is (time to first token); large later, so a fast stream costs little per token.
+#: tokens merged into a stream's first text chunk; each later run may hold ``RUN_GROWTH`` times
+#: as many, up to ``MAX_RUN``. Small first, so the first words are checked and sent before the
+#: rest of a large read is (time to first token); large later, so a fast stream costs little per
+#: token: every chunk is one more pass of the stream checks, one more JSON encoding and write.
 FIRST_RUN = 4
-MAX_RUN = 64
+RUN_GROWTH = 4
+MAX_RUN = 256
 
 
 @dataclass(slots=True)
@@ -316,6 +318,6 @@ class SseBatcher:
         if head is not None and len(parts) == 1:
             batch.append(head)  # nothing merged (a role announcement, say): runs do not grow
         else:
-            self._run_cap = min(self._run_cap * 2, MAX_RUN)
+            self._run_cap = min(self._run_cap * RUN_GROWTH, MAX_RUN)
             pad, self._run_pad = self._run_pad, None
             batch.append(template.build(parts[0] if len(parts) == 1 else "".join(parts), pad))

@@ -431,6 +431,10 @@ def _node_spaceless(op: Any, av: Any, flags: int) -> bool:
     return False
 
 
+#: an ungated pattern's index, ``min_len``, ``required`` and ``spaceless``
+UngatedShape = tuple[int, int, tuple[str, ...] | None, bool]
+
+
 class Prefilter:
     """Which of a set's patterns can match in a buffer, from one pass of a prefix trie.
 
@@ -460,7 +464,7 @@ class Prefilter:
         # one that holds the whole word.
         ungated.sort(key=lambda i: (i not in first, self.shapes[i].prefixes is not None))
         self.gated, self.ungated = tuple(gated), tuple(ungated)
-        self.ungated_shapes = tuple(
+        self.ungated_shapes: tuple[UngatedShape, ...] = tuple(
             (i, self.shapes[i].min_len, self.shapes[i].required, self.shapes[i].spaceless) for i in ungated
         )
         self.ungated_index = {shape[0]: shape for shape in self.ungated_shapes}

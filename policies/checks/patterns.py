@@ -39,7 +39,7 @@ from typing import Any
 import regex
 
 from policies.checks.base import CheckResult, Span, StreamMatcher, StreamScan
-from policies.checks.pattern_shape import Prefilter, Shape, shape_of
+from policies.checks.pattern_shape import Prefilter, Shape, UngatedShape, shape_of
 
 #: Judges a matched value: the score to give it, or ``None`` to drop the match.
 Validator = Callable[[str], float | None]
@@ -206,7 +206,7 @@ class PatternSet:
 
     @staticmethod
     def _may_complete(
-        shape: tuple[int, int, tuple[str, ...] | None, bool], buffer: str, pos: int, data: bytes, base: int, longest: int
+        shape: UngatedShape, buffer: str, pos: int, data: bytes, base: int, longest: int
     ) -> tuple[bool, int]:
         """Whether an ungated pattern (``Prefilter.ungated_shapes``) can complete a match
         from ``pos`` on; and the longest word of the text from there (-1: not measured yet),
