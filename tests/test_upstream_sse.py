@@ -145,3 +145,25 @@ def test_a_crlf_split_between_its_two_bytes_at_the_end_of_an_event() -> None:
     batcher = SseBatcher()
     out = feed(batcher, data[:cut]) + feed(batcher, data[cut:])
     assert texts(out) == [{"content": "one"}] and batcher.done
+
+
+@pytest.mark.parametrize(
+    "raw_text",
+    [b'say \\"hi\\" \\\\ done', b"\\ud83d\\ude00 \\/ \\t", b"tab\there", b"bad \\x escape", b'unescaped " quote'],
+)
+def test_a_token_matched_in_one_step_is_the_token_a_parse_gives(raw_text: bytes) -> None:
+    # After the first tokens a template's events are matched and decoded in one step; a text
+    # JSON refuses there (a raw tab, a bad escape, a stray quote) takes the full parse, which
+    # refuses it the same way: a merge never accepts what a parse would not.
+    words = [event({"content": f"w{i} "}) for i in range(8)]
+    odd = event({"content": "PLACEHOLDER"}).replace(b"PLACEHOLDER", raw_text)
+    data = b"".join(words) + odd + event({"content": "end"}) + b"data: [DONE]\n\n"
+    batcher = SseBatcher()
+    merged = "".join(c["choices"][0]["delta"].get("content", "") for c in feed(batcher, data))
+    try:
+        odd_text = orjson.loads(odd[6:-2])["choices"][0]["delta"]["content"]
+    except orjson.JSONDecodeError:
+        assert isinstance(batcher.error, UpstreamError) and merged == "".join(f"w{i} " for i in range(8))
+    else:
+        assert batcher.error is None and batcher.done
+        assert merged == "".join(f"w{i} " for i in range(8)) + odd_text + "end"
