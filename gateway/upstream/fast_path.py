@@ -40,9 +40,6 @@ from gateway.upstream.transport import (
 )
 
 FAST_PREFIXES = ("openai/",)
-#: chunks at the start of a stream that go through the checks and out alone (a role
-#: announcement, the first short run of words): later, each read's chunks go in one batch
-ALONE = 2
 log = logging.getLogger("warden.upstream")
 #: (kind, upstream, ...) keys already logged, e.g. a redirect and its target
 _logged: set[tuple[str, ...]] = set()
@@ -161,16 +158,16 @@ class FastUpstream:
     async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
         response = await self._send(endpoint, body, stream=True)
         events = SseBatcher()
-        alone = ALONE
+        alone = True
         try:
             async for data in response.aiter_reads():
-                # The stream's first chunks one at a time: their text is checked and sent
-                # before the rest of the read is looked at (the first words do not wait for a
-                # whole read). After that, a read's chunks leave together, in one write.
+                # Up to the stream's first text, chunks one at a time: the first words are
+                # checked and sent before the rest of the read is looked at (they do not wait
+                # for a whole read). After that, a read's chunks leave together, in one write.
                 batch: list[dict[str, Any]] = []
                 for chunk in events.feed(data):
                     if alone:
-                        alone -= 1
+                        alone = not _has_text(chunk)
                         yield [chunk]
                     else:
                         batch.append(chunk)
@@ -191,6 +188,21 @@ class FastUpstream:
 
     async def aclose(self) -> None:
         return None
+
+
+def _has_text(chunk: dict[str, Any]) -> bool:
+    """Whether a stream chunk carries words for the client (text, reasoning, tool arguments)."""
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        if choice.get("text"):
+            return True
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and any(
+            delta.get(k) for k in ("content", "reasoning_content", "reasoning", "tool_calls")
+        ):
+            return True
+    return False
 
 
 def _log_once(key: tuple[str, ...], message: str, *args: object) -> None:
