@@ -128,3 +128,19 @@ def test_baseline_checkout_is_measured_before_and_after_in_the_same_rounds(tmp_p
 
     refused = run_benchmark(*args, "--baseline", str(tmp_path))
     assert refused.returncode != 0 and "not a Warden checkout" in refused.stderr
+
+
+TINY_COST = ("--requests", "2", "--repeats", "1")
+
+
+def test_pipeline_cost_runs_a_shape_in_process() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pipeline_cost", "--shapes", "ollama", "--reads", "1,3", *TINY_COST],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^ollama\s+[\d.]+ ms\s+[\d.]+ ms$", done.stdout, re.M), done.stdout
