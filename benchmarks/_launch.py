@@ -82,6 +82,9 @@ async def launch(
     log = workdir / f"{variant.name}.log"
     if variant.kind == "warden":
         config = warden_config(workdir, variant, upstream_v1=upstream_v1, client_key=key, audit=audit)
+        if variant.repo is not None:
+            # Its packages come first on the path, ahead of this checkout's (installed editable).
+            env = {**(env or {}), "PYTHONPATH": str(variant.repo)}
         argv = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)]
         argv += ["--host", LOOPBACK, "--port", str(port), "--log-level", "warning"]
         ready_path, timeout_s = "/health", WARDEN_READY_TIMEOUT_S

@@ -57,11 +57,29 @@ class ShapeResult:
     #: CPU seconds the Warden process spent in its measured runs: unlike requests/s, barely
     #: moved by other work on the machine, so it shows the cost of each shape on a busy box
     warden_cpu_s: float = 0.0
+    #: Warden from another checkout (``--baseline``), measured in the same rounds: before/after
+    baseline: list[LoadResult] = field(default_factory=list)
+    baseline_cpu_s: float = 0.0
 
     @property
     def cpu_ms_per_request(self) -> float | None:
         done = sum(r.completed for r in self.warden)
         return self.warden_cpu_s * 1000 / done if done else None
+
+    @property
+    def baseline_cpu_ms_per_request(self) -> float | None:
+        done = sum(r.completed for r in self.baseline)
+        return self.baseline_cpu_s * 1000 / done if done else None
+
+    @property
+    def baseline_rps(self) -> float | None:
+        return self._median(self.baseline)
+
+    @property
+    def baseline_ratio(self) -> float | None:
+        pairs = zip(self.direct, self.baseline, strict=False)
+        ratios = [b.requests_per_s / d.requests_per_s for d, b in pairs if d.requests_per_s > 0]
+        return statistics.median(ratios) if ratios else None
 
     @staticmethod
     def _median(runs: list[LoadResult]) -> float | None:
@@ -86,7 +104,7 @@ class ShapeResult:
 
     @property
     def failed(self) -> int:
-        return sum(r.failed for r in (*self.direct, *self.warden))
+        return sum(r.failed for r in (*self.direct, *self.warden, *self.baseline))
 
 
 @dataclass(frozen=True)
@@ -107,10 +125,14 @@ async def _measure_pair(
     settings: UpstreamSettings,
     body: Callable[[bool], bytes],
     log: Callable[[str], None],
+    before: Target | None = None,
 ) -> None:
     """Streamed runs on ``base`` (into ``result.direct``) and ``measured`` (``result.warden``),
-    alternating which goes first, after a warm-up of each."""
+    and ``before`` (``result.baseline``) when given, alternating which goes first, after a
+    warm-up of each."""
     sides = [(base, result.direct), (measured, result.warden)]
+    if before is not None:
+        sides.append((before, result.baseline))
     for target, _ in sides:  # warm-up: connections, lazy imports, first-use caches
         work = Workload(f"{target.base_url}/chat/completions", target.headers, body(True), True)
         await run_load(
@@ -119,17 +141,21 @@ async def _measure_pair(
             concurrency=settings.concurrency,
             max_seconds=settings.warmup_seconds,
         )
-    pid = measured.server.process.pid if measured.server is not None else None
     for round_ in range(settings.rounds):
         # Alternate which side goes first, so a burst of other work on the machine is shared.
         for target, runs in sides if round_ % 2 == 0 else sides[::-1]:
             work = Workload(f"{target.base_url}/chat/completions", target.headers, body(True), True)
+            pid = target.server.process.pid if target.server is not None else None
             cpu_before = cpu_seconds(pid) if pid is not None else 0.0
             run = await run_load(
                 work, requests=settings.requests, concurrency=settings.concurrency, max_seconds=settings.max_seconds
             )
-            if target is measured and pid is not None:
-                result.warden_cpu_s += cpu_seconds(pid) - cpu_before
+            if pid is not None:
+                spent = cpu_seconds(pid) - cpu_before
+                if target is measured:
+                    result.warden_cpu_s += spent
+                elif target is before:
+                    result.baseline_cpu_s += spent
             runs.append(run)
             log(f"{name} {target.variant.label}: {run.requests_per_s:.1f} req/s, {run.failed} failed")
 
@@ -142,6 +168,7 @@ async def _run_shape(
     settings: UpstreamSettings,
     body: Callable[[bool], bytes],
     log: Callable[[str], None],
+    baseline: Variant | None = None,
 ) -> ShapeResult:
     result = ShapeResult(shape)
     argv = [sys.executable, "-m", "gateway.simulator", "--host", "127.0.0.1", "--port", "0", "--shape", shape]
@@ -151,18 +178,24 @@ async def _run_shape(
         result.error = str(exc)
         return result
     warden: Target | None = None
+    before: Target | None = None
     try:
         plain = Variant("direct", "direct upstream", "direct")
         direct = await launch(plain, upstream_url=simulator.url, workdir=workdir, audit=False, probe=body(False))
         sub = workdir / shape
         sub.mkdir(exist_ok=True)
         warden = await launch(variant, upstream_url=simulator.url, workdir=sub, audit=False, probe=body(False))
-        await _measure_pair(shape, direct, warden, result, settings=settings, body=body, log=log)
+        if baseline is not None:
+            old = sub / "baseline"
+            old.mkdir(exist_ok=True)
+            before = await launch(baseline, upstream_url=simulator.url, workdir=old, audit=False, probe=body(False))
+        await _measure_pair(shape, direct, warden, result, settings=settings, body=body, log=log, before=before)
     except StartError as exc:
         result.error = str(exc)
     finally:
-        if warden is not None and warden.server is not None:
-            await stop(warden.server.process)
+        for started in (before, warden):
+            if started is not None and started.server is not None:
+                await stop(started.server.process)
         await stop(simulator.process)
     return result
 
@@ -263,11 +296,14 @@ async def run_upstreams(
     settings: UpstreamSettings,
     body: Callable[[bool], bytes],
     log: Callable[[str], None],
+    baseline: Variant | None = None,
 ) -> list[ShapeResult]:
     results = []
     for shape in shapes:
         log(f"upstream shape {shape}: starting")
-        results.append(await _run_shape(shape, variant, workdir=workdir, settings=settings, body=body, log=log))
+        results.append(
+            await _run_shape(shape, variant, workdir=workdir, settings=settings, body=body, log=log, baseline=baseline)
+        )
     return results
 
 
@@ -297,11 +333,11 @@ def print_upstreams(results: Sequence[ShapeResult], settings: UpstreamSettings, 
         ratio = r.ratio
         verdict = "-" if ratio is None else ("met" if ratio >= GOAL else "MISSED")
         cells = [
-            ("-" if r.direct_rps is None else f"{r.direct_rps:.1f}", 12),
-            ("-" if r.warden_rps is None else f"{r.warden_rps:.1f}", 12),
-            ("-" if ratio is None else f"{ratio:.2f}", 15),
+            (_num(r.direct_rps), 12),
+            (_num(r.warden_rps), 12),
+            (_num(ratio, ".2f"), 15),
             (verdict, 9),
-            ("-" if r.cpu_ms_per_request is None else f"{r.cpu_ms_per_request:.2f}", 19),
+            (_num(r.cpu_ms_per_request, ".2f"), 19),
             (str(r.failed), 8),
         ]
         print(label.ljust(width) + "".join(text.rjust(w) for text, w in cells), file=out)
@@ -309,6 +345,30 @@ def print_upstreams(results: Sequence[ShapeResult], settings: UpstreamSettings, 
         "(requests/s move with whatever else the machine runs; the CPU column is Warden's own cost per request)",
         file=out,
     )
+    print(file=out)
+    if any(r.baseline for r in results):
+        _print_before_after(results, out)
+
+
+def _print_before_after(results: Sequence[ShapeResult], out: TextIO) -> None:
+    """The same rounds with Warden from the ``--baseline`` checkout: before and after, side by side."""
+    print("== before / after: Warden from the --baseline checkout, measured in the same rounds", file=out)
+    width = 54
+    heads = [("before r/s", 12), ("after r/s", 12), ("before/direct", 15), ("after/direct", 14)]
+    heads += [("before CPU ms/req", 19), ("after CPU ms/req", 18)]
+    print("upstream's chunk bytes".ljust(width) + "".join(h.rjust(w) for h, w in heads), file=out)
+    for r in results:
+        if r.error or not r.baseline:
+            continue
+        cells = [
+            (_num(r.baseline_rps), 12),
+            (_num(r.warden_rps), 12),
+            (_num(r.baseline_ratio, ".2f"), 15),
+            (_num(r.ratio, ".2f"), 14),
+            (_num(r.baseline_cpu_ms_per_request, ".2f"), 19),
+            (_num(r.cpu_ms_per_request, ".2f"), 18),
+        ]
+        print(LABELS.get(r.shape, r.shape).ljust(width) + "".join(t.rjust(w) for t, w in cells), file=out)
     print(file=out)
 
 
@@ -322,6 +382,15 @@ def as_json(results: Sequence[ShapeResult]) -> list[dict[str, object]]:
             "ratio": r.ratio,
             "warden_cpu_ms_per_request": r.cpu_ms_per_request,
             "failed": r.failed,
+            **(
+                {
+                    "baseline_rps": [x.requests_per_s for x in r.baseline],
+                    "baseline_ratio": r.baseline_ratio,
+                    "baseline_cpu_ms_per_request": r.baseline_cpu_ms_per_request,
+                }
+                if r.baseline
+                else {}
+            ),
         }
         for r in results
     ]

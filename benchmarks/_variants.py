@@ -28,6 +28,8 @@ class Variant:
     kind: Kind
     policy: Path | None = None
     fast_path: bool = True
+    #: run Warden from this checkout (another revision, for a before/after run) instead of this one
+    repo: Path | None = None
 
 
 def all_variants(default_policy: Path = DEFAULT_POLICY) -> list[Variant]:

@@ -9,11 +9,14 @@ RSS, with ratios against the upstream itself and against LiteLLM Proxy.
 
     python -m benchmarks.load [--requests N] [--concurrency C] [--only streamed|plain] [--skip-litellm]
     python -m benchmarks.load --per-upstream [--upstreams openai,vllm,ollama,llamacpp,tgi,spaced] [--no-proxy]
+    python -m benchmarks.load --per-upstream --baseline /path/to/a/checkout/of/main   # before / after
 
 A full run ends with the per-upstream table: Warden (default policy) against the upstream
 itself, streamed, for each server's way of writing stream chunks (``--shape`` of the
 simulator), then Warden reaching one origin directly and through a real forward proxy
-(Debian's tinyproxy, on loopback); ``--per-upstream`` runs those two alone.
+(Debian's tinyproxy, on loopback); ``--per-upstream`` runs those two alone. With ``--baseline``
+(a checkout of another revision, ``git worktree add /tmp/before main`` say) the per-upstream
+rounds also run Warden from that checkout, so a change is measured before and after in one run.
 
 Figures go to stdout and to ``benchmarks/results/load.json``; progress goes to stderr. A variant
 that cannot start, or a run in which no request succeeds, is reported and the run goes on;
@@ -77,6 +80,11 @@ def _body(stream: bool) -> bytes:
     return json.dumps(payload).encode()
 
 
+#: the per-upstream table's shapes, Warden's variant, settings, whether to run the proxy table,
+#: and Warden from another checkout (``--baseline``) to measure alongside
+UpstreamPlan = tuple[Sequence[Shape], Variant, UpstreamSettings, bool, Variant | None]
+
+
 def _log(message: str) -> None:
     print(f"[benchmarks.load] {message}", file=sys.stderr, flush=True)
 
@@ -131,7 +139,7 @@ async def run(
     variants: Sequence[Variant],
     keys: Sequence[RunKey],
     settings: Settings,
-    upstreams: tuple[Sequence[Shape], Variant, UpstreamSettings, bool] | None = None,
+    upstreams: UpstreamPlan | None = None,
 ) -> tuple[BenchResult, list[ShapeResult], ShapeResult | None]:
     results: list[VariantResult] = []
     shaped: list[ShapeResult] = []
@@ -158,11 +166,9 @@ async def run(
     return BenchResult(settings, results), shaped, proxied
 
 
-async def _per_upstream(
-    upstreams: tuple[Sequence[Shape], Variant, UpstreamSettings, bool], workdir: Path
-) -> tuple[list[ShapeResult], ShapeResult | None]:
-    shapes, variant, up, proxy = upstreams
-    shaped = await run_upstreams(shapes, variant, workdir=workdir, settings=up, body=_body, log=_log)
+async def _per_upstream(upstreams: UpstreamPlan, workdir: Path) -> tuple[list[ShapeResult], ShapeResult | None]:
+    shapes, variant, up, proxy, baseline = upstreams
+    shaped = await run_upstreams(shapes, variant, workdir=workdir, settings=up, body=_body, log=_log, baseline=baseline)
     proxied = await run_proxy(variant, workdir=workdir, settings=up, body=_body, log=_log) if proxy else None
     return shaped, proxied
 
@@ -192,6 +198,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--per-upstream", action="store_true", help="run only the per-upstream and proxy tables")
     parser.add_argument("--no-proxy", action="store_true", help="leave out the forward-proxy comparison")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per upstream (default 3)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another revision: the per-upstream rounds also run Warden from it (before/after)",
+    )
     return parser
 
 
@@ -265,7 +276,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shapes:
         default = next(v for v in all_variants(args.policy.resolve()) if v.name == "warden-default")
         up = UpstreamSettings(args.requests, args.concurrency, args.max_seconds, args.rounds, WARMUP_SECONDS)
-        upstreams = (shapes, default, up, not args.no_proxy)
+        baseline = None
+        if args.baseline is not None:
+            repo = args.baseline.resolve()
+            if not (repo / "gateway" / "cli.py").is_file():
+                raise SystemExit(f"--baseline {repo} is not a Warden checkout (no gateway/cli.py)")
+            # The baseline's own default policy, as its code knows it (unless --policy says otherwise).
+            policy = args.policy.resolve() if args.policy != DEFAULT_POLICY else repo / "policies" / "default.yaml"
+            baseline = Variant("warden-baseline", f"Warden from {repo}", "warden", policy, repo=repo)
+        upstreams = (shapes, default, up, not args.no_proxy, baseline)
     try:
         result, shaped, proxied = asyncio.run(run(variants, keys, _settings(args), upstreams))
     except StartError as exc:

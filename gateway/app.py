@@ -41,6 +41,23 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 ADMIN_BODY_BYTES = 2 * 1024 * 1024
 
 
+class SseResponse(StreamingResponse):
+    """A guarded stream: the write that carries ``[DONE]`` also ends the body (the chunked
+    encoding's last chunk), one write fewer per stream than ``StreamingResponse`` makes."""
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        ended = False
+        async for chunk in self.body_iterator:
+            if ended:
+                continue  # nothing follows [DONE]; the loop only lets the generator finish
+            data = chunk.encode(self.charset) if isinstance(chunk, str) else bytes(chunk)
+            ended = data.endswith(DONE)
+            await send({"type": "http.response.body", "body": data, "more_body": not ended})
+        if not ended:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class RequestIdMiddleware:
     """Gives every request an id and puts it on every response, before any route runs."""
 
@@ -161,7 +178,7 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
         if isinstance(result, Streamed):
             headers = {**SSE_HEADERS, **limits.headers()}
             stream = held_until_durable(result.body, rid(request)) if durable else result.body
-            return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+            return SseResponse(stream, media_type="text/event-stream", headers=headers)
         if durable and not await gw.audit.durable(rid(request), config.audit.ack_timeout_s):
             raise AuditUnavailable("The answer's audit record could not be made durable in time.")
         return _json(result, headers=limits.headers())
@@ -170,9 +187,10 @@ def create_app(config: GatewayConfig, gateway: Gateway | None = None) -> FastAPI
         """The stream, with its final ``[DONE]`` held until the record is durable (the record is
         finished before ``[DONE]`` is produced); an error event instead if it never is."""
         async for chunk in body:
-            if chunk == DONE and not await gw.audit.durable(request_id, config.audit.ack_timeout_s):
+            # ``[DONE]`` ends the stream's last write, after its tail (``flow._relay``).
+            if chunk.endswith(DONE) and not await gw.audit.durable(request_id, config.audit.ack_timeout_s):
                 err = AuditUnavailable("The answer's audit record could not be made durable in time.")
-                yield b"data: " + orjson.dumps(err.to_body(request_id)) + b"\n\n"
+                yield chunk[: -len(DONE)] + b"data: " + orjson.dumps(err.to_body(request_id)) + b"\n\n"
                 return
             yield chunk
 

@@ -108,3 +108,39 @@ def test_per_upstream_table_runs_each_shape_and_the_proxy(tmp_path: Path) -> Non
     assert [u["shape"] for u in figures["upstreams"]] == ["ollama", "spaced"]
     assert all(u["failed"] == 0 and u["ratio"] > 0 for u in figures["upstreams"])
     assert figures["proxy"]["failed"] == 0 and figures["proxy"]["ratio"] > 0
+
+
+@pytest.mark.slow
+def test_baseline_checkout_is_measured_before_and_after_in_the_same_rounds(tmp_path: Path) -> None:
+    # This checkout as its own baseline: what matters is that the second Warden runs, from the
+    # given path, and that its figures sit beside the first's in the table and the JSON.
+    output = tmp_path / "load.json"
+    args = ("--per-upstream", "--upstreams", "openai", "--no-proxy", "--rounds", "1", "--output", str(output))
+
+    done = run_benchmark(*args, "--baseline", str(REPO))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "== before / after: Warden from the --baseline checkout" in done.stdout
+    assert re.search(r"OpenAI \(compact.*\)(\s+[\d.]+){6}\s*$", done.stdout, re.M)
+    (shape,) = json.loads(output.read_text(encoding="utf-8"))["upstreams"]
+    assert len(shape["baseline_rps"]) == 1 and shape["baseline_ratio"] > 0
+    assert shape["baseline_cpu_ms_per_request"] > 0
+
+    refused = run_benchmark(*args, "--baseline", str(tmp_path))
+    assert refused.returncode != 0 and "not a Warden checkout" in refused.stderr
+
+
+TINY_COST = ("--requests", "2", "--repeats", "1")
+
+
+def test_pipeline_cost_runs_a_shape_in_process() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pipeline_cost", "--shapes", "ollama", "--reads", "1,3", *TINY_COST],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^ollama\s+[\d.]+ ms\s+[\d.]+ ms$", done.stdout, re.M), done.stdout

@@ -269,6 +269,16 @@ def test_stream_prefilter_changes_nothing_but_the_work() -> None:
             assert drive(PatternStreamMatcher(fast), chunks).text == expected, text
 
 
+def test_whole_text_scan_through_the_prefilter_finds_what_every_pattern_finds() -> None:
+    # ``find`` runs a pattern only where its shape allows a match: the same hits (spans,
+    # rules, scores) as every pattern searched over the whole text, on the whole corpus.
+    specs = presidio_adapter.pattern_specs(PATTERN_ENTITIES)
+    fast, every = PatternSet(specs, 0.4), PatternSet(specs, 0.4, prefilter=False)
+    rows = [json.loads(line)["text"] for line in SYNTH.read_text().splitlines()]
+    for text in [TEXT, STREAM_TEXT, *rows]:
+        assert fast.find(text) == every.find(text), text
+
+
 def test_stream_prefilter_leaves_prose_to_the_email_pattern_alone() -> None:
     specs = presidio_adapter.pattern_specs({"EMAIL_ADDRESS", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "PHONE_NUMBER"})
     pre = Prefilter([shape_of(s.regex, s.flags) for s in specs])

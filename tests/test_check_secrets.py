@@ -289,6 +289,21 @@ PROSE = (
 )
 
 
+def test_whole_text_scan_through_the_prefilter_finds_what_every_rule_finds() -> None:
+    # ``find`` runs a rule only where its shape allows a match: the same hits as every rule
+    # searched over the whole text, on the noseyparker corpus, the samples and prose.
+    specs = [rule_spec(r) for r in load_rules()]
+    fast, every = PatternSet(specs), PatternSet(specs, prefilter=False)
+    rows = [json.loads(line)["text"] for line in CORPUS.read_text().splitlines()]
+    prose = [
+        json.loads(line)["text"]
+        for name in PROSE_CORPORA
+        for line in (CORPUS.parents[1] / name / "data.jsonl").read_text().splitlines()[:300]
+    ]
+    for text in [*rows, *(text for text, _ in SAMPLES.values()), *prose]:
+        assert fast.find(text) == every.find(text), text[:80]
+
+
 @pytest.mark.parametrize("rule", sorted(SAMPLES))
 def test_stream_prefilter_changes_nothing_but_the_work(rule: str) -> None:
     # Every rule, run only where its shape allows a match, streams exactly like every

@@ -78,6 +78,7 @@ SHAPED_TEXTS = [
 @pytest.mark.parametrize("text", SHAPED_TEXTS)
 def test_prefiltered_stream_equals_running_every_pattern_on_samples(text: str) -> None:
     fast, every = PatternSet(SHAPED), PatternSet(SHAPED, prefilter=False)
+    assert fast.find(text) == every.find(text)
     expected = redact(text, [h.span for h in every.find(text)])
     for chunks in (list(text), [text[:i] for i in (len(text),)], chunked(text, range(1, len(text), 3))):
         assert drive(PatternStreamMatcher(every), chunks).text == expected
@@ -92,6 +93,7 @@ def test_prefiltered_stream_equals_running_every_pattern_on_samples(text: str) -
 def test_prefiltered_stream_equals_running_every_pattern(parts: list[str], cuts: list[int]) -> None:
     text = "".join(parts)
     fast, every = PatternSet(SHAPED), PatternSet(SHAPED, prefilter=False)
+    assert fast.find(text) == every.find(text)
     expected = redact(text, [h.span for h in every.find(text)])
     for chunks in (chunked(text, cuts), list(text)):
         assert drive(PatternStreamMatcher(every), chunks).text == expected

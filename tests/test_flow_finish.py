@@ -72,3 +72,52 @@ def test_a_cancel_while_closing_the_upstream_still_finishes_the_record() -> None
     asyncio.run(main())
     assert len(finished) == 1
     assert finished[0].request_id == session.record.request_id
+
+
+class Chunks:
+    """Upstream chunk batches, as the fast path yields them."""
+
+    def __init__(self, batches: list[list[dict[str, Any]]]) -> None:
+        self.batches = batches
+
+    def __aiter__(self) -> AsyncIterator[list[dict[str, Any]]]:
+        return self
+
+    async def __anext__(self) -> list[dict[str, Any]]:
+        if not self.batches:
+            raise StopAsyncIteration
+        return self.batches.pop(0)
+
+
+def test_the_stream_tail_and_done_leave_in_one_write_after_the_record_is_finished() -> None:
+    from gateway.pipeline.flow import DONE, _relay
+
+    policy = load_policy(DEFAULT_POLICY)
+    session = GuardSession.start(
+        policy,
+        request_id=new_request_id(),
+        tenant="t",
+        key_id="k",
+        endpoint="/v1/chat/completions",
+        model="m",
+        stream=True,
+    )
+    finished: list[AuditRecord] = []
+    chunk = {"choices": [{"index": 0, "delta": {"content": "hello there. "}, "finish_reason": None}]}
+    end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    chunks = Chunks([[chunk], [chunk, chunk], [end]])
+    writes: list[bytes] = []
+
+    async def consume() -> None:
+        guarded = guarded_chunks(
+            session, ResponseGuard(session, "chat"), chunks, route="r", started=0.0, finish=finished.append
+        )
+        async for data in _relay(session, guarded):
+            # [DONE] never goes out before the record is finished (audit ack waits on it)
+            assert bool(finished) == data.endswith(DONE)
+            writes.append(data)
+
+    asyncio.run(consume())
+    assert len(writes) == 3  # a batch per write; the last carries the ending and [DONE]
+    assert writes[-1].count(b"data: ") == 2 and b'"finish_reason":"stop"' in writes[-1]
+    assert b"".join(writes).count(b"hello there. ") == 3

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from gateway.errors import UpstreamError
-from gateway.upstream.sse import FIRST_RUN, MAX_RUN, SseBatcher
+from gateway.upstream.sse import FIRST_RUN, MAX_RUN, RUN_GROWTH, SseBatcher
 
 ENVELOPE = {
     "id": "chatcmpl-9",
@@ -51,11 +51,15 @@ def test_a_read_of_text_tokens_becomes_one_chunk_with_the_same_envelope() -> Non
 
 def test_runs_grow_from_a_few_tokens_to_max_run() -> None:
     batcher = SseBatcher()
-    batch = feed(batcher, b"".join(event({"content": f"w{i} "}) for i in range(200)))
+    count = 2 * MAX_RUN
+    batch = feed(batcher, b"".join(event({"content": f"w{i} "}) for i in range(count)))
     sizes = [c["choices"][0]["delta"]["content"].count("w") for c in batch]
-    assert sizes[:5] == [FIRST_RUN, 2 * FIRST_RUN, 4 * FIRST_RUN, 8 * FIRST_RUN, MAX_RUN]
-    assert sum(sizes) == 200 and max(sizes) == MAX_RUN
-    assert "".join(c["choices"][0]["delta"]["content"] for c in batch) == "".join(f"w{i} " for i in range(200))
+    growing = [FIRST_RUN]
+    while growing[-1] * RUN_GROWTH < MAX_RUN:
+        growing.append(growing[-1] * RUN_GROWTH)
+    assert sizes[: len(growing) + 1] == [*growing, MAX_RUN]
+    assert sum(sizes) == count and max(sizes) == MAX_RUN
+    assert "".join(c["choices"][0]["delta"]["content"] for c in batch) == "".join(f"w{i} " for i in range(count))
 
 
 def test_runs_continue_across_reads_and_everything_else_ends_them() -> None:
@@ -141,3 +145,25 @@ def test_a_crlf_split_between_its_two_bytes_at_the_end_of_an_event() -> None:
     batcher = SseBatcher()
     out = feed(batcher, data[:cut]) + feed(batcher, data[cut:])
     assert texts(out) == [{"content": "one"}] and batcher.done
+
+
+@pytest.mark.parametrize(
+    "raw_text",
+    [b'say \\"hi\\" \\\\ done', b"\\ud83d\\ude00 \\/ \\t", b"tab\there", b"bad \\x escape", b'unescaped " quote'],
+)
+def test_a_token_matched_in_one_step_is_the_token_a_parse_gives(raw_text: bytes) -> None:
+    # After the first tokens a template's events are matched and decoded in one step; a text
+    # JSON refuses there (a raw tab, a bad escape, a stray quote) takes the full parse, which
+    # refuses it the same way: a merge never accepts what a parse would not.
+    words = [event({"content": f"w{i} "}) for i in range(8)]
+    odd = event({"content": "PLACEHOLDER"}).replace(b"PLACEHOLDER", raw_text)
+    data = b"".join(words) + odd + event({"content": "end"}) + b"data: [DONE]\n\n"
+    batcher = SseBatcher()
+    merged = "".join(c["choices"][0]["delta"].get("content", "") for c in feed(batcher, data))
+    try:
+        odd_text = orjson.loads(odd[6:-2])["choices"][0]["delta"]["content"]
+    except orjson.JSONDecodeError:
+        assert isinstance(batcher.error, UpstreamError) and merged == "".join(f"w{i} " for i in range(8))
+    else:
+        assert batcher.error is None and batcher.done
+        assert merged == "".join(f"w{i} " for i in range(8)) + odd_text + "end"

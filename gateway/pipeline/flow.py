@@ -38,6 +38,11 @@ DONE = b"data: [DONE]\n\n"
 Batch = list[dict[str, Any]]
 
 
+class Tail(Batch):
+    """The last batch of a stream (held endings, usage): nothing but ``[DONE]`` follows it, so
+    the relay sends the two in one write."""
+
+
 def sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
@@ -228,7 +233,7 @@ async def guarded_chunks(
         if not guard.stopped:
             tail = await guard.finish()
             if tail:
-                yield tail
+                yield Tail(tail)
     except (asyncio.CancelledError, GeneratorExit):
         status, code, error = Status.client_aborted, 499, "client disconnected"
         guard.record_stream_hits()
@@ -276,14 +281,21 @@ async def _start_stream(
 
 
 async def _relay(session: GuardSession, guarded: AsyncGenerator[Batch, None]) -> AsyncIterator[bytes]:
+    """SSE bytes, a batch per write; the stream's tail and ``[DONE]`` in one (the generator
+    finishes the record between the two, so ``[DONE]`` still comes after it)."""
+    tail = b""
     async with contextlib.aclosing(guarded):
         try:
             async for batch in guarded:
-                yield b"".join(sse(out) for out in batch)
+                data = b"".join(sse(out) for out in batch)
+                if isinstance(batch, Tail):
+                    tail = data
+                else:
+                    yield data
         except WardenError as exc:
-            yield sse(exc.to_body(session.record.request_id))
+            yield tail + sse(exc.to_body(session.record.request_id))
             return
-    yield DONE
+    yield tail + DONE
 
 
 async def _quiet_close(aclose: Any) -> None:

@@ -158,12 +158,21 @@ class FastUpstream:
     async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncGenerator[list[dict[str, Any]], None]:
         response = await self._send(endpoint, body, stream=True)
         events = SseBatcher()
+        alone = True
         try:
             async for data in response.aiter_reads():
-                # One merged chunk at a time: its text is checked and sent before the next
-                # one's is looked at (the first few words do not wait for a whole read).
+                # Up to the stream's first text, chunks one at a time: the first words are
+                # checked and sent before the rest of the read is looked at (they do not wait
+                # for a whole read). After that, a read's chunks leave together, in one write.
+                batch: list[dict[str, Any]] = []
                 for chunk in events.feed(data):
-                    yield [chunk]
+                    if alone:
+                        alone = not _has_text(chunk)
+                        yield [chunk]
+                    else:
+                        batch.append(chunk)
+                if batch:
+                    yield batch
                 if events.error is not None:
                     raise events.error  # after what came before the bad event went out
                 if events.done:
@@ -179,6 +188,21 @@ class FastUpstream:
 
     async def aclose(self) -> None:
         return None
+
+
+def _has_text(chunk: dict[str, Any]) -> bool:
+    """Whether a stream chunk carries words for the client (text, reasoning, tool arguments)."""
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        if choice.get("text"):
+            return True
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and any(
+            delta.get(k) for k in ("content", "reasoning_content", "reasoning", "tool_calls")
+        ):
+            return True
+    return False
 
 
 def _log_once(key: tuple[str, ...], message: str, *args: object) -> None:

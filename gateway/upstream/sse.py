@@ -28,6 +28,7 @@ merged chunk is always the chunk the upstream sent, text aside, fields in the sa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,8 @@ def _plain(value: bytes) -> bool:
 
 
 _SPACE = b" \t\r\n"
+#: a JSON string on one line: anything but quotes, backslashes and line ends, or an escape
+_JSON_STRING = re.compile(rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"')
 _PROBE = "\u2063warden\u2063"  # any text would do: it is parsed once, never sent
 
 
@@ -159,6 +162,9 @@ class Template:
     pad: bytes = b""
     #: the pad of the payload ``text_of`` matched last
     last_pad: bytes = b""
+    #: once confirmed, and without a pad: the bytes of a one-line event of this template
+    #: before its text's JSON string and after it (see ``SseBatcher.feed``)
+    event: tuple[bytes, bytes] | None = None
 
     @staticmethod
     def of(payload: bytes, chunk: Chunk) -> Template | None:
@@ -194,7 +200,11 @@ class Template:
             probe = orjson.loads(self.prefix + middle + self.suffix)
         except orjson.JSONDecodeError:
             return False
-        return bool(probe == self.build(_PROBE))
+        if probe != self.build(_PROBE):
+            return False
+        if self.gap is None:
+            self.event = (b"data: " + self.prefix[:-1], self.suffix[1:] + b"\n\n")
+        return True
 
     def text_of(self, payload: bytes) -> str | None:
         """The text of ``payload`` when it is this template with another text, else None."""
@@ -230,11 +240,13 @@ class Template:
         return chunk
 
 
-#: tokens merged into a stream's first text chunk; each later run may hold twice as many, up
-#: to ``MAX_RUN``. Small first, so the first words are checked and sent before the rest of a
-#: large read is (time to first token); large later, so a fast stream costs little per token.
+#: tokens merged into a stream's first text chunk; each later run may hold ``RUN_GROWTH`` times
+#: as many, up to ``MAX_RUN``. Small first, so the first words are checked and sent before the
+#: rest of a large read is (time to first token); large later, so a fast stream costs little per
+#: token: every chunk is one more pass of the stream checks, one more JSON encoding and write.
 FIRST_RUN = 4
-MAX_RUN = 64
+RUN_GROWTH = 4
+MAX_RUN = 256
 
 
 @dataclass(slots=True)
@@ -262,6 +274,26 @@ class SseBatcher:
         ready: list[Chunk] = []
         start = 0
         while not self.done and self.error is None:
+            template = self._template
+            if template is not None and template.event is not None and buf.startswith(template.event[0], start):
+                # A token of the current template, the bulk of a fast stream: the event's fixed
+                # bytes compared in place, its text's JSON string found by one match and decoded
+                # once, where ``_event`` takes the same steps in Python. Anything else (another
+                # shape, an escape JSON refuses) goes there.
+                head, tail = template.event
+                match = _JSON_STRING.match(buf, start + len(head))
+                if match is not None and buf.startswith(tail, match.end()):
+                    try:
+                        text = orjson.loads(match.group())
+                    except orjson.JSONDecodeError:
+                        text = None
+                    if type(text) is str:
+                        self._add(template, text, ready)
+                        start = match.end() + len(tail)
+                        if ready:
+                            yield from ready
+                            ready.clear()
+                        continue
             cut = buf.find(b"\n\n", start)
             if cut < 0:
                 break
@@ -284,11 +316,7 @@ class SseBatcher:
             and (text := template.text_of(payload)) is not None
             and (template.confirmed or template.confirm())
         ):
-            if len(self._run) >= self._run_cap:
-                self._close_run(batch)
-            if not self._run:
-                self._run_pad = template.last_pad  # a run keeps its first chunk's pad
-            self._run.append(text)  # a run begun here has no parsed head: ``build`` makes one
+            self._add(template, text, batch)
             return
         self._close_run(batch)
         if payload == b"[DONE]":
@@ -306,6 +334,14 @@ class SseBatcher:
         self._template = found
         self._run_head, self._run = chunk, [found.skeleton["choices"][0]["delta"][found.field]]
 
+    def _add(self, template: Template, text: str, batch: list[Chunk]) -> None:
+        """One more token of ``template`` for the run (closing the run first when it is full)."""
+        if len(self._run) >= self._run_cap:
+            self._close_run(batch)
+        if not self._run:
+            self._run_pad = template.last_pad  # a run keeps its first chunk's pad
+        self._run.append(text)  # a run begun here has no parsed head: ``build`` makes one
+
     def _close_run(self, batch: list[Chunk]) -> None:
         if not self._run:
             return
@@ -316,6 +352,6 @@ class SseBatcher:
         if head is not None and len(parts) == 1:
             batch.append(head)  # nothing merged (a role announcement, say): runs do not grow
         else:
-            self._run_cap = min(self._run_cap * 2, MAX_RUN)
+            self._run_cap = min(self._run_cap * RUN_GROWTH, MAX_RUN)
             pad, self._run_pad = self._run_pad, None
             batch.append(template.build(parts[0] if len(parts) == 1 else "".join(parts), pad))

@@ -61,13 +61,22 @@ def lexicon_score(
     ``starts`` is ``phrase_starts(terms)``, passed in when ``terms`` is used more than once."""
     words = [w for w in (w.strip(_STRIP) for w in normalized.split()) if w]
     longest = phrase_starts(terms) if starts is None else starts
+    # Most texts hold no listed word and begin no listed phrase: one look per distinct word
+    # says so, and only a text that does walks its words (in order, so the noisy-OR below
+    # multiplies the same weights in the same order).
+    distinct = set(words)
+    listed = {w for w in distinct if w in terms}
+    starting = {w for w in distinct if w in longest}
+    if not listed and not starting:
+        return 0.0, ()
     found: dict[str, float] = {}
     for i, word in enumerate(words):
-        weight = terms.get(word)
-        if weight is not None:
-            found[word] = weight
+        if word in listed:
+            found[word] = terms[word]
+        if word not in starting:
+            continue
         # Most words begin no listed phrase: only those that do pay for building phrases.
-        for n in range(2, min(longest.get(word, 0), len(words) - i) + 1):
+        for n in range(2, min(longest[word], len(words) - i) + 1):
             phrase = " ".join(words[i : i + n])
             weight = terms.get(phrase)
             if weight is not None:

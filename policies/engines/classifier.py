@@ -58,6 +58,18 @@ _INVISIBLE = re.compile(r"[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u
 def normalize(text: str) -> str:
     """NFKC, case-folded, invisible characters dropped, runs of whitespace as one space,
     padded so edges form n-grams."""
+    if len(text) <= CACHE_CHARS:
+        return _normalize_cached(text)
+    return _normalize(text)
+
+
+@lru_cache(maxsize=32)
+def _normalize_cached(text: str) -> str:
+    # Every detector of a policy normalizes the same prompt (for its cues and its n-grams).
+    return _normalize(text)
+
+
+def _normalize(text: str) -> str:
     folded = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).casefold()
     return " " + _SPACES.sub(" ", folded).strip() + " "
 

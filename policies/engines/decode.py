@@ -15,6 +15,7 @@ import base64
 import binascii
 import codecs
 import re
+from functools import lru_cache
 
 #: shorter runs are identifiers, hashes' prefixes and words, not hidden messages
 MIN_ENCODED_CHARS = 16
@@ -200,8 +201,24 @@ def _unpig(text: str) -> str | None:
     return _WORD.sub(lambda m: word(m.group()), text)
 
 
+#: texts up to this long have their decodings cached: every detector of a policy decodes the
+#: same prompt, and the work is the same each time
+CACHE_CHARS = 16_384
+
+
 def decodings(text: str) -> list[tuple[str, str]]:
     """(encoding, plaintext) for each readable plaintext hidden in ``text``."""
+    if len(text) <= CACHE_CHARS:
+        return list(_decodings_cached(text))
+    return _decodings(text)
+
+
+@lru_cache(maxsize=32)
+def _decodings_cached(text: str) -> tuple[tuple[str, str], ...]:
+    return tuple(_decodings(text))
+
+
+def _decodings(text: str) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     if len(text) >= MIN_ENCODED_CHARS:
         for name, pattern, decode in (("base64", _BASE64, _base64), ("base32", _BASE32, _base32), ("hex", _HEX, _hex)):

@@ -22,6 +22,10 @@ _LETTER_PREFIXES = 512
 _MEMO_SIZE = 1 << 16
 
 
+#: an ungated pattern's index, ``min_len``, ``required`` and ``spaceless``
+UngatedShape = tuple[int, int, tuple[str, ...] | None, bool]
+
+
 class Prefilter:
     """Which of a set's patterns can match in a buffer, from one pass of a prefix trie.
 
@@ -51,9 +55,10 @@ class Prefilter:
         # one that holds the whole word.
         ungated.sort(key=lambda i: (i not in first, self.shapes[i].prefixes is not None))
         self.gated, self.ungated = tuple(gated), tuple(ungated)
-        self.ungated_shapes = tuple(
+        self.ungated_shapes: tuple[UngatedShape, ...] = tuple(
             (i, self.shapes[i].min_len, self.shapes[i].required, self.shapes[i].spaceless) for i in ungated
         )
+        self.ungated_index = {shape[0]: shape for shape in self.ungated_shapes}
         #: per ungated pattern, the bytes its partial match may hold (for `bytes.rstrip`)
         self.alphabets = {
             i: None if shape.alphabet is None else "".join(sorted(shape.alphabet)).encode("ascii")
