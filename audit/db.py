@@ -16,7 +16,7 @@
 
 Alembic is imported only to migrate: the gateway's start checks the revision with one query,
 and a new, empty SQLite file gets the models' tables and the head revision stamped (what
-Alembic advises for a fresh database; ``tests/test_audit_models.py`` holds models and
+Alembic advises for a fresh database; ``tests/audit/test_audit_models.py`` holds models and
 migrations equal). Importing Alembic costs about half a second of start-up.
 """
 

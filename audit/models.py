@@ -1,6 +1,6 @@
 """The audit tables, as SQLAlchemy 2 typed models.
 
-Alembic migrations (``audit/migrations``) create these; ``tests/test_audit_models.py`` checks
+Alembic migrations (``audit/migrations``) create these; ``tests/audit/test_audit_models.py`` checks
 that the models and the migrations agree. Inserts on the hot path go through SQLAlchemy Core
 (``audit.write.store``), queries may use either.
 
@@ -25,7 +25,7 @@ Choices worth knowing:
 * On PostgreSQL ``audit_requests`` is partitioned by month on ``started_at`` (migration
   ``0006_partitions``, ``audit.partitions``): there its primary key is ``(request_id,
   started_at)`` and its chain key ``(chain_id, seq, started_at)``. These models describe the
-  SQLite table; ``tests/test_audit_models.py`` allows exactly that difference.
+  SQLite table; ``tests/audit/test_audit_models.py`` allows exactly that difference.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 GenAI names follow the OpenTelemetry GenAI semantic conventions (still "development"
 status upstream, so they are copied here rather than imported from the incubating module;
-``tests/test_audit_telemetry.py`` checks they still match). Warden's own are ``warden.*``.
+``tests/audit/test_audit_telemetry.py`` checks they still match). Warden's own are ``warden.*``.
 Warden is a gateway, so for the model call it is the *server* side of the GenAI
 conventions (``gen_ai.server.*`` metrics), and a client of its upstream.
 """

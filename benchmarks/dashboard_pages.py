@@ -53,8 +53,8 @@ from audit.write.writer import AuditWriter
 from dashboard.auth import UserError, add_user
 from gateway.pipeline.session import new_request_id
 from tests.audit_db import make_record
+from tests.dashboard.test_dashboard_browser import BASE_FLAGS, CHROMIUM, Browser
 from tests.gateway_harness import free_port, write_config
-from tests.test_dashboard_browser import BASE_FLAGS, CHROMIUM, Browser
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = {

@@ -3,7 +3,7 @@
 The routes read their bodies themselves (size limit first, then strict validation), so
 FastAPI cannot infer them; this module adds them from the same pydantic models the routes
 use, plus the bearer-key security scheme and the OpenAI-shaped error responses each route
-can give. Served at ``/openapi.json``; ``tests/test_fuzz_api.py`` fuzzes the gateway from it.
+can give. Served at ``/openapi.json``; ``tests/gateway/test_fuzz_api.py`` fuzzes the gateway from it.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ exported from the installed presidio by this module, and ``presidio_adapter`` im
 recognizer class only the first time its ``validate_result`` is needed (or when the
 gateway warms up in the background).
 
-The file must match the installed presidio: ``tests/test_check_pii.py`` compares them, and
+The file must match the installed presidio: ``tests/policies/test_check_pii.py`` compares them, and
 after upgrading presidio-analyzer the fix is::
 
     python -m policies.presidio_catalogue        # rewrites policies/data/presidio_patterns.json

@@ -26,7 +26,7 @@ from gateway.pipeline.stream import ChannelScanner
 from gateway.upstream.sse import SseBatcher
 from policies.loader import load_policy_text
 from policies.yamlio import YamlModelError
-from tests.test_stream_scanner import bound
+from tests.gateway.test_stream_scanner import bound
 
 FUZZ = settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 

@@ -33,8 +33,8 @@ from sqlalchemy.engine import make_url
 
 from audit.db import upgrade
 from tests.audit_db import postgres_schema
+from tests.gateway.test_ratelimit import need_redis
 from tests.gateway_harness import DEFAULT_POLICY, free_port
-from tests.test_ratelimit import need_redis
 from tests.upstream import SimulatorHandle
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.audit_db import require_postgres
-from tests.test_ratelimit import need_redis
+from tests.gateway.test_ratelimit import need_redis
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]

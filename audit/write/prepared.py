@@ -14,7 +14,7 @@ Normalizing is idempotent: a stored record prepared again gives the same object.
 object for the common record that needs no normalizing, built inline and checked cheaply
 (types, UTC, finite floats; NUL and lone surrogates are found by the one canonical dump it
 needs anyway). Anything unusual makes it give up, and the careful normalizer runs instead;
-``tests/test_audit_prepared.py`` holds the two to the same bytes.
+``tests/audit/test_audit_prepared.py`` holds the two to the same bytes.
 
 The canonical bytes of the *unlinked* object (``chain_id`` and ``seq`` null) are made there
 too, off the commit path: linking only splices the two values in (``Prepared.canonical``).

@@ -10,7 +10,7 @@ Misses: secrets without a known shape or a telling key name (a password alone in
 short or low-entropy tokens with no prefix, hex-only secrets without a key name (hashes
 look the same), secrets split across lines or encoded, and placeholders by design
 (``xxxx``, ``<your-key>``, ``${TOKEN}``). On the noseyparker rule examples it finds about
-four in five positives; see tests/test_check_secrets.py for the measured numbers.
+four in five positives; see tests/policies/test_check_secrets.py for the measured numbers.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from policies.training.fit import calibrate
 from policies.training.split import is_validation
 from policies.training.train_classifiers import run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MANIFEST = json.loads((MODELS_DIR / "manifest.json").read_text())
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from policies.checks import base
 from policies.engines.spans import Span, StreamScan
 
-ENGINES = Path(__file__).resolve().parents[1] / "policies" / "engines"
+ENGINES = Path(__file__).resolve().parents[2] / "policies" / "engines"
 
 
 def test_the_check_interface_names_the_same_types() -> None:

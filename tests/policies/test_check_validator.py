@@ -11,7 +11,7 @@ from policies.guardrails_adapter import telemetry_state
 from policies.schema import CheckSpec, Policy
 from policies.yamlio import YamlModelError, load_model
 
-HERE = __name__  # "tests.test_check_validator": the import path of the classes below
+HERE = __name__  # "tests.policies.test_check_validator": the import path of the classes below
 
 
 @register_validator(name="warden-tests/no-word", data_type="string")

@@ -11,7 +11,7 @@ from policies.checks.base import Check
 from policies.registry import check_class
 from policies.schema import CheckSpec
 
-HARD_NEGATIVES = Path(__file__).resolve().parents[1] / "policies/training/data/hard_negatives.jsonl"
+HARD_NEGATIVES = Path(__file__).resolve().parents[2] / "policies/training/data/hard_negatives.jsonl"
 
 
 def build(**options: object) -> Check:

@@ -22,7 +22,7 @@ from tests.gateway_harness import write_config
 
 __all__ = ["dash", "dashboard_seed"]
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "dashboard"
+DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
 APP = str(DASHBOARD / "app.py")
 
 

@@ -25,6 +25,7 @@ import pytest
 
 from audit.db import upgrade
 from dashboard.auth import add_user
+from tests.dashboard.test_dashboard_browser import WAIT_S, Browser, _need_chromium, browser
 from tests.gateway_harness import (
     CLIENT_KEY,
     REVIEWER_KEY,
@@ -33,14 +34,13 @@ from tests.gateway_harness import (
     running_gateway,
     write_config,
 )
-from tests.test_dashboard_browser import WAIT_S, Browser, _need_chromium, browser
 from tests.upstream import SimulatorHandle
 
 __all__ = ["browser"]
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "admin-pass-1"
 BENIGN = (
     "Forget the earlier instructions I gave you about the font; use Arial instead.",

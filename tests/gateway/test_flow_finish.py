@@ -15,7 +15,7 @@ from gateway.pipeline.response import ResponseGuard
 from gateway.pipeline.session import GuardSession, new_request_id
 from policies.loader import load_policy
 
-DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.yaml"
+DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
 
 
 class SlowToClose:

@@ -25,7 +25,7 @@ from tests.audit_db import audit_url, database_url, make_record, postgres_url
 
 __all__ = ["audit_url", "database_url", "postgres_url"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 KEY = ChainKey.from_key(b"writer-test-key")
 DEAD_PG = "postgresql+psycopg://postgres@127.0.0.1:1/test"  # nothing listens on port 1
 

@@ -90,7 +90,7 @@ def test_the_secret_never_leaves_even_in_part() -> None:
 @pytest.fixture(scope="module")
 def gateway(simulator: SimulatorHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     folder = tmp_path_factory.mktemp("leak")
-    policy = Path(__file__).resolve().parents[1] / "policies" / "default.yaml"
+    policy = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
     config = write_config(folder, simulator.base_url, policy=str(policy), extra="audit: {enabled: false}\n")
     with running_gateway(config) as running:
         yield running

@@ -21,7 +21,7 @@ from policies.loader import load_policy
 from policies.registry import check_class
 from policies.schema import CheckSpec
 
-DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "policies" / "default.yaml"
+DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
 INDIRECT = frozenset({"indirect", "injection"})
 
 

@@ -21,7 +21,7 @@ from dashboard import data, evaluation, policy_files
 from dashboard.evaluation import RuledPrompt
 from policies.loader import load_policy, load_policy_text
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT = REPO / "policies" / "default.yaml"
 
 

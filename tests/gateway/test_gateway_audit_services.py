@@ -14,9 +14,9 @@ from sqlalchemy import text
 
 from audit.db import make_engine
 from audit.read.anchors import generate_key, load_public_key, read_anchors
+from tests.audit.test_audit_alerts import SECRET, Receiver
+from tests.audit.test_audit_anchors import cut_newest
 from tests.gateway_harness import CLIENT_KEY, running_gateway, write_config
-from tests.test_audit_alerts import SECRET, Receiver
-from tests.test_audit_anchors import cut_newest
 from tests.upstream import SimulatorHandle
 
 POLICY = """

@@ -18,7 +18,7 @@ from gateway.errors import UpstreamError
 from gateway.upstream.fast_path import FastUpstream
 from gateway.upstream.http1 import ConnectTimeout, Http1Error, Http1Pool, Http2Refused
 from gateway.upstream.transport import Transports
-from tests.test_upstream_http1 import STREAM_HEAD, chunked, post, read_request, serve
+from tests.gateway.test_upstream_http1 import STREAM_HEAD, chunked, post, read_request, serve
 
 REPLY = b'{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}]}'
 

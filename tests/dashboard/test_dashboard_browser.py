@@ -38,7 +38,7 @@ __all__ = ["dashboard_seed"]
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "docs" / "screenshots" / "request-detail.png"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 BASE_FLAGS = (

@@ -11,7 +11,7 @@ import pytest
 from policies.loader import load_policy
 from policies.yamlio import YamlModelError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -18,8 +18,8 @@ import pytest
 
 from gateway.errors import UpstreamError
 from tests.forward_proxy import ForwardProxy, tinyproxy
-from tests.test_upstream_http1 import STREAM_HEAD, certificate, chunked, read_request, serve
-from tests.test_upstream_transport import CHAT, fast
+from tests.gateway.test_upstream_http1 import STREAM_HEAD, certificate, chunked, read_request, serve
+from tests.gateway.test_upstream_transport import CHAT, fast
 from tests.upstream import SimulatorHandle
 
 __all__ = ["certificate"]  # the module fixture, shared with the raw pool's tests

@@ -26,7 +26,7 @@ from policies.engines.regex_shape import shape_of
 from policies.registry import check_class
 from tests.stream_driver import assert_never_leaks, chunked, drive, redact
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SYNTH = ROOT.parent / "shared" / "corpora" / "presidio_synth_pii" / "data.jsonl"
 PATTERN_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS")
 
@@ -306,4 +306,4 @@ def test_pattern_only_pii_checks_start_without_importing_presidio_or_spacy() -> 
         "assert sorted(s.entity_type for s in found.spans) == ['CREDIT_CARD', 'EMAIL_ADDRESS'], found\n"
         "assert 'presidio_analyzer' in sys.modules  # the checksum needed its recognizer\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1], timeout=120)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2], timeout=120)

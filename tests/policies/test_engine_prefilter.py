@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from policies.engines.patterns import PatternSet, PatternSpec, PatternStreamMatcher
 from policies.engines.prefilter import Prefilter
 from policies.engines.regex_shape import shape_of
+from tests.policies.test_engine_patterns import EMAILISH, TOKEN
 from tests.stream_driver import chunked, drive, redact
-from tests.test_engine_patterns import EMAILISH, TOKEN
 
 
 def test_prefilter_picks_the_patterns_that_can_start_in_the_unsent_text() -> None:

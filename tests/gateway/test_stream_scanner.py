@@ -197,7 +197,7 @@ def test_spans_put_off_again_and_again_are_kept_once() -> None:
 
 @pytest.fixture(scope="module")
 def default_policy() -> CompiledPolicy:
-    policy = load_policy(Path(__file__).resolve().parents[1] / "policies" / "default.yaml")
+    policy = load_policy(Path(__file__).resolve().parents[2] / "policies" / "default.yaml")
     policy.warm()
     return policy
 

@@ -34,7 +34,7 @@ from policies.registry import check_class
 from policies.yamlio import YamlModelError
 from tests.stream_driver import assert_never_leaks, chunked, drive, drive_many, redact
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "noseyparker_secrets" / "data.jsonl"
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpora" / "noseyparker_secrets" / "data.jsonl"
 PROSE_CORPORA = ("alpaca_eval", "self_instruct", "wildguardtest_benign", "coconot_contrast", "notinject")
 
 _rng = random.Random(20240601)

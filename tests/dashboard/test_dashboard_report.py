@@ -13,7 +13,7 @@ from tests.dashboard_fixtures import PASSWORDS, Dash, dash, dashboard_seed
 
 __all__ = ["dash", "dashboard_seed"]
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 
 
 def test_report_page_shows_the_period_and_offers_html_and_pdf(dash: Dash) -> None:

@@ -16,7 +16,7 @@ from policies import guardrails_adapter as adapter
 from policies.checks.base import CheckResult, Span
 from policies.registry import BUILTIN_CHECKS
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def module_exists(check: str) -> bool:
