@@ -168,7 +168,7 @@ def test_cli_erase(engine: Engine, records: list[AuditRecord], audit_url: str) -
 
 def test_records_from_before_commitments_still_verify_and_are_left_by_erase(database_url: str, tmp_path: Path) -> None:
     from audit.db import upgrade
-    from tests import test_audit_migrations as old
+    from tests.audit import test_audit_migrations as old
 
     upgrade(database_url, "0001")
     eng = make_engine(database_url)
