@@ -144,3 +144,20 @@ def test_pipeline_cost_runs_a_shape_in_process() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"^ollama\s+[\d.]+ ms\s+[\d.]+ ms$", done.stdout, re.M), done.stdout
+
+
+def test_detection_leave_out_tables_report_the_checks_as_they_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.detection", "--loso-only"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    title = "prompt_injection: leave one source out (the check: n-gram model, cues, quotes, decoding)"
+    table = done.stdout.split(title)
+    assert len(table) == 2, done.stdout
+    pooled = re.search(r"pooled false-positive rate\s+([\d.]+)", table[1])
+    assert pooled is not None and 0.0 <= float(pooled.group(1)) < 0.2
