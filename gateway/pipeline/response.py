@@ -62,6 +62,7 @@ class ResponseGuard:
     #: the request's ``response_format``, for ``json_schema`` checks that follow it
     response_format: dict[str, Any] | None = None
     _restore_recorded: bool = False
+    _hits_recorded: bool = False
 
     # -- streaming -----------------------------------------------------------------------
 
@@ -311,7 +312,13 @@ class ResponseGuard:
         self._hit_step(hit, channel)
 
     def record_stream_hits(self) -> None:
-        """One audit step per stream check that acted, with its spans (no raw values)."""
+        """One audit step per stream check that acted, with its spans (no raw values).
+
+        Once per response: the output stage, a block and the error and disconnect paths all
+        call it, and a client that leaves while an output check runs reaches two of them."""
+        if self._hits_recorded:
+            return
+        self._hits_recorded = True
         for choice in self.choices.values():
             scanners = [("content", choice.content), ("reasoning", choice.reasoning)]
             scanners += [(f"tool_call[{i}]", s) for i, s in choice.tools.items()]

@@ -121,3 +121,68 @@ def test_the_stream_tail_and_done_leave_in_one_write_after_the_record_is_finishe
     assert len(writes) == 3  # a batch per write; the last carries the ending and [DONE]
     assert writes[-1].count(b"data: ") == 2 and b'"finish_reason":"stop"' in writes[-1]
     assert b"".join(writes).count(b"hello there. ") == 3
+
+
+LEAVING_POLICY = """
+name: leaving
+stream:
+  checks:
+    - {check: secrets, action: redact}
+output:
+  - {check: test_slow, seconds: 2.0, timeout_ms: 10000, action: block}
+"""
+
+
+def test_a_client_leaving_during_the_output_stage_records_each_stream_hit_once(monkeypatch: Any) -> None:
+    """The output stage records the stream's hits first; a client that hangs up while an output
+    check runs must not get them recorded a second time by the cancellation path."""
+    from policies import registry
+    from policies.loader import load_policy_text
+    from tests.faulty_checks import TEST_CHECKS
+
+    monkeypatch.setattr(registry, "BUILTIN_CHECKS", {**registry.BUILTIN_CHECKS, **TEST_CHECKS})
+    registry.check_class.cache_clear()
+    try:
+        policy = load_policy_text(LEAVING_POLICY, "test")
+    finally:
+        registry.check_class.cache_clear()
+    session = GuardSession.start(
+        policy,
+        request_id=new_request_id(),
+        tenant="t",
+        key_id="k",
+        endpoint="/v1/chat/completions",
+        model="m",
+        stream=True,
+    )
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    text = f"Here is the token {token} and a slow ending."
+    chunks = Chunks([[{"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": "stop"}]}]])
+    finished: list[AuditRecord] = []
+
+    def secrets_steps() -> int:
+        return sum(1 for s in session.record.steps if s.name == "secrets" and s.stage == "stream")
+
+    async def consume() -> None:
+        stream = guarded_chunks(
+            session, ResponseGuard(session, "chat"), chunks, route="r", started=0.0, finish=finished.append
+        )
+        async for _ in stream:
+            pass
+
+    async def main() -> None:
+        task = asyncio.create_task(consume())
+        for _ in range(500):  # the output stage has begun once the stream's hits are recorded
+            if secrets_steps():
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(main())
+    assert len(finished) == 1
+    assert finished[0].status == "client_aborted"
+    assert [s.name for s in finished[0].steps if s.stage == "stream"].count("secrets") == 1
