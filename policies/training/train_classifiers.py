@@ -20,7 +20,7 @@ import multiprocessing as mp
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,12 +118,18 @@ def measure(
     With ``cues`` (heuristic families), a row also fires when the cues score >= 0.5, as
     in the check, so the figure is the check's own on data its model never saw.
     """
+
+    def fired(text: str) -> bool:
+        return model.score(text) >= 0.5 or (bool(cues) and cue_score(normalize(text), cues)[0] >= 0.5)
+
+    return per_source(examples, fired)
+
+
+def per_source(examples: Sequence[Example], fired: Callable[[str], bool]) -> dict[str, Metrics]:
+    """Metrics per source of a verdict on each row's text, plus ``all``."""
     by_source: dict[str, list[tuple[int, bool]]] = defaultdict(list)
     for e in examples:
-        fired = model.score(e.row.text) >= 0.5
-        if cues and not fired:
-            fired = cue_score(normalize(e.row.text), cues)[0] >= 0.5
-        pair = (e.label, fired)
+        pair = (e.label, fired(e.row.text))
         by_source[e.row.source].append(pair)
         by_source["all"].append(pair)
     return {
@@ -153,15 +159,7 @@ def _with_model(klass: type[DetectorCheck], fitted: LinearTextModel) -> type[Det
 
 def measure_check(check: DetectorCheck, examples: Sequence[Example]) -> dict[str, Metrics]:
     """Metrics per source of the check's own verdict (``scan``), as the gateway reaches it."""
-    by_source: dict[str, list[tuple[int, bool]]] = defaultdict(list)
-    for e in examples:
-        pair = (e.label, check.scan(e.row.text).fired)
-        by_source[e.row.source].append(pair)
-        by_source["all"].append(pair)
-    return {
-        source: binary_metrics([y for y, _ in pairs], [f for _, f in pairs])
-        for source, pairs in sorted(by_source.items())
-    }
+    return per_source(examples, lambda text: check.scan(text).fired)
 
 
 def loso_sources(examples: Sequence[Example]) -> list[str]:

@@ -13,9 +13,23 @@ from audit.record import AuditRecord
 from gateway.pipeline.flow import guarded_chunks
 from gateway.pipeline.response import ResponseGuard
 from gateway.pipeline.session import GuardSession, new_request_id
+from policies.compiled import CompiledPolicy
 from policies.loader import load_policy
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.yaml"
+
+
+def streamed_session(policy: CompiledPolicy) -> GuardSession:
+    """A streamed chat request's session, as the route starts it."""
+    return GuardSession.start(
+        policy,
+        request_id=new_request_id(),
+        tenant="t",
+        key_id="k",
+        endpoint="/v1/chat/completions",
+        model="m",
+        stream=True,
+    )
 
 
 class SlowToClose:
@@ -41,15 +55,7 @@ class SlowToClose:
 
 def test_a_cancel_while_closing_the_upstream_still_finishes_the_record() -> None:
     policy = load_policy(DEFAULT_POLICY)
-    session = GuardSession.start(
-        policy,
-        request_id=new_request_id(),
-        tenant="t",
-        key_id="k",
-        endpoint="/v1/chat/completions",
-        model="m",
-        stream=True,
-    )
+    session = streamed_session(policy)
     finished: list[AuditRecord] = []
     chunks = SlowToClose()
 
@@ -93,15 +99,7 @@ def test_the_stream_tail_and_done_leave_in_one_write_after_the_record_is_finishe
     from gateway.pipeline.flow import DONE, _relay
 
     policy = load_policy(DEFAULT_POLICY)
-    session = GuardSession.start(
-        policy,
-        request_id=new_request_id(),
-        tenant="t",
-        key_id="k",
-        endpoint="/v1/chat/completions",
-        model="m",
-        stream=True,
-    )
+    session = streamed_session(policy)
     finished: list[AuditRecord] = []
     chunk = {"choices": [{"index": 0, "delta": {"content": "hello there. "}, "finish_reason": None}]}
     end = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
@@ -146,15 +144,7 @@ def test_a_client_leaving_during_the_output_stage_records_each_stream_hit_once(m
         policy = load_policy_text(LEAVING_POLICY, "test")
     finally:
         registry.check_class.cache_clear()
-    session = GuardSession.start(
-        policy,
-        request_id=new_request_id(),
-        tenant="t",
-        key_id="k",
-        endpoint="/v1/chat/completions",
-        model="m",
-        stream=True,
-    )
+    session = streamed_session(policy)
     token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
     text = f"Here is the token {token} and a slow ending."
     chunks = Chunks([[{"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": "stop"}]}]])
